@@ -1,0 +1,383 @@
+"""StyleGAN2 generator as plain ``nn.Module``s: mapping network, synthesis network, generator.
+
+Module and parameter names follow NVlabs stylegan2-ada-pytorch (``mapping.fc0``, ``synthesis.b64.conv0``,
+...), so an NVlabs ``G_ema`` state dict loads as it is and rosinality checkpoints are renamed onto it
+(see ``checkpoints.py``). Both families' layouts are covered: per-resolution channel counts are explicit
+(``GeneratorConfig.channels``), and the ``orig``, ``skip`` (configs E/F) and ``resnet`` architectures exist.
+
+Latent spaces:
+- Z: ``z [N, z_dim]``, normalised then mapped;
+- W / W+: ``ws [N, num_ws, w_dim]`` (W is W+ with every row equal);
+- S (StyleSpace): one style vector per modulated layer, ``styles[l] [N, C_l]`` = affine_l(ws[:, i_l]).
+  ``synthesis(ws)`` is literally ``synthesize_from_styles(ws_to_styles(ws))``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+from torch import nn
+
+from semedit.stylegan2.ops import (
+    assert_shape,
+    bias_act,
+    modulated_conv2d,
+    normalize_2nd_moment,
+    setup_filter,
+    upsample2d,
+)
+
+NOISE_MODES = ("const", "random", "none")
+REDUCED_PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class GeneratorConfig:
+    """Everything needed to build a generator; stored in checkpoints and printed by `semedit info`."""
+
+    z_dim: int = 512
+    w_dim: int = 512
+    img_resolution: int = 1024  # a power of two >= 8
+    img_channels: int = 3
+    mapping_layers: int = 8
+    mapping_lr_multiplier: float = 0.01
+    # Channels of the block at each resolution {4: 512, 8: 512, ...}; JSON turns the keys into strings.
+    channels: dict = field(default_factory=dict)
+    architecture: str = "skip"  # "orig" | "skip" | "resnet"
+    conv_clamp: Optional[float] = None  # NVlabs pickles: 256; rosinality: None
+    num_fp16_res: int = 0  # how many top resolutions the checkpoint's authors ran in fp16 (informational)
+    source_format: str = "semedit"
+
+    def __post_init__(self):
+        self.channels = {int(k): int(v) for k, v in self.channels.items()}
+        log2 = math.log2(self.img_resolution) if self.img_resolution > 0 else 0
+        if self.img_resolution < 8 or log2 != int(log2):
+            raise ValueError(f"img_resolution must be a power of two >= 8, got {self.img_resolution}")
+        if self.architecture not in ("orig", "skip", "resnet"):
+            raise ValueError(f"architecture must be 'orig', 'skip' or 'resnet', got '{self.architecture}'")
+        missing = [r for r in self.block_resolutions if r not in self.channels]
+        if missing:
+            raise ValueError(f"channels has no entry for resolutions {missing}")
+
+    @property
+    def block_resolutions(self) -> list[int]:
+        return [2**i for i in range(2, int(math.log2(self.img_resolution)) + 1)]
+
+    @staticmethod
+    def channels_from_base(resolution: int, channel_base: int, channel_max: int) -> dict:
+        """NVlabs' rule: min(channel_base // res, channel_max) at each resolution."""
+        return {2**i: min(channel_base // 2**i, channel_max) for i in range(2, int(math.log2(resolution)) + 1)}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = {str(k): v for k, v in self.channels.items()}
+        return d
+
+
+class FullyConnectedLayer(nn.Module):
+    """Linear layer with equalised learning rate.
+
+    weight: [out, in] stored divided by ``lr_multiplier``; used as weight * lr_multiplier / sqrt(in).
+    """
+
+    def __init__(self, in_features: int, out_features: int, activation: str = "linear",
+                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
+        super().__init__()
+        self.activation = activation
+        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
+        self.weight_gain = lr_multiplier / math.sqrt(in_features)
+        self.bias_gain = lr_multiplier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
+        w = self.weight.to(x.dtype) * self.weight_gain
+        b = self.bias.to(x.dtype) * self.bias_gain
+        if self.activation == "linear":
+            return torch.addmm(b.unsqueeze(0), x, w.t())
+        return bias_act(x.matmul(w.t()), b, act=self.activation)
+
+
+class MappingNetwork(nn.Module):
+    """z [N, z_dim] -> ws [N, num_ws, w_dim] (unconditional; ``w_avg`` is the tracked mean of w)."""
+
+    def __init__(self, z_dim: int, w_dim: int, num_ws: int, num_layers: int = 8, lr_multiplier: float = 0.01):
+        super().__init__()
+        self.z_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, w_dim, num_ws, num_layers
+        features = [z_dim] + [w_dim] * num_layers
+        for idx in range(num_layers):
+            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu",
+                                        lr_multiplier=lr_multiplier)
+            setattr(self, f"fc{idx}", layer)
+        self.register_buffer("w_avg", torch.zeros([w_dim]))
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0,
+                truncation_cutoff: Optional[int] = None) -> torch.Tensor:
+        assert_shape(z, [None, self.z_dim], "z")
+        x = normalize_2nd_moment(z.to(torch.float32))
+        for idx in range(self.num_layers):
+            x = getattr(self, f"fc{idx}")(x)
+        x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
+        if truncation_psi != 1:
+            cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
+            truncated = self.w_avg.lerp(x[:, :cutoff], truncation_psi)
+            x = torch.cat([truncated, x[:, cutoff:]], dim=1)
+        return x
+
+
+class SynthesisLayer(nn.Module):
+    """Modulated 3x3 convolution (+ optional 2x upsampling), noise, bias, leaky ReLU, clamp."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: int = 1,
+                 conv_clamp: Optional[float] = None, kernel_size: int = 3):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.resolution, self.up, self.conv_clamp = resolution, up, conv_clamp
+        self.padding = kernel_size // 2
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)  # w -> style [N, in_channels]
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.register_buffer("noise_const", torch.randn([resolution, resolution]))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.register_buffer("resample_filter", setup_filter())
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor, noise_mode: str = "const", gain: float = 1.0,
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        noise = None
+        if noise_mode == "random":
+            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
+                                generator=generator) * self.noise_strength
+        elif noise_mode == "const":
+            noise = self.noise_const * self.noise_strength
+        x = modulated_conv2d(x, self.weight, style, noise=noise, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter)
+        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        return bias_act(x, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
+
+
+class ToRGBLayer(nn.Module):
+    """Modulated 1x1 convolution to RGB, without demodulation."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: Optional[float] = None):
+        super().__init__()
+        self.in_channels, self.out_channels, self.conv_clamp = in_channels, out_channels, conv_clamp
+        self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False)
+        return bias_act(x, self.bias, clamp=self.conv_clamp)
+
+
+class Conv2dLayer(nn.Module):
+    """Unmodulated 1x1 convolution with 2x upsampling (the resnet architecture's skip branch)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
+        self.register_buffer("resample_filter", setup_filter())
+        self.weight_gain = 1 / math.sqrt(in_channels)
+
+    def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        # A 1x1 convolution commutes with upsampling; convolve at the lower resolution first (cheaper).
+        x = torch.nn.functional.conv2d(x, (self.weight * self.weight_gain).to(x.dtype))
+        return upsample2d(x, self.resample_filter) * gain
+
+
+class SynthesisBlock(nn.Module):
+    """One resolution: [conv0 (up)] conv1 [torgb]; consumes ``num_conv + num_torgb`` style vectors."""
+
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
+                 is_last: bool, architecture: str = "skip", conv_clamp: Optional[float] = None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.resolution, self.is_last, self.architecture = resolution, is_last, architecture
+        self.register_buffer("resample_filter", setup_filter())
+        self.num_conv = 0
+        self.num_torgb = 0
+        self.compute_dtype: Optional[torch.dtype] = None  # reduced precision, set by Generator
+        if in_channels == 0:
+            self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+        else:
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, conv_clamp=conv_clamp)
+            self.num_conv += 1
+        self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
+        self.num_conv += 1
+        if is_last or architecture == "skip":
+            self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
+            self.num_torgb += 1
+        if in_channels != 0 and architecture == "resnet":
+            self.skip = Conv2dLayer(in_channels, out_channels)
+
+    def style_layers(self) -> list[nn.Module]:
+        """The modulated layers of this block, in the order they consume styles."""
+        layers = [] if self.in_channels == 0 else [self.conv0]
+        layers.append(self.conv1)
+        if self.num_torgb:
+            layers.append(self.torgb)
+        return layers
+
+    def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], styles: list[torch.Tensor],
+                noise_mode: str = "const", generator: Optional[torch.Generator] = None):
+        dtype = self.compute_dtype if (self.compute_dtype is not None and styles[0].is_cuda) else torch.float32
+        styles = [s.to(dtype) for s in styles]
+        if self.in_channels == 0:
+            x = self.const.to(dtype).unsqueeze(0).repeat([styles[0].shape[0], 1, 1, 1])
+            x = self.conv1(x, styles[0], noise_mode, generator=generator)
+            next_style = 1
+        else:
+            x = x.to(dtype)
+            if self.architecture == "resnet":
+                y = self.skip(x, gain=math.sqrt(0.5))
+                x = self.conv0(x, styles[0], noise_mode, generator=generator)
+                x = self.conv1(x, styles[1], noise_mode, gain=math.sqrt(0.5), generator=generator)
+                x = y + x
+            else:
+                x = self.conv0(x, styles[0], noise_mode, generator=generator)
+                x = self.conv1(x, styles[1], noise_mode, generator=generator)
+            next_style = 2
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        if self.num_torgb:
+            y = self.torgb(x, styles[next_style]).to(torch.float32)
+            img = y if img is None else img + y
+        return x, img
+
+
+class SynthesisNetwork(nn.Module):
+    """ws [N, num_ws, w_dim] -> image [N, img_channels, R, R] (through the styles of every layer)."""
+
+    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channels: dict,
+                 architecture: str = "skip", conv_clamp: Optional[float] = None):
+        super().__init__()
+        self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
+        self.block_resolutions = [2**i for i in range(2, int(math.log2(img_resolution)) + 1)]
+        self.num_ws = 0
+        for res in self.block_resolutions:
+            block = SynthesisBlock(
+                in_channels=channels[res // 2] if res > 4 else 0,
+                out_channels=channels[res],
+                w_dim=w_dim,
+                resolution=res,
+                img_channels=img_channels,
+                is_last=res == img_resolution,
+                architecture=architecture,
+                conv_clamp=conv_clamp,
+            )
+            self.num_ws += block.num_conv
+            setattr(self, f"b{res}", block)
+        self.num_ws += getattr(self, f"b{img_resolution}").num_torgb
+        # Which ws row feeds each style layer: a block's torgb shares its row with the next block's conv0.
+        self.style_ws_index: list[int] = []
+        self.style_layer_names: list[str] = []
+        w_idx = 0
+        for res in self.block_resolutions:
+            block = self.block(res)
+            names = (["conv0"] if block.in_channels else []) + ["conv1"] + (["torgb"] if block.num_torgb else [])
+            for i, name in enumerate(names):
+                self.style_ws_index.append(w_idx + i)
+                self.style_layer_names.append(f"b{res}.{name}")
+            w_idx += block.num_conv
+        self.style_dims: list[int] = [layer.in_channels for b in self.blocks() for layer in b.style_layers()]
+
+    def block(self, res: int) -> SynthesisBlock:
+        return getattr(self, f"b{res}")
+
+    def blocks(self) -> list[SynthesisBlock]:
+        return [self.block(res) for res in self.block_resolutions]
+
+    @property
+    def num_style_layers(self) -> int:
+        return len(self.style_dims)
+
+    def ws_to_styles(self, ws: torch.Tensor) -> list[torch.Tensor]:
+        """W+ -> StyleSpace: ``styles[l] [N, C_l]`` = affine_l(ws[:, style_ws_index[l]])."""
+        assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
+        ws = ws.to(torch.float32)
+        layers = [layer for b in self.blocks() for layer in b.style_layers()]
+        return [layer.affine(ws[:, i]) for layer, i in zip(layers, self.style_ws_index)]
+
+    def synthesize_from_styles(self, styles: list[torch.Tensor], noise_mode: str = "const",
+                               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
+        if len(styles) != self.num_style_layers:
+            raise ValueError(f"expected {self.num_style_layers} style vectors, got {len(styles)}")
+        for i, (s, dim) in enumerate(zip(styles, self.style_dims)):
+            assert_shape(s, [styles[0].shape[0], dim], f"styles[{i}] ({self.style_layer_names[i]})")
+        x = img = None
+        k = 0
+        for block in self.blocks():
+            n = len(block.style_layers())
+            x, img = block(x, img, styles[k:k + n], noise_mode=noise_mode, generator=generator)
+            k += n
+        return img
+
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const",
+                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return self.synthesize_from_styles(self.ws_to_styles(ws), noise_mode=noise_mode, generator=generator)
+
+
+class Generator(nn.Module):
+    """G = mapping + synthesis. ``G(z) == G.synthesis(G.mapping(z))``."""
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        self.z_dim, self.w_dim = config.z_dim, config.w_dim
+        self.img_resolution, self.img_channels = config.img_resolution, config.img_channels
+        self.synthesis = SynthesisNetwork(config.w_dim, config.img_resolution, config.img_channels,
+                                          config.channels, config.architecture, config.conv_clamp)
+        self.num_ws = self.synthesis.num_ws
+        self.mapping = MappingNetwork(config.z_dim, config.w_dim, self.num_ws, config.mapping_layers,
+                                      config.mapping_lr_multiplier)
+
+    @property
+    def w_avg(self) -> torch.Tensor:
+        return self.mapping.w_avg
+
+    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: Optional[int] = None,
+                noise_mode: str = "const", generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        ws = self.mapping(z, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
+        return self.synthesis(ws, noise_mode=noise_mode, generator=generator)
+
+    def mean_ws(self, n: int = 1) -> torch.Tensor:
+        """w_avg broadcast to W+: [n, num_ws, w_dim]."""
+        return self.w_avg.reshape(1, 1, -1).expand(n, self.num_ws, -1).clone()
+
+    def mean_styles(self) -> list[torch.Tensor]:
+        """StyleSpace mean: the styles of w_avg, each [1, C_l]."""
+        return self.synthesis.ws_to_styles(self.mean_ws(1))
+
+    def set_reduced_precision(self, precision: str = "none", num_res: int = 4) -> None:
+        """Run the ``num_res`` highest-resolution blocks in bf16/fp16 when on a GPU (CPU stays fp32)."""
+        if precision not in REDUCED_PRECISIONS:
+            raise ValueError(f"precision must be one of {list(REDUCED_PRECISIONS)}, got '{precision}'")
+        dtype = REDUCED_PRECISIONS[precision]
+        threshold = max(2 ** (int(math.log2(self.img_resolution)) + 1 - num_res), 8)
+        for block in self.synthesis.blocks():
+            block.compute_dtype = dtype if block.resolution >= threshold else None
+            # fp16 needs the clamp against overflow; NVlabs sets conv_clamp=256 for that reason.
+            if dtype == torch.float16:
+                for layer in block.style_layers():
+                    if layer.conv_clamp is None:
+                        layer.conv_clamp = 256.0
+
+    @torch.no_grad()
+    def compute_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:
+        """Mean of w over ``num_samples`` z drawn from a fixed seed (reproducible), stored in ``w_avg``."""
+        gen = torch.Generator().manual_seed(seed)
+        total = torch.zeros(self.w_dim, dtype=torch.float64)
+        done = 0
+        device = self.w_avg.device
+        while done < num_samples:
+            n = min(batch_size, num_samples - done)
+            z = torch.randn([n, self.z_dim], generator=gen).to(device)
+            total += self.mapping(z)[:, 0].double().sum(dim=0).cpu()
+            done += n
+        self.mapping.w_avg.copy_((total / num_samples).to(self.w_avg.dtype))
+        return self.w_avg
