@@ -1,0 +1,73 @@
+# semedit: every target that needs the virtual environment creates it first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SEMEDIT := $(VENV)/bin/semedit
+STAMP := $(VENV)/.installed
+
+# Overridable knobs for the job targets: extra key=value overrides and config files.
+ARGS ?=
+CKPT ?=
+SWEEP ?= configs/sweeps/hair.yaml
+SWEEP_ID ?=
+COUNT ?= 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint generate bench train-hair train-direction eval-identity invert \
+        eval-inversion sweep agent clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	# torch and torchvision are pinned as a pair in pyproject.toml (lpips needs torchvision).
+	$(PY) -m pip install --quiet -e '.[dev,cluster]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install semedit with its dev extras
+
+test: $(STAMP) ## run the fast test suite (what CI runs)
+	$(PY) -m pytest -q --durations=15
+
+test-all: $(STAMP) ## run every test, including slow and GPU ones
+	$(PY) -m pytest -q -m "" --durations=15
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src tests benchmarks
+
+generate: $(STAMP) ## images from seeds: make generate CKPT=ffhq.pkl ARGS="--seeds 0-7 --trunc 0.7"
+	$(SEMEDIT) generate $(if $(CKPT),--ckpt $(CKPT),) $(if $(ARGS),$(ARGS),--seeds 0-7 --trunc 0.7) --outdir outputs/generate
+
+bench: $(STAMP) ## run the benchmarks; JSON goes to benchmarks/results/
+	$(PY) benchmarks/generator.py
+	$(PY) benchmarks/perception.py
+	$(PY) benchmarks/datamodule.py
+	$(PY) benchmarks/hair.py
+	$(PY) benchmarks/chunkygan.py
+
+train-hair: $(STAMP) ## train hair transfer (tiny CPU default; ARGS="key=value ..." or ARGS="--config configs/hair/ffhq1024.yaml")
+	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train hair $(ARGS)
+
+train-direction: $(STAMP) ## train a latent direction classifier (tiny default: centroid_x scorer)
+	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train direction $(ARGS)
+
+eval-identity: $(STAMP) ## identity-retrieval evaluation of hair transfer (tiny default)
+	$(SEMEDIT) eval-identity $(ARGS)
+
+invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default)
+	$(SEMEDIT) invert $(ARGS)
+
+eval-inversion: $(STAMP) ## ChunkyGAN projection table (tiny default)
+	$(SEMEDIT) eval-inversion $(ARGS)
+
+sweep: $(STAMP) ## register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml
+	$(VENV)/bin/wandb sweep $(SWEEP)
+
+agent: $(STAMP) ## run a W&B sweep agent locally: make agent SWEEP_ID=entity/project/id COUNT=4
+	@test -n "$(SWEEP_ID)" || (echo "set SWEEP_ID=entity/project/sweep_id (printed by make sweep)"; exit 2)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/wandb agent --count $(COUNT) $(SWEEP_ID)
+
+clean: ## remove outputs, runs and caches (keeps .venv)
+	rm -rf outputs runs wandb .pytest_cache .ruff_cache
