@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # Overridable knobs for the job targets: extra key=value overrides and config files.
 ARGS ?=
 CKPT ?=
+INPUT ?=
+FACES ?=
 SWEEP ?= configs/sweeps/hair.yaml
 SWEEP_ID ?=
 COUNT ?= 1
@@ -56,11 +58,11 @@ train-direction: $(STAMP) ## train a latent direction classifier (tiny default: 
 eval-identity: $(STAMP) ## identity-retrieval evaluation of hair transfer (tiny default)
 	$(SEMEDIT) eval-identity $(ARGS)
 
-invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default)
-	$(SEMEDIT) invert $(ARGS)
+invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default; INPUT=photos or folder)
+	$(SEMEDIT) invert $(or $(INPUT),skimage:astronaut) $(ARGS)
 
-eval-inversion: $(STAMP) ## ChunkyGAN projection table (tiny default)
-	$(SEMEDIT) eval-inversion $(ARGS)
+eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default; FACES=folder at paper scale)
+	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut skimage:chelsea) --output runs/eval-inversion $(ARGS)
 
 sweep: $(STAMP) ## register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml
 	$(VENV)/bin/wandb sweep $(SWEEP)

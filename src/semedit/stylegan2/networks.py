@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from semedit.stylegan2.ops import (
+    LRELU_SLOPE,
     assert_shape,
     bias_act,
     modulated_conv2d,
@@ -145,16 +146,23 @@ class SynthesisLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise_mode: str = "const", gain: float = 1.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        noise = None
+        # noise + bias, added in the same pass as demodulation. lrelu(a) * g == lrelu(a * g) for g > 0,
+        # so the activation gain is applied there too and the activation runs in place afterwards.
+        offset = self.bias.to(x.dtype).reshape(1, -1, 1, 1)
         if noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
-                                generator=generator) * self.noise_strength
+                                generator=generator)
+            offset = offset + noise * self.noise_strength
         elif noise_mode == "const":
-            noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, style, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, act="lrelu", gain=math.sqrt(2) * gain, clamp=clamp)
+            offset = offset + self.noise_const * self.noise_strength
+        act_gain = math.sqrt(2) * gain
+        x = modulated_conv2d(x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
+                             resample_filter=self.resample_filter, out_gain=act_gain)
+        x = torch.nn.functional.leaky_relu(x, LRELU_SLOPE, inplace=not torch.is_grad_enabled())
+        if self.conv_clamp is not None:
+            clamp = self.conv_clamp * gain
+            x = x.clamp_(-clamp, clamp) if not torch.is_grad_enabled() else x.clamp(-clamp, clamp)
+        return x
 
 
 class ToRGBLayer(nn.Module):

@@ -16,7 +16,8 @@ GEMM-shaped kernel, which is markedly faster on CPUs and on GPUs alike.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -57,8 +58,10 @@ def upfirdn2d(
         x = x.reshape(n, c, h, 1, w, 1)
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+    symmetric = px0 == px1 >= 0 and py0 == py1 >= 0
+    if not symmetric:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
     f = (f * (gain ** (f.ndim / 2))).to(x.dtype)
     # The filter is separable (an outer product); two 1-D passes cost 2k instead of k^2 per pixel.
     kh, kw = f.shape
@@ -66,8 +69,9 @@ def upfirdn2d(
     col = f.sum(dim=1) / row.sum()
     weight_v = col.reshape(1, 1, kh, 1).expand(c, 1, kh, 1)
     weight_h = row.reshape(1, 1, 1, kw).expand(c, 1, 1, kw)
-    x = F.conv2d(x, weight_v, groups=c)
-    x = F.conv2d(x, weight_h, groups=c)
+    # Symmetric padding is left to the convolutions, which saves a padded copy of the activations.
+    x = F.conv2d(x, weight_v, groups=c, padding=(py0, 0) if symmetric else 0)
+    x = F.conv2d(x, weight_h, groups=c, padding=(0, px0) if symmetric else 0)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
@@ -115,12 +119,13 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: Optional[torch.Tensor] = None,
     demodulate: bool = True,
+    out_gain: float = 1.0,
 ) -> torch.Tensor:
-    """Style-modulated convolution.
+    """Style-modulated convolution: ``(conv(x * s, weight) * demod + noise) * out_gain``.
 
-    x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]; noise: broadcastable to [N, O, H', W'].
-    ``up=2`` runs a stride-2 transposed convolution followed by the FIR filter, exactly as NVlabs'
-    ``conv2d_resample`` does, so the output is [N, O, 2H, 2W].
+    x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]; noise: broadcastable to [N, O, H', W']
+    (a bias can be folded into it). ``up=2`` runs a stride-2 transposed convolution followed by the FIR
+    filter, exactly as NVlabs' ``conv2d_resample`` does, so the output is [N, O, 2H, 2W].
     """
     n, in_channels = styles.shape
     out_channels, _, kh, kw = weight.shape
@@ -142,18 +147,52 @@ def modulated_conv2d(
     if up == 1:
         x = F.conv2d(x, w, padding=padding)
     else:
-        # Transposed convolution (weight layout [I, O, k, k]) then the anti-aliasing filter.
-        fw = resample_filter.shape[-1]
-        px0 = padding + (fw + up - 1) // 2 - (kw - 1)
-        px1 = padding + (fw - up) // 2 - (kw - up)
-        x = F.conv_transpose2d(x, w.transpose(0, 1), stride=up)
-        x = upfirdn2d(x, resample_filter, padding=(px0, px1, px0, px1), gain=up * up)
+        if up != 2 or kh != 3 or kw != 3 or padding != 1 or resample_filter.shape[-1] != 4:
+            raise ValueError("upsampling modulated convolutions support up=2 with 3x3 kernels and a 4-tap filter")
+        x = _upconv3x3_fir(x, w, resample_filter)
 
-    if dcoefs is not None:
-        x = x * dcoefs.to(x.dtype).reshape(n, -1, 1, 1)
-    if noise is not None:
-        x = x + noise.to(x.dtype)
-    return x
+    # One fused pass for demodulation, noise (+ bias) and gain instead of three.
+    scale = dcoefs * out_gain if dcoefs is not None else None
+    if scale is not None and noise is not None:
+        return torch.addcmul((noise * out_gain).to(x.dtype), x, scale.to(x.dtype).reshape(n, -1, 1, 1))
+    if scale is not None:
+        return x * scale.to(x.dtype).reshape(n, -1, 1, 1)
+    if out_gain != 1:
+        x = x * out_gain
+    return x if noise is None else x + (noise * out_gain).to(x.dtype)
+
+
+def transposed_conv3x3_stride2(x: torch.Tensor, weight: torch.Tensor, border: int = 0) -> torch.Tensor:
+    """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` as four ordinary convolutions.
+
+    x: [N, I, H, W]; weight: [O, I, 3, 3]. Returns [N, O, 2H+1, 2W+1], surrounded by ``border`` zeros.
+    Each output phase (even/odd row, even/odd column) of a stride-2 transposed convolution is an
+    ordinary convolution of the input with a sub-kernel (2x2, 2x1, 1x2, 1x1 taps), so the work equals the
+    transposed convolution's, but it runs on the fast convolution kernels: CPU libraries implement
+    transposed convolutions through a much slower path.
+    """
+    n, _, h, w_ = x.shape
+    even, odd = [2, 0], [1]  # kernel taps feeding even / odd outputs, in correlation order
+    out = x.new_empty([n, weight.shape[0], 2 * h + 1 + 2 * border, 2 * w_ + 1 + 2 * border])
+    if border:
+        out[:, :, :border].zero_()
+        out[:, :, -border:].zero_()
+        out[:, :, :, :border].zero_()
+        out[:, :, :, -border:].zero_()
+    end_y, end_x = out.shape[2] - border, out.shape[3] - border
+    for ry, rows in ((0, even), (1, odd)):
+        for rx, cols in ((0, even), (1, odd)):
+            sub = weight[:, :, rows][:, :, :, cols]
+            phase = F.conv2d(x, sub, padding=(1 if ry == 0 else 0, 1 if rx == 0 else 0))
+            out[:, :, border + ry:end_y:2, border + rx:end_x:2] = phase
+    return out
+
+
+def _upconv3x3_fir(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """NVlabs ``conv2d_resample(up=2)`` for a 3x3 kernel and 4-tap filter: transposed conv, then FIR."""
+    # The FIR needs one zero on each side of the (2H+1)-sized transposed output; write it in place.
+    y = transposed_conv3x3_stride2(x, weight, border=1)
+    return upfirdn2d(y, f, gain=4)
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
