@@ -1,0 +1,346 @@
+"""ArcFace identity embeddings: IR-SE50 in torch (differentiable, for losses) and insightface ONNX (eval).
+
+Both sit behind :class:`IdentityEncoder`: ``enc(images [N, 3, H, W] in [-1, 1], FFHQ-aligned, any H = W)
+-> [N, 512]`` L2-normalised embeddings. Identity similarity is the cosine of two embeddings.
+
+IR-SE50 is the network of TreB1eN/InsightFace_Pytorch in the ``model_ir_se50.pth`` format that pSp, e4e,
+ReStyle and HyperStyle use for their identity loss (fixture ``perception/irse50_arcface.json``). pSp feeds
+it ``x[:, :, 35:223, 32:220]`` of a 256 px FFHQ-aligned image, average-pooled to 112 x 112; here that crop
+box is scaled to the image size, so 256 px and 1024 px inputs give exactly pSp's numbers.
+
+The insightface ArcFace ONNX models (buffalo_l ``w600k_r50.onnx``) are loaded through
+``insightface.model_zoo.get_model`` and run batched on onnxruntime (CPU or CUDA provider). They are not
+differentiable; use them for evaluation at scale.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semedit.perception.checkpoints import load_checked_state_dict
+from semedit.weights import CorruptWeightsError, resolve_weights
+
+__all__ = [
+    "IRSE_UNITS",
+    "IRSEBackbone",
+    "build_irse",
+    "irse_depth_from_state_dict",
+    "ffhq_face_crop",
+    "IdentityEncoder",
+    "TorchIdentityEncoder",
+    "OnnxIdentityEncoder",
+    "load_identity_encoder",
+    "load_irse",
+    "onnx_providers",
+    "cosine_similarity",
+    "cosine_similarity_matrix",
+    "identity_distance",
+]
+
+# Bottleneck units per stage (64, 128, 256, 512 channels). 50/100/152 are the InsightFace depths; 18/34
+# follow the ResNet counts and exist for tiny test configurations.
+IRSE_UNITS: dict[int, tuple[int, int, int, int]] = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    152: (3, 8, 36, 3),
+}
+_STAGE_CHANNELS = (64, 128, 256, 512)
+EMBEDDING_DIM = 512
+
+# pSp's identity crop of a 256 px FFHQ-aligned image: rows 35:223, columns 32:220 (188 x 188).
+_PSP_SIZE = 256
+_PSP_ROWS = (35, 223)
+_PSP_COLS = (32, 220)
+
+
+class SEModule(nn.Module):
+    """Squeeze-and-excitation: channel gates from global average pooling (1x1 convs, no bias)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, padding=0, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, padding=0, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
+        return x * gate
+
+
+class BottleneckIRSE(nn.Module):
+    """IR-SE unit: BN-conv-PReLU-conv(stride)-BN-SE plus a shortcut (max-pool subsampling or conv-BN).
+
+    in_channels -> depth channels; the spatial size is divided by ``stride``.
+    """
+
+    def __init__(self, in_channels: int, depth: int, stride: int):
+        super().__init__()
+        if in_channels == depth:
+            self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channels, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
+            )
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, depth, (3, 3), (1, 1), 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SEModule(depth, 16),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class IRSEBackbone(nn.Module):
+    """ArcFace IR-SE backbone, parameter names of ``Backbone(112, num_layers, mode="ir_se")``.
+
+    Args:
+        num_layers: depth, a key of IRSE_UNITS (50 for ``model_ir_se50.pth``).
+        drop_ratio: dropout before the embedding layer (inactive in eval mode).
+    Input: [N, 3, 112, 112] in [-1, 1]. Output: [N, 512], L2-normalised.
+    """
+
+    def __init__(self, num_layers: int = 50, drop_ratio: float = 0.6):
+        super().__init__()
+        if num_layers not in IRSE_UNITS:
+            raise ValueError(f"unsupported IR-SE depth {num_layers}; valid depths: {sorted(IRSE_UNITS)}")
+        self.num_layers = num_layers
+        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(64),
+                                         nn.PReLU(64))
+        # Declared before the body, as in the original, so state_dict keys come in the checkpoint's order.
+        self.output_layer = nn.Sequential(
+            nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(), nn.Linear(512 * 7 * 7, EMBEDDING_DIM),
+            nn.BatchNorm1d(EMBEDDING_DIM),
+        )
+        units = []
+        in_channels = 64
+        for count, depth in zip(IRSE_UNITS[num_layers], _STAGE_CHANNELS, strict=True):
+            for i in range(count):
+                # The first unit of each stage halves the resolution: 112 -> 56 -> 28 -> 14 -> 7.
+                units.append(BottleneckIRSE(in_channels, depth, stride=2 if i == 0 else 1))
+                in_channels = depth
+        self.body = nn.Sequential(*units)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_tracing() and (x.ndim != 4 or tuple(x.shape[1:]) != (3, 112, 112)):
+            raise ValueError(f"IR-SE expects [N, 3, 112, 112] face crops, got {tuple(x.shape)}")
+        feat = self.output_layer(self.body(self.input_layer(x)))
+        return F.normalize(feat, dim=1, eps=1e-12)
+
+
+def build_irse(num_layers: int = 50, seed: int | None = None) -> IRSEBackbone:
+    """A randomly initialised IR-SE (deterministic for a given ``seed``), in eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = IRSEBackbone(num_layers)
+    return net.eval()
+
+
+def irse_depth_from_state_dict(sd: dict[str, torch.Tensor]) -> int:
+    """The IR-SE depth whose unit counts match the ``body.<i>`` entries of a state_dict."""
+    indices = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k))}
+    widths = [int(sd[f"body.{i}.res_layer.1.weight"].shape[0]) for i in sorted(indices)]
+    units = tuple(widths.count(c) for c in _STAGE_CHANNELS)
+    for depth, expected in IRSE_UNITS.items():
+        if units == expected:
+            return depth
+    raise CorruptWeightsError(
+        f"not an IR-SE (model_ir_se50.pth format) state_dict: units per stage {units} match no depth "
+        f"in {sorted(IRSE_UNITS)}"
+    )
+
+
+def ffhq_face_crop(images: torch.Tensor, size: int = 112) -> torch.Tensor:
+    """The pSp identity crop of FFHQ-aligned images at any resolution.
+
+    images: [N, C, R, R]. The crop box of pSp (rows 35:223, cols 32:220 of 256 px) is scaled by R / 256,
+    average-pooled to 188 px (pSp's crop size; exact area pooling when R is a multiple of 256) and then
+    adaptively pooled to ``size`` as pSp does. Images smaller than 188 px are bilinearly resized instead.
+    Returns [N, C, size, size].
+    """
+    if images.ndim != 4 or images.shape[-1] != images.shape[-2]:
+        raise ValueError(f"expected square FFHQ-aligned images [N, C, R, R], got {tuple(images.shape)}")
+    res = images.shape[-1]
+    scale = res / _PSP_SIZE
+    top, bottom = round(_PSP_ROWS[0] * scale), round(_PSP_ROWS[1] * scale)
+    left, right = round(_PSP_COLS[0] * scale), round(_PSP_COLS[1] * scale)
+    crop = images[:, :, top:bottom, left:right]
+    psp_crop = _PSP_ROWS[1] - _PSP_ROWS[0]
+    if crop.shape[-1] >= psp_crop:
+        if crop.shape[-1] != psp_crop:
+            crop = F.adaptive_avg_pool2d(crop, (psp_crop, psp_crop))
+        return F.adaptive_avg_pool2d(crop, (size, size))
+    return F.interpolate(crop, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+class IdentityEncoder(nn.Module):
+    """Common interface: ``forward(images [N, 3, H, W] in [-1, 1]) -> [N, 512]`` unit-norm embeddings.
+
+    ``crop``: "ffhq" (images are FFHQ-aligned, the pSp crop is taken) or "none" (images already are
+    112 x 112 ArcFace-aligned crops). ``differentiable`` tells whether gradients reach the input.
+    """
+
+    embedding_dim: int = EMBEDDING_DIM
+    differentiable: bool = False
+
+    def __init__(self, crop: str = "ffhq"):
+        super().__init__()
+        if crop not in ("ffhq", "none"):
+            raise ValueError(f"crop must be 'ffhq' or 'none', got {crop!r}")
+        self.crop = crop
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """[N, 3, H, W] in [-1, 1] -> [N, 3, 112, 112] face crops in [-1, 1]."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected RGB images [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
+        if self.crop == "ffhq":
+            return ffhq_face_crop(images, 112)
+        if images.shape[-2:] != (112, 112):
+            raise ValueError(f"crop='none' needs 112 x 112 ArcFace crops, got {tuple(images.shape[-2:])}")
+        return images
+
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Embeddings of many images, ``batch_size`` at a time, without gradients. [N, 512]."""
+        return torch.cat([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+class TorchIdentityEncoder(IdentityEncoder):
+    """IR-SE backbone behind the identity interface; frozen weights, differentiable w.r.t. the input."""
+
+    differentiable = True
+
+    def __init__(self, backbone: IRSEBackbone, crop: str = "ffhq"):
+        super().__init__(crop)
+        self.backbone = backbone.eval()
+        self.backbone.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TorchIdentityEncoder:
+        # The batch norms must keep their pretrained statistics inside a training LightningModule.
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.preprocess(images))
+
+
+def onnx_providers(device: str | torch.device = "cpu") -> list[str]:
+    """onnxruntime providers for a torch device: CUDA first when asked for and available, CPU always."""
+    import onnxruntime
+
+    providers = ["CPUExecutionProvider"]
+    if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return providers
+
+
+class OnnxIdentityEncoder(IdentityEncoder):
+    """An insightface ArcFace ONNX model (e.g. buffalo_l ``w600k_r50.onnx``), batched on onnxruntime.
+
+    Not differentiable: outputs are computed in numpy and returned on the input's device.
+    """
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", crop: str = "ffhq",
+                 providers: Sequence[str] | None = None):
+        super().__init__(crop)
+        import insightface.model_zoo
+        from insightface.model_zoo.arcface_onnx import ArcFaceONNX
+
+        path = Path(path)
+        try:
+            model = insightface.model_zoo.get_model(str(path), providers=list(providers or onnx_providers(device)))
+        except Exception as err:
+            raise CorruptWeightsError(f"{path} could not be loaded by insightface/onnxruntime "
+                                      f"({type(err).__name__}: {err}); expected an ArcFace ONNX model") from err
+        if not isinstance(model, ArcFaceONNX):
+            raise CorruptWeightsError(
+                f"{path} is not an ArcFace recognition model (insightface routed it to "
+                f"{type(model).__name__}); expected input [N, 3, 112, 112] and one output [N, 512]"
+            )
+        if tuple(model.input_size) != (112, 112):
+            raise CorruptWeightsError(f"{path}: ArcFace input size {model.input_size}, expected (112, 112)")
+        self.model = model
+        self.path = path
+        batch = model.input_shape[0]
+        # Fixed-batch exports run in chunks of their batch size; dynamic ones take any batch.
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        crops = self.preprocess(images.detach().float())
+        # ArcFaceONNX.forward normalises (pixel - input_mean) / input_std with pixels in [0, 255], RGB.
+        pixels = ((crops.clamp(-1, 1) + 1) * 127.5).cpu().numpy().astype(np.float32)
+        step = self.fixed_batch or len(pixels)
+        out = np.concatenate([self.model.forward(pixels[i:i + step]) for i in range(0, len(pixels), step)])
+        if out.ndim != 2 or out.shape[1] != EMBEDDING_DIM:
+            raise CorruptWeightsError(f"{self.path}: output shape {out.shape}, expected [N, {EMBEDDING_DIM}]")
+        return F.normalize(torch.from_numpy(out).float(), dim=1).to(images.device)
+
+
+def load_identity_encoder(spec: str | os.PathLike, device: str | torch.device = "cpu",
+                          crop: str = "ffhq") -> IdentityEncoder:
+    """An identity encoder from a spec.
+
+    spec: a registry name (``"arcface-irse50"``, ``"arcface-w600k-r50"``), a ``.pth``/``.pt`` file in the
+    ``model_ir_se50.pth`` format, an insightface ``.onnx`` file, or ``"random-irse50"`` /
+    ``"random-irse:<depth>[:<seed>]"`` (random init, seed 0 by default; for tests and tiny configs only).
+    """
+    text = os.fspath(spec)
+    m = re.fullmatch(r"random-irse(?::(\d+)(?::(\d+))?|(\d+))", text)
+    if m:
+        depth = int(m.group(1) or m.group(3))
+        seed = int(m.group(2) or 0)
+        if depth not in IRSE_UNITS:
+            raise ValueError(f"{text!r}: unsupported IR-SE depth {depth}; valid depths: {sorted(IRSE_UNITS)}")
+        return TorchIdentityEncoder(build_irse(depth, seed=seed), crop=crop).to(device)
+    path = resolve_weights(text)
+    if path.suffix == ".onnx":
+        return OnnxIdentityEncoder(path, device=device, crop=crop)
+    return TorchIdentityEncoder(load_irse(path), crop=crop).to(device)
+
+
+def load_irse(source: str | Path | dict) -> IRSEBackbone:
+    """An IR-SE backbone from a ``model_ir_se50.pth``-format file or state_dict (depth read from the keys)."""
+    from semedit.weights import load_torch_state_dict
+
+    sd = load_torch_state_dict(source) if not isinstance(source, dict) else source
+    if "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not any(k.startswith("body.") for k in sd):
+        raise CorruptWeightsError(
+            f"{source if not isinstance(source, dict) else 'state_dict'} is not an IR-SE ArcFace checkpoint "
+            "(model_ir_se50.pth format: keys input_layer.*, body.<i>.*, output_layer.*)"
+        )
+    net = IRSEBackbone(irse_depth_from_state_dict(sd))
+    return load_checked_state_dict(net, sd, "an IR-SE ArcFace state_dict (model_ir_se50.pth format)").eval()
+
+
+def cosine_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Row-wise cosine similarity of [N, D] and [N, D] (or broadcastable) -> [N]."""
+    return F.cosine_similarity(a, b, dim=-1, eps=1e-8)
+
+
+def cosine_similarity_matrix(queries: torch.Tensor, gallery: torch.Tensor) -> torch.Tensor:
+    """All pairwise cosine similarities: [Q, D] x [G, D] -> [Q, G]."""
+    return F.normalize(queries, dim=-1) @ F.normalize(gallery, dim=-1).T
+
+
+def identity_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """1 - cosine similarity, row-wise -> [N]; the identity loss of pSp/e4e (averaged by the caller)."""
+    return 1.0 - cosine_similarity(a, b)

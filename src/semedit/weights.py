@@ -1,0 +1,447 @@
+"""The weights registry: every pretrained file semedit can use, where it comes from and where it lives.
+
+Configs name pretrained models either by a registry name (``"arcface-irse50"``) or by a path. A registry
+name resolves to a fixed file name inside the weights folder (``$SEMEDIT_WEIGHTS``, else
+``~/.cache/semedit/weights``), except the torchvision backbones of LPIPS, which live where torchvision
+looks for them (``$TORCH_HOME/hub/checkpoints``) so that the lpips package finds them offline.
+
+A missing file is a :class:`MissingWeightsError` that names the file, its official source and the exact
+place to put it; a file that cannot be read as what it claims to be is a :class:`CorruptWeightsError`.
+SHA-256 digests are recorded only where they are known; torchvision's files carry the first 8 hex digits
+of their SHA-256 in the file name, which is checked instead. Nothing here is invented: an unknown digest
+is ``None`` and ``semedit weights verify`` then reports the file as present but unverified (it still
+checks that the file parses).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "WeightsEntry",
+    "WeightsError",
+    "MissingWeightsError",
+    "CorruptWeightsError",
+    "UnknownWeightsError",
+    "REGISTRY",
+    "weights_dir",
+    "torch_hub_checkpoints_dir",
+    "get_entry",
+    "expected_path",
+    "resolve_weights",
+    "entry_for_path",
+    "sha256_of",
+    "verify_file",
+    "download_weights",
+    "load_torch_state_dict",
+]
+
+
+class WeightsError(Exception):
+    """Base class of the registry's user-facing errors (printed without a traceback by the CLI)."""
+
+
+class MissingWeightsError(WeightsError, FileNotFoundError):
+    """A pretrained file is not where it must be. The message says what to download and where to put it."""
+
+
+class CorruptWeightsError(WeightsError):
+    """A pretrained file exists but is not the expected file (wrong digest, truncated, wrong format)."""
+
+
+class UnknownWeightsError(WeightsError, KeyError):
+    """A name is neither a registry name nor an existing path."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One pretrained file.
+
+    name: registry name used in configs and on the command line.
+    filename: the file name under which the file is published (and expected locally).
+    purpose: what semedit uses it for.
+    source: the official page (paper/project repository) that publishes the file.
+    url: the official download address; ``download`` is False where it is a web page (Google Drive)
+        that needs a browser rather than a direct download.
+    sha256: full SHA-256 hex digest when known, else None.
+    sha256_prefix: a known prefix of the SHA-256 (torchvision puts 8 hex digits in its file names).
+    archive_member: when the URL is a zip archive, the member to extract as ``filename``.
+    location: "semedit" (the weights folder) or "torch_hub" ($TORCH_HOME/hub/checkpoints).
+    kind: "torch" (torch.save), "nvlabs-pickle" or "onnx": how ``verify`` checks that the file parses.
+    aliases: other accepted names.
+    """
+
+    name: str
+    filename: str
+    purpose: str
+    source: str
+    url: str
+    download: bool = True
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    archive_member: str | None = None
+    location: str = "semedit"
+    kind: str = "torch"
+    aliases: tuple[str, ...] = ()
+
+
+_BUFFALO_L = "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
+_INSIGHTFACE_PAGE = "https://github.com/deepinsight/insightface/tree/master/python-package (model pack buffalo_l)"
+
+REGISTRY: dict[str, WeightsEntry] = {
+    e.name: e
+    for e in [
+        WeightsEntry(
+            name="stylegan2-ffhq-config-f",
+            filename="stylegan2-ffhq-config-f.pt",
+            purpose="StyleGAN2 FFHQ 1024 generator, rosinality format (converted official config-f; the "
+            "file pSp/e4e and the FG 2021 hairstyle paper load)",
+            source="https://github.com/rosinality/stylegan2-pytorch (link in pSp's README, "
+            "https://github.com/eladrich/pixel2style2pixel#pretrained-models)",
+            url="https://drive.google.com/file/d/1EM87UquaoQmk17Q8d5kYIAHqu0dkYqdT/view",
+            download=False,
+            aliases=("stylegan2-ffhq-rosinality",),
+        ),
+        WeightsEntry(
+            name="stylegan2-ffhq-nvlabs",
+            filename="ffhq.pkl",
+            purpose="StyleGAN2 FFHQ 1024 generator, NVlabs stylegan2-ada-pytorch network pickle "
+            "(read without executing pickled code)",
+            source="https://github.com/NVlabs/stylegan2-ada-pytorch",
+            url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl",
+            kind="nvlabs-pickle",
+            aliases=("ffhq.pkl", "stylegan2-ada-ffhq"),
+        ),
+        WeightsEntry(
+            name="hairstyle-fg2021",
+            filename="hairstyle_fg2021.pt",
+            purpose="released model of 'Hairstyle Transfer between Face Images' (Subrtova, Cech, Franc, "
+            "FG 2021): two IR-SE50 encoders + fusion + rosinality StyleGAN2 1024 decoder",
+            source="project page of the paper, https://cmp.felk.cvut.cz/hairstyles/ (CTU Prague; "
+            "arXiv 2103.16449). The published file name is not fixed: save it under this name or pass its path",
+            url="https://cmp.felk.cvut.cz/hairstyles/",
+            download=False,
+        ),
+        WeightsEntry(
+            name="bisenet-celebamaskhq",
+            filename="79999_iter.pth",
+            purpose="BiSeNet face parser, 19 CelebAMask-HQ classes (hair / face / background masks)",
+            source="https://github.com/zllrunning/face-parsing.PyTorch",
+            url="https://drive.google.com/open?id=154JgKpzCPW82qINcVieuPH3fZ2e0P812",
+            download=False,
+            aliases=("bisenet", "79999_iter.pth", "face-parser"),
+        ),
+        WeightsEntry(
+            name="arcface-irse50",
+            filename="model_ir_se50.pth",
+            purpose="ArcFace IR-SE50 (TreB1eN/InsightFace_Pytorch): differentiable identity loss and "
+            "identity metrics as in pSp/e4e",
+            source="https://github.com/TreB1eN/InsightFace_Pytorch (link in pSp's README, "
+            "https://github.com/eladrich/pixel2style2pixel#pretrained-models)",
+            url="https://drive.google.com/file/d/1KW7bjndL3QG3sxBbZxreGHigcCCpsDgn/view",
+            download=False,
+            aliases=("irse50", "model_ir_se50.pth"),
+        ),
+        WeightsEntry(
+            name="arcface-w600k-r50",
+            filename="w600k_r50.onnx",
+            purpose="insightface ArcFace R50 (WebFace600K) ONNX from buffalo_l: identity evaluation at "
+            "scale on onnxruntime",
+            source=_INSIGHTFACE_PAGE,
+            url=_BUFFALO_L,
+            archive_member="w600k_r50.onnx",
+            kind="onnx",
+            aliases=("w600k_r50", "w600k_r50.onnx", "buffalo_l-arcface"),
+        ),
+        WeightsEntry(
+            name="landmarks-1k3d68",
+            filename="1k3d68.onnx",
+            purpose="insightface 68-point (3D) landmark ONNX from buffalo_l: FFHQ alignment, hull masks",
+            source=_INSIGHTFACE_PAGE,
+            url=_BUFFALO_L,
+            archive_member="1k3d68.onnx",
+            kind="onnx",
+            aliases=("1k3d68", "1k3d68.onnx", "landmarks"),
+        ),
+        WeightsEntry(
+            name="detector-scrfd-10g",
+            filename="det_10g.onnx",
+            purpose="insightface SCRFD-10G face detector ONNX from buffalo_l: face boxes for landmarks "
+            "on uncropped photos",
+            source=_INSIGHTFACE_PAGE,
+            url=_BUFFALO_L,
+            archive_member="det_10g.onnx",
+            kind="onnx",
+            aliases=("det_10g", "det_10g.onnx"),
+        ),
+        WeightsEntry(
+            name="lpips-alex-backbone",
+            filename="alexnet-owt-7be5be79.pth",
+            purpose="torchvision AlexNet ImageNet weights, the backbone of LPIPS(net='alex')",
+            source="https://pytorch.org/vision/stable/models.html (torchvision AlexNet_Weights.IMAGENET1K_V1)",
+            url="https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+            sha256_prefix="7be5be79",
+            location="torch_hub",
+            aliases=("alexnet-owt-7be5be79.pth",),
+        ),
+        WeightsEntry(
+            name="lpips-vgg-backbone",
+            filename="vgg16-397923af.pth",
+            purpose="torchvision VGG16 ImageNet weights, the backbone of LPIPS(net='vgg')",
+            source="https://pytorch.org/vision/stable/models.html (torchvision VGG16_Weights.IMAGENET1K_V1)",
+            url="https://download.pytorch.org/models/vgg16-397923af.pth",
+            sha256_prefix="397923af",
+            location="torch_hub",
+            aliases=("vgg16-397923af.pth",),
+        ),
+    ]
+}
+
+_ALIASES: dict[str, str] = {alias: e.name for e in REGISTRY.values() for alias in e.aliases}
+
+
+def weights_dir() -> Path:
+    """The semedit weights folder: ``$SEMEDIT_WEIGHTS`` or ``~/.cache/semedit/weights``."""
+    env = os.environ.get("SEMEDIT_WEIGHTS")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "semedit" / "weights"
+
+
+def torch_hub_checkpoints_dir() -> Path:
+    """Where torchvision (and so lpips) looks for ImageNet weights: ``$TORCH_HOME/hub/checkpoints``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()).expanduser() / "checkpoints"
+
+
+def get_entry(name: str) -> WeightsEntry:
+    """The registry entry of ``name`` (or one of its aliases); UnknownWeightsError lists the valid names."""
+    key = _ALIASES.get(name, name)
+    if key not in REGISTRY:
+        raise UnknownWeightsError(
+            f"unknown weights name {name!r}; registry names: {', '.join(REGISTRY)} "
+            "(or give a path to the file; see `semedit weights list`)"
+        )
+    return REGISTRY[key]
+
+
+def expected_path(entry: WeightsEntry | str) -> Path:
+    """Where the file of ``entry`` must be on this machine."""
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    folder = torch_hub_checkpoints_dir() if entry.location == "torch_hub" else weights_dir()
+    return folder / entry.filename
+
+
+def _where_to_get(entry: WeightsEntry, target: Path) -> str:
+    if entry.download:
+        how = (f"run `semedit weights download {entry.name}` (needs network access), or download {entry.url}"
+               + (f" and extract {entry.archive_member}" if entry.archive_member else ""))
+    else:
+        how = f"download it from {entry.url} (official source: {entry.source})"
+    return f"{how} and put it at {target}"
+
+
+def missing_error(entry: WeightsEntry, target: Path | None = None) -> MissingWeightsError:
+    """The error for an absent file of ``entry``, naming the file, its URL and where to put it."""
+    target = target or expected_path(entry)
+    return MissingWeightsError(
+        f"missing weights file {entry.filename} ({entry.name}: {entry.purpose}). "
+        f"To get it: {_where_to_get(entry, target)}."
+    )
+
+
+def entry_for_path(path: Path | str) -> WeightsEntry | None:
+    """The registry entry whose published file name is ``path``'s name, if any."""
+    name = Path(path).name
+    return next((e for e in REGISTRY.values() if e.filename == name), None)
+
+
+def _looks_like_name(text: str) -> bool:
+    return os.sep not in text and "/" not in text and not Path(text).suffix
+
+
+def resolve_weights(name_or_path: str | os.PathLike) -> Path:
+    """A registry name or a file path -> the existing file.
+
+    Raises:
+        MissingWeightsError: the file is absent (names the file, its official URL and where to put it).
+        UnknownWeightsError: ``name_or_path`` is neither a registry name nor a path.
+    """
+    text = os.fspath(name_or_path)
+    key = _ALIASES.get(text, text)
+    if key in REGISTRY:
+        # An existing file of the same name in the working directory is not taken for the registry file:
+        # names always mean the registry location, paths need a folder part ("./79999_iter.pth").
+        target = expected_path(REGISTRY[key])
+        if not target.is_file():
+            raise missing_error(REGISTRY[key], target)
+        return target
+    path = Path(text).expanduser()
+    if path.is_file():
+        return path
+    if path.exists():
+        raise MissingWeightsError(f"{path} is a folder, not a weights file")
+    entry = entry_for_path(path)
+    if entry is not None:
+        raise missing_error(entry, path)
+    if _looks_like_name(text):
+        raise UnknownWeightsError(
+            f"{text!r} is neither a weights registry name nor an existing file; registry names: "
+            f"{', '.join(REGISTRY)}"
+        )
+    raise MissingWeightsError(f"weights file {path} does not exist")
+
+
+def sha256_of(path: Path | str, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_digest(entry: WeightsEntry, path: Path, digest: str) -> str | None:
+    """A problem description when the digest contradicts the registry, else None."""
+    if entry.sha256 and digest != entry.sha256:
+        return f"SHA-256 {digest} differs from the published {entry.sha256}"
+    if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
+        return f"SHA-256 {digest[:16]}... does not start with the published prefix {entry.sha256_prefix}"
+    return None
+
+
+def _check_parses(kind: str, path: Path) -> str | None:
+    """A problem description when the file does not parse as ``kind``, else None. Never runs pickled code."""
+    try:
+        if kind == "torch":
+            load_torch_state_dict(path, check_entry=False)
+        elif kind == "onnx":
+            import onnx
+
+            onnx.load(str(path), load_external_data=False)
+        elif kind == "nvlabs-pickle":
+            with open(path, "rb") as f:
+                head = f.read(2)
+            if len(head) < 2 or head[0] != 0x80:
+                return "not a pickle file (NVlabs network pickles start with a protocol marker)"
+    except CorruptWeightsError as err:
+        return str(err)
+    except Exception as err:  # onnx raises DecodeError and friends
+        return f"cannot be parsed as {kind}: {type(err).__name__}: {err}"
+    return None
+
+
+def verify_file(entry: WeightsEntry | str, path: Path | None = None, deep: bool = True) -> tuple[str, str]:
+    """Check a present file: (status, detail) with status in ok | unverified | corrupt | missing.
+
+    ``ok``: the digest matches the published one; ``unverified``: no digest is known but the file parses;
+    ``corrupt``: digest mismatch or the file does not parse. ``deep`` also parses the file.
+    """
+    entry = get_entry(entry) if isinstance(entry, str) else entry
+    path = path or expected_path(entry)
+    if not path.is_file():
+        return "missing", str(path)
+    digest = sha256_of(path)
+    problem = _check_digest(entry, path, digest)
+    if problem is None and deep:
+        problem = _check_parses(entry.kind, path)
+    if problem is not None:
+        return "corrupt", problem
+    if entry.sha256 or entry.sha256_prefix:
+        return "ok", f"sha256 {digest}"
+    return "unverified", f"sha256 {digest} (no published digest to compare; the file parses)"
+
+
+def _fetch(url: str, target: Path, progress: bool = True) -> None:
+    """Download ``url`` to ``target`` through a temporary file, with a tqdm progress bar."""
+    from tqdm import tqdm
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download_weights(name: str, force: bool = False, progress: bool = True) -> Path:
+    """Download the registry file ``name`` to its expected path and verify it; returns the path.
+
+    Raises WeightsError when the file is only published on a web page, the network is unreachable, or
+    the downloaded file fails verification (the bad file is then removed).
+    """
+    entry = get_entry(name)
+    target = expected_path(entry)
+    if target.is_file() and not force:
+        status, detail = verify_file(entry, target)
+        if status in ("ok", "unverified"):
+            return target
+        raise CorruptWeightsError(f"{target} exists but is corrupt ({detail}); rerun with --force")
+    if not entry.download:
+        raise WeightsError(
+            f"{entry.name} is published on a web page that needs a browser: {_where_to_get(entry, target)}"
+        )
+    try:
+        if entry.archive_member:
+            archive = weights_dir() / "_downloads" / Path(entry.url).name
+            if not archive.is_file() or force:
+                _fetch(entry.url, archive, progress)
+            with zipfile.ZipFile(archive) as zf:
+                members = [m for m in zf.namelist() if Path(m).name == entry.archive_member]
+                if not members:
+                    raise CorruptWeightsError(f"{archive} has no member {entry.archive_member}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(members[0]) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        else:
+            _fetch(entry.url, target, progress)
+    except OSError as err:  # URLError is an OSError
+        raise WeightsError(f"could not download {entry.url}: {err}. {_where_to_get(entry, target)}") from err
+    status, detail = verify_file(entry, target)
+    if status == "corrupt":
+        target.unlink(missing_ok=True)
+        raise CorruptWeightsError(f"downloaded {entry.filename} failed verification: {detail}")
+    return target
+
+
+def load_torch_state_dict(path: Path | str, check_entry: bool = True) -> dict:
+    """``torch.load(path, weights_only=True)`` on CPU as a plain dict of tensors.
+
+    Loading never executes code from the file. A file that is not a readable weights-only torch
+    checkpoint is a CorruptWeightsError naming the file (and its official URL when it is a registry file).
+    """
+    import torch
+
+    path = Path(path)
+    entry = entry_for_path(path) if check_entry else None
+    hint = f" Download it again from {entry.url} and put it at {path}." if entry else ""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        if entry:
+            raise missing_error(entry, path) from None
+        raise MissingWeightsError(f"weights file {path} does not exist") from None
+    except Exception as err:
+        raise CorruptWeightsError(
+            f"{path} is not a readable weights-only torch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); the file is truncated, corrupt or of another "
+            f"format.{hint}"
+        ) from err
+    if not isinstance(obj, dict):
+        raise CorruptWeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}.{hint}")
+    return obj
