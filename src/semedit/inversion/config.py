@@ -1,0 +1,124 @@
+"""Configuration schema of ChunkyGAN inversion (`semedit invert`, `semedit eval-inversion`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
+from semedit.training import RunConfig
+
+__all__ = ["InversionConfig", "DataConfig", "PerceptionConfig", "EvalConfig", "Config", "DEFAULT_CONFIG"]
+
+DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # relative to the repository's configs/
+
+
+@dataclass
+class InversionConfig:
+    """The optimisation problem min_{z,s} LPIPS(I, sum_i G(z_i) s_i) + lambda_reg sum_i ||z_i - z_mu||^2."""
+
+    space: str = "wplus"  # "w" (one w per chunk) | "wplus" | "s" (StyleSpace)
+    n: int = 4  # number of chunks; n = 1 with frozen masks is the classic single-code projection
+    steps: int = 500
+    batch_size: int = 4  # images optimised together; all images x chunks go through G in one call
+    # Adam with the learning-rate ramp of the StyleGAN2 projector (NVlabs projector.py).
+    lr: float = 0.1
+    lr_masks: float = 0.1  # learning rate of the mask logits (same ramp)
+    lr_rampup: float = 0.05  # fraction of the steps spent ramping up (linear)
+    lr_rampdown: float = 0.25  # fraction of the steps spent ramping down (cosine)
+    beta1: float = 0.9
+    beta2: float = 0.999
+    lambda_reg: float = 0.0
+    reg_reduction: str = "mean"  # "mean": squared norm / code dimension | "sum": the paper's plain sum
+    # Masks: softmax over n logit maps at mask_resolution, upsampled bilinearly.
+    mask_resolution: int = 16
+    mask_init: str = "kmeans"  # "kmeans" (colour + position) | "parsing" (face parser classes) | "uniform"
+    mask_init_sharpness: float = 4.0  # initial logit of the assigned chunk
+    mask_noise: float = 0.1  # std of the logit noise of "uniform"
+    kmeans_position_weight: float = 1.0
+    kmeans_iters: int = 20
+    parsing_groups: list[str] = field(default_factory=list)  # n comma-separated class lists; [] = defaults
+    freeze_masks: bool = False
+    # LPIPS: network and whether its ImageNet backbone is pretrained (False only for tests/tiny demos).
+    lpips_net: str = "vgg"  # "alex" | "vgg"
+    lpips_pretrained: bool = True
+    lpips_resolution: int = 256  # images larger than this are area-downsampled before LPIPS (as the projector)
+    snapshots: int = 8  # frames in the progress strip
+
+
+@dataclass
+class DataConfig:
+    """Real photos: which files, and how they are brought to the generator's framing."""
+
+    # "ffhq": FFHQ alignment with the 68-point landmark model | "center-crop": crop the centre square |
+    # "none": images must already be aligned squares (CelebA-HQ, FFHQ)
+    align: str = "none"
+    # What to do when "ffhq" alignment cannot run (no landmark weights, no face found): "center-crop"
+    # (logged notice) | "error"
+    align_fallback: str = "error"
+    extensions: list[str] = field(default_factory=lambda: [".png", ".jpg", ".jpeg", ".webp", ".bmp"])
+    max_images: int | None = None  # only the first max_images files (sorted by name)
+    num_workers: int = 0
+
+
+@dataclass
+class PerceptionConfig:
+    """Pretrained face models (registry names or paths)."""
+
+    parser_weights: str | None = None  # BiSeNet for mask_init=parsing; None: registry default
+    landmark_weights: str | None = None  # for data.align=ffhq; None: registry default
+    identity: str = "arcface-irse50"  # identity encoder for eval-inversion (registry name, path, "random-irse50")
+
+
+@dataclass
+class EvalConfig:
+    """`semedit eval-inversion`: the paper's projection table and identity-after-edit table."""
+
+    # Rows of the projection table: "<space>:<single|chunky>[:reg]". reg uses eval.lambda_reg.
+    rows: list[str] = field(default_factory=lambda: [
+        "w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
+    ])
+    lambda_reg: float = 1.0  # lambda_reg of the ":reg" rows (all other rows use 0, as in the paper)
+    edit_rows: list[str] = field(default_factory=lambda: ["w:single", "wplus:single", "wplus:chunky", "wplus:chunky:reg"])
+    edit_strengths: list[float] = field(default_factory=lambda: [3.0])
+
+
+@dataclass
+class Config:
+    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    invert: InversionConfig = field(default_factory=InversionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    perception: PerceptionConfig = field(default_factory=PerceptionConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def validate(cfg: Config) -> Config:
+    """Checks that OmegaConf's types cannot express; raises ConfigError naming the key."""
+    from semedit.config import ConfigError
+    from semedit.inversion.latents import SPACES
+    from semedit.inversion.masks import MASK_INITS
+
+    inv = cfg.invert
+    checks = [
+        (inv.space in SPACES, "invert.space", f"one of {', '.join(SPACES)}", inv.space),
+        (inv.n >= 1, "invert.n", "an integer >= 1", inv.n),
+        (inv.steps >= 1, "invert.steps", "an integer >= 1", inv.steps),
+        (inv.batch_size >= 1, "invert.batch_size", "an integer >= 1", inv.batch_size),
+        (inv.mask_init in MASK_INITS, "invert.mask_init", f"one of {', '.join(MASK_INITS)}", inv.mask_init),
+        (inv.mask_resolution >= 1, "invert.mask_resolution", "an integer >= 1", inv.mask_resolution),
+        (inv.lpips_net in ("alex", "vgg"), "invert.lpips_net", "alex or vgg", inv.lpips_net),
+        (inv.reg_reduction in ("mean", "sum"), "invert.reg_reduction", "mean or sum", inv.reg_reduction),
+        (inv.lambda_reg >= 0, "invert.lambda_reg", "a number >= 0", inv.lambda_reg),
+        (0 < inv.lr_rampup + inv.lr_rampdown <= 1 and inv.lr_rampup > 0 and inv.lr_rampdown > 0,
+         "invert.lr_rampup/lr_rampdown", "positive fractions of the steps summing to at most 1",
+         (inv.lr_rampup, inv.lr_rampdown)),
+        (cfg.data.align in ("ffhq", "center-crop", "none"), "data.align", "ffhq, center-crop or none", cfg.data.align),
+        (cfg.data.align_fallback in ("center-crop", "error"), "data.align_fallback", "center-crop or error",
+         cfg.data.align_fallback),
+    ]
+    for ok, key, valid, value in checks:
+        if not ok:
+            raise ConfigError(f"invalid value for config key '{key}': {value!r}; expected {valid}")
+    return cfg

@@ -1,0 +1,220 @@
+"""Real photos for inversion: listing, validation, framing (FFHQ alignment or centre crop), sharding.
+
+Images are listed once, in a fixed (sorted) order, on every DDP rank. Rank r takes the images whose
+position i satisfies i % world_size == r, decided on the full list *before* looking at which images are
+already finished, so every rank agrees on the split even while other ranks are writing results; a
+finished image is then skipped by the rank that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Sampler
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ImageSource", "InputError", "list_images", "load_rgb", "frame_image", "RealImageDataset",
+           "ShardSampler", "SKIMAGE_PREFIX"]
+
+SKIMAGE_PREFIX = "skimage:"  # e.g. "skimage:astronaut": an image that ships with scikit-image
+
+
+class InputError(ValueError):
+    """An input image or folder is unusable; the message says which file and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    name: str  # output folder name (file stem)
+    location: str  # file path or "skimage:<name>"
+
+
+def list_images(inputs: Sequence[str], extensions: Sequence[str], max_images: int | None = None) -> list[ImageSource]:
+    """Image files from folders, files and ``skimage:<name>`` entries, in a deterministic order."""
+    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
+    sources: list[ImageSource] = []
+    for item in inputs:
+        if item.startswith(SKIMAGE_PREFIX):
+            sources.append(ImageSource(item[len(SKIMAGE_PREFIX):], item))
+            continue
+        path = Path(item)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
+            if not files:
+                raise InputError(f"no images with extensions {sorted(exts)} in folder {path}")
+            sources.extend(ImageSource(p.stem, str(p)) for p in files)
+        elif path.is_file():
+            sources.append(ImageSource(path.stem, str(path)))
+        else:
+            raise InputError(f"input not found: {item} (give image files, folders, or skimage:<name> e.g. skimage:astronaut)")
+    names: dict[str, str] = {}
+    for s in sources:
+        if s.name in names:
+            raise InputError(f"two inputs map to the same output name '{s.name}': {names[s.name]} and {s.location}; rename one")
+        names[s.name] = s.location
+    if max_images is not None:
+        sources = sources[:max_images]
+    if not sources:
+        raise InputError("no input images given")
+    return sources
+
+
+def load_rgb(source: ImageSource) -> np.ndarray:
+    """H x W x 3 uint8 RGB. Rejects other channel layouts with a message naming the file."""
+    if source.location.startswith(SKIMAGE_PREFIX):
+        import skimage.data
+
+        name = source.location[len(SKIMAGE_PREFIX):]
+        loader = getattr(skimage.data, name, None)
+        if loader is None or not callable(loader):
+            raise InputError(f"scikit-image ships no image called '{name}' (try skimage:astronaut)")
+        arr = np.asarray(loader())
+    else:
+        try:
+            with Image.open(source.location) as img:
+                if img.mode not in ("RGB", "L", "RGBA", "P", "I;16", "I", "F", "CMYK", "LA"):
+                    raise InputError(f"{source.location}: unsupported image mode {img.mode}")
+                if img.mode in ("P", "CMYK"):  # palette / print files: their RGB rendering is well defined
+                    img = img.convert("RGB")
+                arr = np.asarray(img)
+        except InputError:
+            raise
+        except Exception as err:  # PIL raises several types for unreadable files
+            raise InputError(f"cannot read image {source.location}: {err}") from err
+    if arr.dtype != np.uint8:
+        raise InputError(f"{source.location}: expected 8-bit images, got dtype {arr.dtype}; convert it to 8-bit RGB")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        shape = "x".join(str(s) for s in arr.shape)
+        raise InputError(
+            f"{source.location}: expected an RGB image with 3 channels, got shape {shape}; convert it to RGB "
+            "(e.g. PIL: Image.open(p).convert('RGB').save(p)) — grayscale or alpha images are not inverted as-is"
+        )
+    return arr
+
+
+def _center_crop(arr: np.ndarray) -> np.ndarray:
+    h, w = arr.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return arr[top: top + side, left: left + side]
+
+
+def frame_image(arr: np.ndarray, resolution: int, align: str, source: str,
+                aligner: Callable[[np.ndarray], np.ndarray] | None = None) -> torch.Tensor:
+    """Bring an RGB photo to the generator's framing and size: [3, R, R] float in [-1, 1].
+
+    align: "none" (must be a square, already aligned), "center-crop", or "ffhq" (``aligner`` maps the
+    photo to an aligned square, or None when alignment is unavailable).
+    """
+    if align == "ffhq":
+        if aligner is None:
+            raise RuntimeError("frame_image(align='ffhq') needs an aligner")
+        arr = aligner(arr)
+    elif align == "center-crop":
+        arr = _center_crop(arr)
+    elif align == "none":
+        h, w = arr.shape[:2]
+        if h != w:
+            raise InputError(
+                f"{source} is {w}x{h}, not square; aligned faces (FFHQ, CelebA-HQ) are square. Align it with "
+                "data.align=ffhq, crop it with data.align=center-crop, or crop it yourself"
+            )
+    else:
+        raise ValueError(f"unknown data.align '{align}'")
+    if min(arr.shape[:2]) < 8:
+        raise InputError(f"{source}: image too small ({arr.shape[1]}x{arr.shape[0]}) to invert")
+    img = Image.fromarray(arr)
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.LANCZOS)
+    tensor = torch.from_numpy(np.asarray(img, dtype=np.float32).copy()).permute(2, 0, 1)
+    return tensor / 127.5 - 1
+
+
+class FfhqAligner:
+    """FFHQ alignment with the perception landmark model, falling back to a centre crop when allowed."""
+
+    def __init__(self, resolution: int, weights: str | None, fallback: str):
+        self.resolution = resolution
+        self.weights = weights
+        self.fallback = fallback
+        self._fn: Callable[[np.ndarray], np.ndarray] | None = None
+        self._unavailable: str | None = None
+
+    def _load(self) -> None:
+        if self._fn is not None or self._unavailable is not None:
+            return
+        try:
+            from semedit.perception.landmarks import align_ffhq, load_landmarker
+
+            landmarker = load_landmarker(self.weights)
+            size = max(self.resolution, 256)  # aligned crop size before the final resize
+            self._fn = lambda arr: align_ffhq(arr, landmarker([arr])[0], output_size=size)
+        except Exception as err:  # missing weights or module: decided by data.align_fallback below
+            self._unavailable = f"{type(err).__name__}: {err}"
+
+    def __call__(self, arr: np.ndarray) -> np.ndarray:
+        self._load()
+        reason = self._unavailable
+        if self._fn is not None:
+            try:
+                return self._fn(arr)
+            except Exception as err:  # e.g. no face found in this photo
+                reason = f"{type(err).__name__}: {err}"
+        if self.fallback != "center-crop":
+            raise InputError(
+                f"FFHQ alignment is unavailable ({reason}). Provide the landmark weights (see `semedit weights "
+                "list`), or set data.align_fallback=center-crop, or data.align=center-crop"
+            )
+        log.warning("FFHQ alignment unavailable (%s); using a centre crop instead (data.align_fallback=center-crop)", reason)
+        return _center_crop(arr)
+
+    def __getstate__(self):  # loaded models stay in the process that loaded them (DataLoader workers)
+        return {**self.__dict__, "_fn": None, "_unavailable": None}
+
+
+class RealImageDataset(Dataset):
+    """Items: {"image": [3, R, R] in [-1, 1], "name": str, "index": int}."""
+
+    def __init__(self, sources: Sequence[ImageSource], resolution: int, align: str = "none",
+                 align_fallback: str = "error", landmark_weights: str | None = None):
+        self.sources = list(sources)
+        self.resolution = resolution
+        self.align = align
+        self.aligner = FfhqAligner(resolution, landmark_weights, align_fallback) if align == "ffhq" else None
+
+    def __len__(self) -> int:
+        return len(self.sources)
+
+    def __getitem__(self, index: int) -> dict:
+        src = self.sources[index]
+        image = frame_image(load_rgb(src), self.resolution, self.align, src.location, self.aligner)
+        return {"image": image, "name": src.name, "index": index}
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``i % world_size == rank`` of a dataset, minus those ``is_finished(i)`` reports done."""
+
+    def __init__(self, length: int, rank: int, world_size: int, is_finished: Callable[[int], bool] = lambda i: False):
+        self.length, self.rank, self.world_size = length, rank, world_size
+        self.is_finished = is_finished
+
+    def owned(self) -> list[int]:
+        return list(range(self.rank, self.length, self.world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([i for i in self.owned() if not self.is_finished(i)])
+
+    def __len__(self) -> int:
+        return sum(1 for i in self.owned() if not self.is_finished(i))
+
+
+def default_num_workers() -> int:
+    return min(4, os.cpu_count() or 1)

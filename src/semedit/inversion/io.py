@@ -1,0 +1,157 @@
+"""On-disk layout of one inverted image, and reading it back for editing and evaluation.
+
+    <out>/<name>/
+        codes.safetensors   code.<k> [n, ...] (one entry in W/W+, one per style layer in S), mask_logits
+                            [n, h, w], masks [n, 1, R, R]; JSON metadata: space, n, resolution, config
+        target.png          the aligned target the codes were fitted to
+        reconstruction.png  sum_i G(z_i) * s_i
+        chunks.png          G(z_i) of every chunk, side by side
+        masks.png           the masks, one colour per chunk
+        progress.png        target | reconstructions during the optimisation (last = final)
+        result.json         final metrics and per-step loss; written last, so its presence means "finished"
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "RESULT_FILE",
+    "CODES_FILE",
+    "Inversion",
+    "is_finished",
+    "save_inversion",
+    "load_inversion",
+    "find_inversions",
+    "to_uint8",
+    "save_image",
+    "load_image_tensor",
+    "colour_masks",
+]
+
+RESULT_FILE = "result.json"
+CODES_FILE = "codes.safetensors"
+
+# Distinct colours for up to 10 chunks (then they repeat).
+_PALETTE = np.array([
+    [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+    [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+], dtype=np.float32) / 255.0
+
+
+@dataclass
+class Inversion:
+    """One inverted image read back from disk."""
+
+    name: str
+    directory: Path
+    space: str
+    codes: list[torch.Tensor]  # code set with a leading image axis of 1: [1, n, ...]
+    mask_logits: torch.Tensor  # [1, n, h, w]
+    masks: torch.Tensor  # [1, n, 1, R, R]
+    meta: dict
+
+
+def is_finished(directory: str | os.PathLike) -> bool:
+    return (Path(directory) / RESULT_FILE).is_file()
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [-1, 1] -> H x W x 3 uint8."""
+    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return arr.permute(1, 2, 0).numpy()
+
+
+def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Save [3, H, W] in [-1, 1] (or [3, H, W*k] strips) as PNG."""
+    Image.fromarray(to_uint8(image)).save(path)
+
+
+def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
+    """PNG written by ``save_image`` -> [3, H, W] in [-1, 1]."""
+    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1
+
+
+def colour_masks(masks: torch.Tensor) -> torch.Tensor:
+    """[n, 1, H, W] soft masks -> [3, H, W] in [-1, 1]: each pixel the mask-weighted mix of chunk colours."""
+    n = masks.shape[0]
+    palette = torch.from_numpy(_PALETTE[np.arange(n) % len(_PALETTE)])  # [n, 3]
+    rgb = (masks[:, 0].float().cpu().unsqueeze(1) * palette[:, :, None, None]).sum(dim=0)
+    return rgb * 2 - 1
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: list[torch.Tensor],
+                   mask_logits: torch.Tensor, masks: torch.Tensor, target: torch.Tensor,
+                   reconstruction: torch.Tensor, chunk_images: torch.Tensor, snapshots: torch.Tensor,
+                   result: dict, meta: dict) -> Path:
+    """Write one image's inversion (tensors without the image axis: codes [n, ...], masks [n, 1, R, R]).
+
+    ``result.json`` is written last and atomically, so an interrupted write is simply redone on resume.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {f"code.{k}": c.detach().float().cpu().contiguous() for k, c in enumerate(codes)}
+    tensors["mask_logits"] = mask_logits.detach().float().cpu().contiguous()
+    tensors["masks"] = masks.detach().float().cpu().contiguous()
+    metadata = {"semedit": json.dumps({"name": name, "space": space, "n": int(mask_logits.shape[0]),
+                                       "num_code_tensors": len(codes), **meta})}
+    tmp = out / (CODES_FILE + f".tmp{os.getpid()}")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, out / CODES_FILE)
+    save_image(target, out / "target.png")
+    save_image(reconstruction, out / "reconstruction.png")
+    save_image(torch.cat(list(chunk_images), dim=2), out / "chunks.png")
+    save_image(colour_masks(masks), out / "masks.png")
+    save_image(torch.cat([target, *snapshots], dim=2), out / "progress.png")
+    _atomic_write_text(out / RESULT_FILE, json.dumps({"name": name, "space": space, **result}, indent=1))
+    return out
+
+
+def load_inversion(directory: str | os.PathLike) -> Inversion:
+    """Read an image folder written by ``save_inversion``; clear errors for unfinished/foreign folders."""
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    path = directory / CODES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} is not a ChunkyGAN inversion folder (no {CODES_FILE}); pass a folder written by "
+            "`semedit invert` (one per image) or its run folder"
+        )
+    if not is_finished(directory):
+        raise FileNotFoundError(f"the inversion in {directory} is unfinished (no {RESULT_FILE}); re-run `semedit invert`")
+    with safe_open(str(path), framework="pt") as f:
+        meta = json.loads(f.metadata()["semedit"])
+        codes = [f.get_tensor(f"code.{k}")[None] for k in range(meta["num_code_tensors"])]
+        mask_logits = f.get_tensor("mask_logits")[None]
+        masks = f.get_tensor("masks")[None]
+    return Inversion(meta["name"], directory, meta["space"], codes, mask_logits, masks, meta)
+
+
+def find_inversions(path: str | os.PathLike) -> list[Path]:
+    """Image folders under ``path`` (itself, or its finished sub-folders, sorted by name)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"inversion path not found: {path}")
+    if (path / CODES_FILE).is_file():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_dir() and is_finished(p) and (p / CODES_FILE).is_file())
+    if not found:
+        raise FileNotFoundError(f"no finished inversions in {path} (expected sub-folders with {RESULT_FILE})")
+    return found

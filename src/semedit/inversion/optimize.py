@@ -1,0 +1,153 @@
+"""The ChunkyGAN optimisation of a batch of images (pure PyTorch; the LightningModule only wires it).
+
+    min_{z, s}  LPIPS(I, O(z, s)) + lambda_reg * sum_i ||z_i - z_mu||^2,   O(z, s) = sum_i G(z_i) * s_i
+
+Every image has its own codes and mask logits and its own loss; the batch loss is the *sum* of the
+per-image losses, so each image's gradients (and, with Adam, its whole trajectory) are the same as if it
+were optimised alone: batching only changes speed, not results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from semedit.inversion.composite import composite, masks_from_logits
+from semedit.inversion.latents import check_space, init_codes, latent_mean, latent_regulariser, render_chunks
+
+__all__ = ["projector_lr", "lpips_input", "inversion_loss", "InversionResult", "invert_batch", "snapshot_steps"]
+
+
+def projector_lr(step: int, steps: int, base_lr: float, rampup: float, rampdown: float) -> float:
+    """Learning rate of the NVlabs StyleGAN2 projector: linear ramp-up, constant, cosine ramp-down.
+
+    ``rampup`` and ``rampdown`` are fractions of ``steps``. At step 0 the rate is 0, as in the projector.
+    """
+    t = step / steps
+    ramp = min(1.0, (1.0 - t) / rampdown)
+    ramp = 0.5 - 0.5 * math.cos(ramp * math.pi)
+    ramp = ramp * min(1.0, t / rampup)
+    return base_lr * ramp
+
+
+LPIPS_MIN_RESOLUTION = 32  # LPIPS-Alex's strided convolutions and pools need at least this many pixels
+
+
+def lpips_input(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Area-downsample images larger than ``resolution`` (LPIPS nets are trained around 64-256 px), and
+    upsample tiny test images to the smallest size the LPIPS backbones accept."""
+    if images.shape[-1] > resolution:
+        images = F.interpolate(images, size=(resolution, resolution), mode="area")
+    elif images.shape[-1] < LPIPS_MIN_RESOLUTION:
+        images = F.interpolate(images, size=(LPIPS_MIN_RESOLUTION,) * 2, mode="bilinear", align_corners=False)
+    return images
+
+
+def inversion_loss(lpips_value: torch.Tensor, reg: torch.Tensor, lambda_reg: float) -> dict[str, torch.Tensor]:
+    """Per-image loss terms ([N] each): lpips, reg and total = lpips + lambda_reg * reg."""
+    return {"lpips": lpips_value, "reg": reg, "total": lpips_value + lambda_reg * reg}
+
+
+def snapshot_steps(steps: int, count: int) -> list[int]:
+    """Evenly spaced steps in [0, steps] for the progress strip; ``steps`` means the final result."""
+    count = max(2, count)
+    return sorted({round(i * steps / (count - 1)) for i in range(count)})
+
+
+@dataclass
+class InversionResult:
+    """What the optimisation of N images with n chunks produced (all tensors detached, on CPU)."""
+
+    space: str
+    codes: list[torch.Tensor]  # code set [N, n, ...] (see latents.py)
+    mask_logits: torch.Tensor  # [N, n, h, w]
+    masks: torch.Tensor  # [N, n, 1, R, R]
+    chunk_images: torch.Tensor  # [N, n, 3, R, R]
+    reconstruction: torch.Tensor  # [N, 3, R, R]
+    losses: dict[str, torch.Tensor]  # final per-image terms [N]
+    history: dict[str, torch.Tensor]  # per-step terms [steps, N] (before each update)
+    snapshots: torch.Tensor  # [N, S, 3, R, R] reconstructions at ``snapshot_steps``
+    snapshot_steps: list[int] = field(default_factory=list)
+
+
+def invert_batch(
+    G,
+    lpips_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    targets: torch.Tensor,
+    mask_logits: torch.Tensor,
+    cfg,
+    noise_mode: str = "const",
+) -> InversionResult:
+    """Optimise codes (and masks) of N images jointly.
+
+    Args:
+        G: frozen generator (see semedit.stylegan2).
+        lpips_fn: ``lpips_fn(x [N,3,h,w], y) -> [N]`` with images in [-1, 1].
+        targets: [N, 3, R, R] in [-1, 1], R = G.img_resolution.
+        mask_logits: [N, n, h, w] initial logits (see masks.py); n is the number of chunks.
+        cfg: an ``InversionConfig`` (space, steps, lr, lr_masks, lr_rampup, lr_rampdown, beta1, beta2,
+            lambda_reg, reg_reduction, freeze_masks, lpips_resolution, snapshots).
+    """
+    space = check_space(cfg.space)
+    num_images, n = mask_logits.shape[:2]
+    res = G.img_resolution
+    if targets.shape[1:] != (3, res, res) or targets.shape[0] != num_images:
+        raise ValueError(f"targets must be [{num_images}, 3, {res}, {res}], got {tuple(targets.shape)}")
+    device = targets.device
+    codes = init_codes(G, space, num_images, n)
+    means = [m.to(device) for m in latent_mean(G, space)]
+    logits = mask_logits.detach().to(device).clone().requires_grad_(not cfg.freeze_masks)
+    groups = [{"params": codes, "lr": cfg.lr, "base_lr": cfg.lr}]
+    if not cfg.freeze_masks:
+        groups.append({"params": [logits], "lr": cfg.lr_masks, "base_lr": cfg.lr_masks})
+    optimiser = torch.optim.Adam(groups, betas=(cfg.beta1, cfg.beta2))
+    target_lp = lpips_input(targets, cfg.lpips_resolution)
+    frames_at = snapshot_steps(cfg.steps, cfg.snapshots)
+    frames: list[torch.Tensor] = []
+    history: dict[str, list[torch.Tensor]] = {"lpips": [], "reg": [], "total": []}
+
+    initial = [c.detach().clone() for c in codes]
+
+    def evaluate(masks_learn: bool = True):
+        chunks = render_chunks(G, space, codes, noise_mode)
+        masks = masks_from_logits(logits if masks_learn else logits.detach(), res)
+        out = composite(chunks, masks)
+        lp = lpips_fn(lpips_input(out, cfg.lpips_resolution), target_lp).reshape(num_images)
+        reg = latent_regulariser(codes, means, cfg.reg_reduction)
+        return chunks, masks, out, inversion_loss(lp, reg, cfg.lambda_reg)
+
+    for step in range(cfg.steps):
+        for group in optimiser.param_groups:
+            group["lr"] = projector_lr(step, cfg.steps, group["base_lr"], cfg.lr_rampup, cfg.lr_rampdown)
+        # While every chunk still has its initial code (the mean), all chunk images are equal and the
+        # exact mask gradient is zero; what autograd returns is rounding noise, which Adam would
+        # normalise into full-size random steps. The masks join once the codes have moved.
+        still_symmetric = all(torch.equal(c, c0) for c, c0 in zip(codes, initial, strict=True))
+        _, _, out, terms = evaluate(masks_learn=not still_symmetric)
+        if step in frames_at:
+            frames.append(out.detach().cpu())
+        for key in history:
+            history[key].append(terms[key].detach().cpu())
+        optimiser.zero_grad(set_to_none=True)
+        terms["total"].sum().backward()
+        optimiser.step()
+
+    with torch.no_grad():
+        chunks, masks, out, terms = evaluate()
+    frames.append(out.cpu())
+    return InversionResult(
+        space=space,
+        codes=[c.detach().cpu() for c in codes],
+        mask_logits=logits.detach().cpu(),
+        masks=masks.cpu(),
+        chunk_images=chunks.cpu(),
+        reconstruction=out.cpu(),
+        losses={k: v.detach().cpu() for k, v in terms.items()},
+        history={k: torch.stack(v) for k, v in history.items()},
+        snapshots=torch.stack(frames, dim=1),
+        snapshot_steps=frames_at,
+    )
