@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tests use tiny networks on small, often shared CPUs: one intra-op thread per process avoids
+# oversubscription (DDP tests run two processes), which otherwise makes them many times slower.
+torch.set_num_threads(1)
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

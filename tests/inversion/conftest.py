@@ -8,10 +8,6 @@ import torch.nn.functional as F
 
 from semedit.inversion.config import Config, InversionConfig
 
-# The test machines are small and shared: one intra-op thread per process avoids oversubscription,
-# which on 2 busy cores makes these tiny networks tens of times slower.
-torch.set_num_threads(1)
-
 
 class PyramidDistance(torch.nn.Module):
     """A deterministic stand-in for LPIPS in the maths tests: mean squared error over a 3-level pyramid.
