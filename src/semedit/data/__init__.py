@@ -1,0 +1,27 @@
+"""Synthetic training data from a frozen StyleGAN2: loaders of integer indices, synthesis on the device."""
+
+from semedit.data.datamodule import (
+    DataConfig,
+    DataConfigError,
+    PairsConfig,
+    StyleGAN2DataModule,
+    downsample,
+    pair_shifts,
+    shift_ws,
+)
+from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler
+from semedit.data.seeding import sample_seeds, z_for_indices
+
+__all__ = [
+    "DataConfig",
+    "DataConfigError",
+    "FixedIndexSampler",
+    "PairsConfig",
+    "ResumableIndexSampler",
+    "StyleGAN2DataModule",
+    "downsample",
+    "pair_shifts",
+    "sample_seeds",
+    "shift_ws",
+    "z_for_indices",
+]

@@ -1,0 +1,135 @@
+"""`semedit edit` (image strips along a direction) and `semedit pca` (GANSpace directions)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+
+def _generator(args):
+    from semedit.config import GeneratorSpec
+    from semedit.stylegan2 import generator_from_spec
+
+    return generator_from_spec(GeneratorSpec(ckpt=args.ckpt), device=args.device)
+
+
+def _floats(text: str) -> list[float]:
+    from semedit.cli import CLIError
+
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CLIError(f"--strengths must be comma-separated numbers like -3,0,3, got '{text}'") from None
+    if not values:
+        raise CLIError("--strengths is empty")
+    return values
+
+
+def _ints(text, what: str):
+    from semedit.cli import CLIError
+    from semedit.stylegan2 import parse_seeds
+
+    try:
+        return parse_seeds(text)
+    except ValueError as err:
+        raise CLIError(f"{what}: {err}") from None
+
+
+def run_edit(args) -> int:
+    import torch
+
+    from semedit.cli import CLIError
+    from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
+    from semedit.directions.io import Direction, load_direction
+    from semedit.images import image_grid, save_image
+    from semedit.stylegan2 import zs_from_seeds
+
+    seeds = _ints(args.seeds, "--seeds")
+    strengths = _floats(args.strengths)
+    layers = _ints(args.layers, "--layers") if args.layers else None
+    direction = load_direction(args.direction)
+    if args.condition:
+        direction = condition(direction, [load_direction(p) for p in args.condition.split(",")])
+    if direction.space == "z":
+        raise CLIError("z directions are edited before the mapping network; use a 'w', 'wplus' or 's' direction")
+    G = _generator(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.space == "s" and direction.space in ("w", "wplus"):
+        # The exact StyleSpace image of the W step (affine layers are linear).
+        step = w_direction_to_styles(G, direction if layers is None else Direction(
+            direction.vector, direction.space, layers if direction.space == "w" else direction.layers, direction.meta))
+        direction = Direction.from_vector(step, "s", None, direction.meta)
+        scale = float(step.norm())
+        layers = None
+    else:
+        scale = 1.0
+    if args.space == "w" and direction.space == "s":
+        raise CLIError("an 's' direction can only be applied with --space s")
+    with torch.no_grad():
+        z = zs_from_seeds(seeds, G.z_dim).to(args.device)
+        ws = G.mapping(z, truncation_psi=args.truncation_psi)
+        for seed, w in zip(seeds, ws):
+            w = w[None].expand(len(strengths), -1, -1)
+            k = torch.tensor(strengths, device=args.device)
+            if args.space == "s":
+                styles = edit_styles(G.synthesis.ws_to_styles(w), direction, k * scale, layers)
+                images = G.synthesis.synthesize_from_styles(styles, noise_mode=args.noise_mode)
+            else:
+                images = G.synthesis(edit_ws(w, direction, k, layers), noise_mode=args.noise_mode)
+            path = save_image(image_grid(images.clamp(-1, 1), ncols=len(strengths)), out / f"seed{seed:04d}.png")
+            print(path)
+    (out / "edit.json").write_text(json.dumps({
+        "direction": str(args.direction), "seeds": seeds, "strengths": strengths, "layers": layers,
+        "space": args.space, "truncation_psi": args.truncation_psi, "ckpt": args.ckpt}, indent=2))
+    return 0
+
+
+def run_pca(args) -> int:
+    from semedit.directions.io import Direction, save_direction
+    from semedit.directions.pca import pca_w
+
+    G = _generator(args)
+    result = pca_w(G, args.samples, args.components, seed=args.seed, batch_size=args.batch_size, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = []
+    for i, (v, std, ratio) in enumerate(zip(result.components, result.std, result.explained_variance_ratio)):
+        meta = {"method": "pca", "component": i, "std": float(std), "explained_variance_ratio": float(ratio),
+                "samples": args.samples, "seed": args.seed, "generator": args.ckpt or "tiny-random"}
+        path = save_direction(out / f"pc{i:03d}.safetensors", Direction.from_vector(v, "w", None, meta))
+        summary.append({"path": path.name, **meta})
+    (out / "pca.json").write_text(json.dumps({"mean": result.mean.tolist(), "components": summary}, indent=2))
+    print(f"{args.components} components of W from {args.samples} samples -> {out}")
+    for s in summary[:10]:
+        print(f"  pc{s['component']:03d}  std {s['std']:.4f}  explained {100 * s['explained_variance_ratio']:.2f} %")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("edit", help="image strips of seeds moved along a latent direction")
+    p.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
+    p.add_argument("--direction", required=True, help="direction file (.safetensors)")
+    p.add_argument("--seeds", default="0-3", help="seeds, e.g. 0-3 or 1,5,9")
+    p.add_argument("--strengths", default="-3,0,3", help="comma-separated edit strengths, one image each")
+    p.add_argument("--layers", default=None, help="W+ (or style) layers to edit, e.g. 0-5 (default: direction's)")
+    p.add_argument("--space", choices=["w", "s"], default="w", help="edit in W/W+ or in StyleSpace S")
+    p.add_argument("--condition", default=None, help="comma-separated directions to project out")
+    p.add_argument("--truncation-psi", type=float, default=1.0)
+    p.add_argument("--noise-mode", default="const", choices=["const", "random", "none"])
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="edits", help="output folder (one PNG strip per seed)")
+    p.set_defaults(func=run_edit)
+    # Let `--strengths -3,0,3` through: argparse takes "-3,0,3" for an option unless it looks like a number.
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
+
+    q = subparsers.add_parser("pca", help="GANSpace: principal components of W as direction files")
+    q.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
+    q.add_argument("--samples", type=int, default=100_000)
+    q.add_argument("--components", type=int, default=20)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--batch-size", type=int, default=4096)
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--out", default="pca", help="output folder: pcNNN.safetensors + pca.json")
+    q.set_defaults(func=run_pca)

@@ -1,0 +1,357 @@
+"""Attribute scorers: a batch of synthesised samples -> one score per sample.
+
+A scorer is called with the datamodule's batch dict (``index`` [N], ``z`` [N, z_dim], ``ws`` [N, num_ws,
+w_dim] and, when ``needs_images``, ``image`` [N, 3, R, R] in [-1, 1]) and returns float [N] on the batch's
+device. A score that cannot be computed (no face found) is NaN; the direction classifier drops those.
+
+Scorers (``ScorerConfig.name``):
+- ``centroid_x``: horizontal centre of mass of image brightness in [-1, 1]; needs no weights, so the
+  whole direction pipeline runs on a random tiny generator.
+- ``landmarks_yaw``: yaw from 68 landmarks, the nose tip's offset from the jaw line's midpoint.
+- ``parsing_yaw``: yaw from a face parsing, the nose's offset from the middle of the skin region.
+- ``torch``: a user classifier, ``module: "package.module:factory"`` building an ``nn.Module`` (+ optional
+  ``weights``, a safetensors file or a state dict read with ``weights_only=True``).
+- ``onnx``: a user classifier as an ONNX file (``weights``), run by onnxruntime.
+- ``file``: precomputed scores, ``path`` to a ``.npy`` [M] (score of index i = row i) or a ``.npz`` with
+  arrays ``index`` and ``score``.
+- ``projection``: ``w · v`` (or ``z · v``) for a unit vector v from a direction file (``path``) or drawn
+  from ``vector_seed``; a known ground truth for testing the classifier.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+SCORERS = ("centroid_x", "landmarks_yaw", "parsing_yaw", "torch", "onnx", "file", "projection")
+
+
+class ScorerError(ValueError):
+    """A scorer is misconfigured or its inputs are missing."""
+
+
+@dataclass
+class ScorerConfig:
+    name: Optional[str] = None  # None: no scores; else one of SCORERS
+    weights: Optional[str] = None  # model file or weights-registry name (landmarks, parsing, torch, onnx)
+    module: Optional[str] = None  # name=torch: "package.module:factory" returning an nn.Module
+    path: Optional[str] = None  # name=file: score file; name=projection: direction file
+    output_index: int = 0  # which output column of a user classifier is the score
+    input_size: Optional[int] = None  # resize images to this size before a user classifier (None: as is)
+    input_range: str = "-1,1"  # a user classifier's input convention: "-1,1" | "0,1" | "imagenet"
+    space: str = "w"  # name=projection: project "w" (ws[:, 0]) or "z"
+    vector_seed: int = 0  # name=projection without path: v = a random unit vector from this seed
+
+
+class Scorer:
+    """Base class: ``scorer(batch) -> [N]``; ``needs_images`` says whether ``batch['image']`` is used."""
+
+    needs_images = True
+    name = "scorer"
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _images(self, batch: dict) -> torch.Tensor:
+        if "image" not in batch:
+            raise ScorerError(f"scorer '{self.name}' needs images, but the batch has none "
+                              "(set data.synthesize_images=true)")
+        return batch["image"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Pure functions (testable without any model).
+
+
+def centroid_x(images: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] in [-1, 1] -> [N] horizontal centre of mass of brightness, -1 (left) .. 1 (right)."""
+    brightness = ((images.float() + 1) / 2).clamp(min=0).mean(dim=1)  # [N, H, W]
+    w = brightness.shape[-1]
+    xs = torch.linspace(-1, 1, w, device=images.device)
+    column_mass = brightness.sum(dim=1)  # [N, W]
+    return (column_mass * xs).sum(dim=1) / column_mass.sum(dim=1).clamp(min=1e-8)
+
+
+def yaw_from_landmarks(points: torch.Tensor) -> torch.Tensor:
+    """68 iBUG landmarks [N, 68, 2] (x, y) -> [N] yaw proxy in about [-1, 1].
+
+    The nose tip (point 30) moves towards the side the face turns to, while the jaw's end points (0 and
+    16, at the ears) stay near the head's outline: the nose tip's offset from the jaw midpoint, divided by
+    half the jaw width, is 0 for a frontal face and grows with yaw. Positive = nose towards image right.
+    """
+    if points.ndim != 3 or points.shape[1:] != (68, 2):
+        raise ScorerError(f"expected landmarks [N, 68, 2], got {list(points.shape)}")
+    x = points[..., 0].float()
+    half_width = (x[:, 16] - x[:, 0]).abs() / 2
+    mid = (x[:, 16] + x[:, 0]) / 2
+    yaw = (x[:, 30] - mid) / half_width.clamp(min=1e-6)
+    return torch.where(half_width > 1e-6, yaw, torch.full_like(yaw, float("nan")))
+
+
+# CelebAMask-HQ labels (BiSeNet face parser): 1 skin, 10 nose.
+PARSING_SKIN, PARSING_NOSE = 1, 10
+
+
+def yaw_from_parsing(labels: torch.Tensor) -> torch.Tensor:
+    """Face parsing labels [N, H, W] (CelebAMask-HQ classes) -> [N] yaw proxy in about [-1, 1].
+
+    The nose's centroid relative to the middle of the skin region's horizontal extent, divided by half that
+    extent. NaN where there is no skin or no nose.
+    """
+    if labels.ndim != 3:
+        raise ScorerError(f"expected parsing labels [N, H, W], got {list(labels.shape)}")
+    n, h, w = labels.shape
+    xs = torch.arange(w, device=labels.device, dtype=torch.float32).expand(n, h, w)
+    skin = labels == PARSING_SKIN
+    nose = labels == PARSING_NOSE
+    big = torch.full_like(xs, float(w))
+    left = torch.where(skin, xs, big).flatten(1).min(dim=1).values
+    right = torch.where(skin, xs, -big).flatten(1).max(dim=1).values
+    nose_count = nose.flatten(1).sum(dim=1)
+    nose_x = (xs * nose).flatten(1).sum(dim=1) / nose_count.clamp(min=1)
+    half = (right - left) / 2
+    yaw = (nose_x - (left + right) / 2) / half.clamp(min=1e-6)
+    ok = (nose_count > 0) & (skin.flatten(1).sum(dim=1) > 0) & (half > 0)
+    return torch.where(ok, yaw, torch.full_like(yaw, float("nan")))
+
+
+def random_unit_vector(dim: int, seed: int) -> torch.Tensor:
+    """float32 [dim], unit norm, from np.random.RandomState(seed)."""
+    v = torch.from_numpy(np.random.RandomState(seed).randn(dim)).to(torch.float32)
+    return v / v.norm()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scorers.
+
+
+class CentroidXScorer(Scorer):
+    name = "centroid_x"
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        return centroid_x(self._images(batch))
+
+
+class ProjectionScorer(Scorer):
+    """Score = latent · v, v a unit vector in W (``ws[:, 0]``) or Z."""
+
+    needs_images = False
+    name = "projection"
+
+    def __init__(self, vector: Optional[torch.Tensor] = None, space: str = "w", seed: int = 0):
+        if space not in ("w", "z"):
+            raise ScorerError(f"projection scorer space must be 'w' or 'z', got '{space}'")
+        self.vector, self.space, self.seed = vector, space, seed
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        latent = batch["ws"][:, 0] if self.space == "w" else batch["z"]
+        if self.vector is None:
+            self.vector = random_unit_vector(latent.shape[1], self.seed)
+        if self.vector.numel() != latent.shape[1]:
+            raise ScorerError(f"projection vector has {self.vector.numel()} entries but {self.space} has "
+                              f"{latent.shape[1]}")
+        return latent.float() @ self.vector.to(latent.device, torch.float32)
+
+
+class ScoreFileScorer(Scorer):
+    """Precomputed scores looked up by sample index."""
+
+    needs_images = False
+    name = "file"
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise ScorerError(f"score file not found: {path}")
+        if path.suffix == ".npy":
+            scores = np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
+            index = np.arange(len(scores), dtype=np.int64)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                if "index" not in data or "score" not in data:
+                    raise ScorerError(f"{path} must hold arrays 'index' and 'score', found {list(data.keys())}")
+                index = data["index"].astype(np.int64).reshape(-1)
+                scores = data["score"].astype(np.float64).reshape(-1)
+            if len(index) != len(scores):
+                raise ScorerError(f"{path}: 'index' has {len(index)} entries but 'score' has {len(scores)}")
+        else:
+            raise ScorerError(f"score file must be .npy or .npz, got {path.name}")
+        order = np.argsort(index, kind="stable")
+        self.index, self.scores, self.path = index[order], scores[order], path
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        wanted = batch["index"].detach().cpu().numpy().astype(np.int64)
+        pos = np.searchsorted(self.index, wanted).clip(max=len(self.index) - 1)
+        missing = self.index[pos] != wanted
+        if missing.any():
+            raise ScorerError(f"score file {self.path} has no score for sample index {int(wanted[missing][0])}")
+        return torch.from_numpy(self.scores[pos]).to(batch["index"].device, torch.float32)
+
+
+def _prepare(images: torch.Tensor, size: Optional[int], input_range: str) -> torch.Tensor:
+    x = images.float()
+    if size is not None and x.shape[-1] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if input_range == "-1,1":
+        return x
+    x = (x + 1) / 2
+    if input_range == "0,1":
+        return x
+    if input_range == "imagenet":
+        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225], device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
+    raise ScorerError(f"input_range must be '-1,1', '0,1' or 'imagenet', got '{input_range}'")
+
+
+def _column(output, index: int) -> torch.Tensor:
+    output = torch.as_tensor(output).float()
+    if output.ndim == 1:
+        return output
+    if output.ndim != 2 or not 0 <= index < output.shape[1]:
+        raise ScorerError(f"classifier output of shape {list(output.shape)} has no column {index}")
+    return output[:, index]
+
+
+class TorchModuleScorer(Scorer):
+    """A user torch classifier: images -> [N] or [N, C] (column ``output_index``)."""
+
+    name = "torch"
+
+    def __init__(self, module: torch.nn.Module, output_index: int = 0, input_size: Optional[int] = None,
+                 input_range: str = "-1,1"):
+        self.module = module.eval().requires_grad_(False)
+        self.output_index, self.input_size, self.input_range = output_index, input_size, input_range
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        images = self._images(batch)
+        self.module.to(images.device)
+        return _column(self.module(_prepare(images, self.input_size, self.input_range)), self.output_index)
+
+
+class OnnxScorer(Scorer):
+    """A user classifier in ONNX, run by onnxruntime (CUDA provider when the batch is on a GPU)."""
+
+    name = "onnx"
+
+    def __init__(self, path: str | Path, output_index: int = 0, input_size: Optional[int] = None,
+                 input_range: str = "-1,1"):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        providers = ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=providers)
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise ScorerError(f"cannot load ONNX classifier {self.path}: {err}") from err
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_index, self.input_size, self.input_range = output_index, input_size, input_range
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        images = self._images(batch)
+        x = _prepare(images, self.input_size, self.input_range).detach().cpu().numpy().astype(np.float32)
+        output = self.session.run(None, {self.input_name: x})[0]
+        return _column(torch.from_numpy(np.asarray(output)), self.output_index).to(images.device)
+
+
+class LandmarksYawScorer(Scorer):
+    name = "landmarks_yaw"
+
+    def __init__(self, weights: Optional[str], device):
+        from semedit.perception.landmarks import load_landmarker
+
+        self.landmarker = load_landmarker(weights, device=device) if weights else load_landmarker(device=device)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        images = self._images(batch)
+        points = self.landmarker(images)
+        if isinstance(points, tuple):  # (points, found) style outputs
+            points = points[0]
+        return yaw_from_landmarks(torch.as_tensor(points).to(images.device))
+
+
+class ParsingYawScorer(Scorer):
+    name = "parsing_yaw"
+
+    def __init__(self, weights: Optional[str], device):
+        from semedit.perception.parsing import load_face_parser
+
+        self.parser = load_face_parser(weights, device=device) if weights else load_face_parser(device=device)
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        images = self._images(batch)
+        out = self.parser(images)
+        labels = out.argmax(dim=1) if out.is_floating_point() and out.ndim == 4 else out
+        return yaw_from_parsing(labels.long())
+
+
+def _import_factory(spec: str) -> Callable[[], torch.nn.Module]:
+    if not spec or ":" not in spec:
+        raise ScorerError(f"scorer.module must look like 'package.module:factory', got {spec!r}")
+    module_name, attr = spec.split(":", 1)
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ScorerError(f"cannot import scorer.module {spec!r}: {err}") from err
+
+
+def _load_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
+    return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def build_scorer(cfg: ScorerConfig, device="cpu") -> Optional[Scorer]:
+    """The scorer described by ``cfg`` (None when ``cfg.name`` is None)."""
+    if cfg.name is None:
+        return None
+    if cfg.name not in SCORERS:
+        raise ScorerError(f"unknown scorer '{cfg.name}'; valid scorers: {', '.join(SCORERS)}")
+    if cfg.name == "centroid_x":
+        return CentroidXScorer()
+    if cfg.name == "projection":
+        vector = None
+        if cfg.path:
+            from semedit.directions.io import load_direction
+
+            direction = load_direction(cfg.path)
+            if direction.space != cfg.space:
+                raise ScorerError(f"projection scorer: direction {cfg.path} is in '{direction.space}', "
+                                  f"scorer.space is '{cfg.space}'")
+            vector = direction.vector
+        return ProjectionScorer(vector, cfg.space, cfg.vector_seed)
+    if cfg.name == "file":
+        if not cfg.path:
+            raise ScorerError("scorer 'file' needs scorer.path (a .npy or .npz score file)")
+        return ScoreFileScorer(cfg.path)
+    if cfg.name == "torch":
+        module = _import_factory(cfg.module)()
+        if cfg.weights:
+            from semedit.weights import resolve_weights
+
+            module.load_state_dict(_load_state_dict(resolve_weights(cfg.weights)), strict=True)
+        return TorchModuleScorer(module, cfg.output_index, cfg.input_size, cfg.input_range)
+    if cfg.name == "onnx":
+        if not cfg.weights:
+            raise ScorerError("scorer 'onnx' needs scorer.weights (an .onnx file)")
+        from semedit.weights import resolve_weights
+
+        return OnnxScorer(resolve_weights(cfg.weights), cfg.output_index, cfg.input_size, cfg.input_range)
+    if cfg.name == "landmarks_yaw":
+        return LandmarksYawScorer(cfg.weights, device)
+    return ParsingYawScorer(cfg.weights, device)
