@@ -13,6 +13,8 @@ FACES ?=
 SWEEP ?= configs/sweeps/hair.yaml
 SWEEP_ID ?=
 COUNT ?= 1
+PROJECT ?=
+ENTITY ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help install test test-all lint generate bench train-hair train-direction eval-identity invert \
@@ -23,7 +25,6 @@ help: ## list the targets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade --quiet pip
 	# torch and torchvision are pinned as a pair in pyproject.toml (lpips needs torchvision).
 	$(PY) -m pip install --quiet -e '.[dev,cluster]'
 	@touch $(STAMP)
@@ -64,12 +65,13 @@ invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny defau
 eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default; FACES=folder at paper scale)
 	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut skimage:chelsea) --output runs/eval-inversion $(ARGS)
 
-sweep: $(STAMP) ## register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml
-	$(VENV)/bin/wandb sweep $(SWEEP)
+sweep: $(STAMP) ## check and register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml [PROJECT=..] [ENTITY=..]
+	$(SEMEDIT) sweep check $(SWEEP)
+	$(VENV)/bin/wandb sweep $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) $(SWEEP)
 
 agent: $(STAMP) ## run a W&B sweep agent locally: make agent SWEEP_ID=entity/project/id COUNT=4
 	@test -n "$(SWEEP_ID)" || (echo "set SWEEP_ID=entity/project/sweep_id (printed by make sweep)"; exit 2)
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/wandb agent --count $(COUNT) $(SWEEP_ID)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/wandb agent $(if $(COUNT),--count $(COUNT)) $(SWEEP_ID)
 
 clean: ## remove outputs, runs and caches (keeps .venv)
 	rm -rf outputs runs wandb .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ class Job:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     optim: Optim = field(default_factory=Optim)
     steps: int = 10
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def test_yaml_then_overrides(tmp_path):
@@ -62,3 +63,10 @@ def test_valid_keys_lists_nested_leaves():
     keys = valid_keys(Job)
     assert "optim.lr" in keys and "generator.tiny.resolution" in keys and "trainer.max_steps" in keys
     assert "optim" not in keys
+
+
+def test_free_form_dict_fields_accept_new_keys_but_structs_do_not():
+    cfg = load_config(Job, None, ["env.WANDB_MODE=offline", "env.OMP_NUM_THREADS=4"])
+    assert cfg.env == {"WANDB_MODE": "offline", "OMP_NUM_THREADS": "4"}
+    with pytest.raises(ConfigError, match="unknown config key 'optim.momentum'"):
+        load_config(Job, None, ["optim.momentum=0.9"])

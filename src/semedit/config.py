@@ -161,6 +161,18 @@ def _explain(err: OmegaConfBaseException, schema: type, source: str) -> ConfigEr
     return ConfigError(f"invalid configuration (from {source}), key '{key}': {err}")
 
 
+def _open_free_form_dicts(cfg: DictConfig) -> None:
+    """Struct mode rejects unknown keys everywhere; ``dict``-typed fields (free-form maps such as
+    environment variables) must still accept new keys."""
+    for key in cfg.keys():
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            if node._metadata.object_type in (None, dict):
+                OmegaConf.set_struct(node, False)
+            else:
+                _open_free_form_dicts(node)
+
+
 def _parse_overrides(overrides: list[str]) -> list[str]:
     parsed = []
     for item in overrides:
@@ -181,6 +193,7 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     """
     base = OmegaConf.structured(schema)
     OmegaConf.set_struct(base, True)
+    _open_free_form_dicts(base)
     merged = base
     if path is not None:
         path = Path(path)

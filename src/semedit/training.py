@@ -1,29 +1,50 @@
-"""The one place where a LightningModule meets a Trainer: run folders, checkpoints, resume, W&B.
+"""The one place where a LightningModule meets a Trainer: run folders, checkpoints, resume, W&B, preemption.
 
 Every trainable job (hair transfer, direction classifier) calls ``fit(...)`` so that they all share:
 
-- a unique run folder per run (``run.output_dir/run.name``), with the resolved config saved in it;
-  under SLURM the default name comes from the job id, so a requeued job finds its own folder again;
+- a unique run folder per run (``run.output_dir/run.name``), with the resolved config saved in it.
+  Without ``run.name`` the folder is named after the W&B sweep run (agents), the SLURM job (so a
+  requeued job finds its own folder again), or the date plus a random suffix;
 - checkpoints every ``run.checkpoint_every_n_steps`` steps plus ``last.ckpt``; with ``run.resume=auto``
-  a run whose folder already holds ``last.ckpt`` continues from it (preemption, requeue, re-running
-  the same command with the same ``run.name``);
-- W&B logging from rank 0 only (Lightning's logger already guards rank 0), offline by default.
+  a run whose folder already holds a checkpoint continues from the newest one (preemption, requeue,
+  re-running the same command with the same ``run.name``);
+- preemption safety: SIGTERM (what SLURM and most schedulers send first) makes Lightning stop after the
+  current batch, and the ``SaveOnPreemption`` callback then writes ``last.ckpt`` from that consistent
+  state on every rank; SLURM's early-warning signal (``#SBATCH --signal=USR1@90``) is handled by
+  Lightning's ``SLURMEnvironment(auto_requeue=True)``, which saves an ``hpc_ckpt_<n>.ckpt`` and requeues;
+  under submitit (``semedit launch``) submitit owns the requeue and calls ``save_preemption_checkpoint``;
+- files shared by all ranks (run folder, config.yaml, W&B run) are written by global rank 0 only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
 import os
 import secrets
+import signal
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from semedit.config import LoggerConfig, TrainerConfig, as_dict, save_config
+from semedit.config import ConfigError, LoggerConfig, TrainerConfig, as_dict, save_config
 
-# Set by the launching process so that processes started later by Lightning's DDP launcher (which
-# re-runs the same command line) or by a requeue use the same run folder instead of inventing a new one.
+log = logging.getLogger(__name__)
+
+# Set while ``fit`` runs so that the processes Lightning's DDP launcher starts (it re-runs the same command
+# line) use the same run folder instead of inventing a new one. A user may also set it by hand.
 RUN_DIR_ENV = "SEMEDIT_RUN_DIR"
+# Set by `semedit launch` inside submitit jobs: "submitit" means submitit requeues the job, so Lightning's
+# own SLURM auto-requeue is switched off (two requeues of one job would fight).
+REQUEUE_OWNER_ENV = "SEMEDIT_REQUEUE_OWNER"
+# Set by `semedit launch` for sweep-agent jobs: one SLURM task per node runs the agent, and Lightning starts
+# the per-GPU processes itself (instead of expecting one SLURM task per GPU).
+SLURM_LAUNCH_ENV = "SEMEDIT_SLURM_LAUNCH"
+
+PREEMPTION_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 
 
 @dataclass
@@ -31,22 +52,28 @@ class RunConfig:
     """Where a run writes and how it resumes."""
 
     output_dir: str = "runs"
-    name: Optional[str] = None  # None: "<job>-<date>-<time>-<random>" (or "<job>-slurm<jobid>" under SLURM)
+    # None: "<job>-<wandb run id>" in a W&B sweep, "<job>-slurm<jobid>" under SLURM, else
+    # "<job>-<date>-<time>-<random>". Pin it to resume by re-running the same command.
+    name: str | None = None
     seed: int = 0
-    resume: str = "auto"  # "auto": continue from <run>/checkpoints/last.ckpt if it exists | "never" | a .ckpt path
+    resume: str = "auto"  # "auto": continue from the run folder's newest checkpoint if any | "never" | a .ckpt path
     checkpoint_every_n_steps: int = 100
 
 
 @dataclass
 class FitResult:
     run_dir: Path
-    last_checkpoint: Optional[Path]
-    best_checkpoint: Optional[Path]
-    wandb_dir: Optional[Path]
+    last_checkpoint: Path | None
+    best_checkpoint: Path | None
+    wandb_dir: Path | None
     metrics: dict
 
 
-def _slurm_run_name(job: str) -> Optional[str]:
+# ----------------------------------------------------------------------------------------------------
+# Run folders and ranks.
+
+
+def _slurm_run_name(job: str) -> str | None:
     array_job = os.environ.get("SLURM_ARRAY_JOB_ID")
     if array_job:
         return f"{job}-slurm{array_job}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
@@ -54,35 +81,96 @@ def _slurm_run_name(job: str) -> Optional[str]:
     return f"{job}-slurm{job_id}" if job_id else None
 
 
-def resolve_run_dir(job: str, run: RunConfig) -> Path:
-    """The run folder: from the environment (DDP children, requeues), the config, SLURM, or a fresh name."""
+def _sweep_run_id() -> str | None:
+    """The W&B run id a sweep agent assigned to this process (the agent exports it), else None."""
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):
+        return os.environ["WANDB_RUN_ID"]
+    return None
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0, as the launcher (torchrun, SLURM, Lightning) announced it.
+
+    Decided from the environment because it is needed before the Trainer (which knows the rank) exists.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun
+        return False
+    # In an agent job one SLURM task per node runs Lightning's launcher, so SLURM_PROCID is not the rank.
+    if os.environ.get(SLURM_LAUNCH_ENV) != "lightning" and int(os.environ.get("SLURM_PROCID", "0")) != 0:
+        return False
+    # Lightning's own launcher (and hand-set multi-node runs) set NODE_RANK and LOCAL_RANK.
+    return int(os.environ.get("NODE_RANK", "0")) == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
+
+
+_is_global_zero = is_global_zero  # old private name, kept for callers written against it
+
+
+def resolve_run_dir(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None = None) -> Path:
+    """The run folder: from the environment (DDP children), the config, a W&B sweep, SLURM, or a fresh name.
+
+    A fresh random name cannot be shared between separately started processes, so a multi-node run outside
+    SLURM must pin ``run.name``.
+    """
     inherited = os.environ.get(RUN_DIR_ENV)
     if inherited:
         return Path(inherited)
-    name = run.name or _slurm_run_name(job)
+    sweep_run = _sweep_run_id()
+    name = run.name or (f"{job}-{sweep_run}" if sweep_run else None) or _slurm_run_name(job)
     if name is None:
+        if trainer_cfg is not None and int(trainer_cfg.num_nodes) > 1:
+            raise ConfigError(
+                "run.name is required for a multi-node run outside SLURM (trainer.num_nodes="
+                f"{trainer_cfg.num_nodes}): every node must write to the same run folder, e.g. run.name=my-run"
+            )
         name = f"{job}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     run_dir = Path(run.output_dir) / name
+    # Processes started later by Lightning's DDP launcher re-run the command line: they must find this folder.
     os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
     return run_dir
 
 
-def resume_checkpoint(run_dir: Path, run: RunConfig) -> Optional[str]:
+def _is_readable_checkpoint(path: Path) -> bool:
+    """torch.save writes a zip archive whose index is at the end: a file cut short by a kill has none."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return len(archive.namelist()) > 0
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def find_resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run folder, or None.
+
+    Candidates: ``checkpoints/last.ckpt`` (periodic or written at SIGTERM/preemption), ``hpc_ckpt_<n>.ckpt``
+    (Lightning's SLURM requeue signal) and the periodic ``checkpoints/step*.ckpt``; a file left incomplete
+    by a kill is skipped in favour of the next newest.
+    """
+    candidates = [
+        *(run_dir / "checkpoints").glob("*.ckpt"),
+        *run_dir.glob("hpc_ckpt_*.ckpt"),
+    ]
+    candidates = [p for p in candidates if p.is_file()]
+    for path in sorted(candidates, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        if _is_readable_checkpoint(path):
+            return path
+        log.warning("skipping incomplete checkpoint %s", path)
+    return None
+
+
+def resume_checkpoint(run_dir: Path, run: RunConfig) -> str | None:
     if run.resume == "never":
         return None
     if run.resume == "auto":
-        last = run_dir / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        found = find_resume_checkpoint(run_dir)
+        return str(found) if found else None
     path = Path(run.resume)
     if not path.is_file():
         raise FileNotFoundError(f"run.resume={run.resume}: no such checkpoint file")
     return str(path)
 
 
-def _is_global_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0 and int(
-        os.environ.get("LOCAL_RANK", "0")
-    ) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0
+# ----------------------------------------------------------------------------------------------------
+# Logger, cluster environment, trainer.
 
 
 def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config: Any):
@@ -94,19 +182,37 @@ def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config:
     os.environ.setdefault("WANDB_SILENT", "true")
     from pytorch_lightning.loggers import WandbLogger
 
+    # A stable id per run folder, so that a resumed run appends to the same W&B run. In a sweep the agent
+    # has chosen the id already; using another one would detach the run from its sweep.
+    run_id = _sweep_run_id() or run_name.replace("/", "-")
     return WandbLogger(
         project=logger_cfg.project,
         entity=logger_cfg.entity,
         group=logger_cfg.group,
         tags=list(logger_cfg.tags),
         name=run_name,
-        # A stable id per run folder: a resumed run appends to the same W&B run.
-        id=run_name.replace("/", "-"),
+        id=run_id,
         resume="allow",
         save_dir=str(run_dir),
         offline=logger_cfg.mode == "offline",
         config=as_dict(config),
     )
+
+
+def cluster_environment_plugins() -> list:
+    """Lightning cluster-environment plugins for this process (empty: let Lightning detect it).
+
+    Under SLURM (srun with one task per device), Lightning's ``SLURMEnvironment`` reads ranks and the
+    master address from SLURM's variables; its auto-requeue on ``SIGUSR1`` stays on unless submitit owns the
+    requeue. Agent jobs run one task per node, so there Lightning's own launcher starts the processes.
+    """
+    from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    if os.environ.get(SLURM_LAUNCH_ENV) == "lightning":
+        return [LightningEnvironment()]
+    if SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=os.environ.get(REQUEUE_OWNER_ENV) != "submitit")]
+    return []
 
 
 def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunConfig, callbacks: list | None = None):
@@ -127,25 +233,142 @@ def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunCon
     return pl.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpointing, *(callbacks or [])],
+        callbacks=[checkpointing, save_on_preemption_callback(run_dir), *(callbacks or [])],
+        plugins=cluster_environment_plugins(),
         **kwargs,
     )
 
 
+# ----------------------------------------------------------------------------------------------------
+# Preemption.
+
+_ACTIVE_TRAINER = None  # the Trainer inside fit(), for save_preemption_checkpoint()
+
+
+def _atomic_save(trainer, path: Path) -> None:
+    """Write the trainer's checkpoint next to ``path`` and rename it into place (a kill leaves no half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
+    trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def save_preemption_checkpoint() -> Path | None:
+    """Save ``last.ckpt`` of the running fit from this process only (no collective calls), or return None.
+
+    For signal handlers that run on one rank only (submitit's preemption handler on global rank 0). The
+    state is taken wherever the main thread was interrupted, as Lightning's own SLURM handler does; at worst
+    one batch is repeated after the resume. A pure data-parallel model is identical on every rank, so rank
+    0's copy is the whole state.
+    """
+    trainer = _ACTIVE_TRAINER
+    if trainer is None or not trainer.is_global_zero:
+        return None
+    path = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    _atomic_save(trainer, path)
+    log.warning("preemption: saved %s", path)
+    return path
+
+
+def _mark_wandb_preempting(trainer) -> None:
+    """Tell W&B the run was preempted, not crashed: a sweep then hands its parameters to the next agent."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        experiment = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if experiment is not None and hasattr(experiment, "mark_preempting"):
+            with contextlib.suppress(Exception):  # best effort: offline runs may not support it
+                experiment.mark_preempting()
+
+
+@functools.cache
+def _save_on_preemption_class():
+    # Built on first use so that `import semedit.training` (config schemas import RunConfig) stays light.
+    from pytorch_lightning.callbacks import Callback
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    class SaveOnPreemption(Callback):
+        """Writes ``<run>/checkpoints/last.ckpt`` when Lightning stops the fit because of SIGTERM.
+
+        Lightning turns SIGTERM into ``SIGTERMException`` at the end of the current batch, after telling all
+        ranks, so every rank is here at the same step and the collective ``save_checkpoint`` is safe.
+        """
+
+        def __init__(self, run_dir: Path):
+            self.run_dir = Path(run_dir)
+
+        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+            if not isinstance(exception, SIGTERMException):
+                return
+            path = self.run_dir / "checkpoints" / "last.ckpt"
+            trainer.save_checkpoint(str(path))
+            if trainer.is_global_zero:
+                _mark_wandb_preempting(trainer)
+                log.warning("preempted at step %d: saved %s", trainer.global_step, path)
+
+    return SaveOnPreemption
+
+
+def save_on_preemption_callback(run_dir: Path):
+    """A Lightning callback that saves ``last.ckpt`` of ``run_dir`` when SIGTERM stops the fit."""
+    return _save_on_preemption_class()(run_dir)
+
+
+class Preempted(SystemExit):
+    """The fit stopped because of SIGTERM; ``last.ckpt`` holds its state. Exits with status 143."""
+
+    def __init__(self, run_dir: Path, step: int):
+        super().__init__(PREEMPTION_EXIT_CODE)
+        self.run_dir = run_dir
+        self.step = step
+
+    def __str__(self) -> str:
+        return (f"preempted at step {self.step}; state saved in {self.run_dir}/checkpoints/last.ckpt. "
+                "Run the same command (same run.name) to resume.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# fit.
+
+
 def fit(job: str, module, datamodule, config: Any, trainer_cfg: TrainerConfig, logger_cfg: LoggerConfig,
         run: RunConfig, callbacks: list | None = None) -> FitResult:
-    """Train ``module`` on ``datamodule`` in a run folder, resuming it when it already has a checkpoint."""
-    import pytorch_lightning as pl
+    """Train ``module`` on ``datamodule`` in a run folder, resuming it when it already has a checkpoint.
 
-    run_dir = resolve_run_dir(job, run)
-    ckpt = resume_checkpoint(run_dir, run)
-    if _is_global_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-    pl.seed_everything(run.seed, workers=True, verbose=False)
-    logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
-    trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    Raises ``Preempted`` (a ``SystemExit`` with status 143) when SIGTERM stopped the fit after saving.
+    """
+    global _ACTIVE_TRAINER
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    previous_env = os.environ.get(RUN_DIR_ENV)
+    try:
+        run_dir = resolve_run_dir(job, run, trainer_cfg)
+        ckpt = resume_checkpoint(run_dir, run)
+        if is_global_zero():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, run_dir / "config.yaml")
+            if ckpt:
+                print(f"resuming {run_dir} from {ckpt}", flush=True)
+        pl.seed_everything(run.seed, workers=True, verbose=False)
+        logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
+        trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
+        _ACTIVE_TRAINER = trainer
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        except SIGTERMException as exc:
+            preempted = Preempted(run_dir, trainer.global_step)
+            if trainer.is_global_zero:
+                print(str(preempted), flush=True)
+            raise preempted from exc
+    finally:
+        _ACTIVE_TRAINER = None
+        # Restore, so that a later fit in this process (tests, notebooks) picks its own folder.
+        if previous_env is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous_env
     last = run_dir / "checkpoints" / "last.ckpt"
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     wandb_dir = None
