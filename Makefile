@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 CKPT ?=
 INPUT ?=
+# The newest hair-transfer run's checkpoint (run folders are named hair-<date>-<time>-<id>).
+HAIR_CKPT ?= $(lastword $(sort $(wildcard runs/hair-*/checkpoints/last.ckpt)))
 FACES ?=
 SWEEP ?= configs/sweeps/hair.yaml
 SWEEP_ID ?=
@@ -56,8 +58,9 @@ train-hair: $(STAMP) ## train hair transfer (tiny CPU default; ARGS="key=value .
 train-direction: $(STAMP) ## train a latent direction classifier (tiny default: centroid_x scorer)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train direction $(ARGS)
 
-eval-identity: $(STAMP) ## identity-retrieval evaluation of hair transfer (tiny default)
-	$(SEMEDIT) eval-identity $(ARGS)
+eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_CKPT=...; default: the newest train-hair run)
+	@test -n "$(HAIR_CKPT)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_CKPT=path/to/last.ckpt"; exit 2)
+	$(SEMEDIT) eval-identity hair_ckpt=$(HAIR_CKPT) $(ARGS)
 
 invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default; INPUT=photos or folder)
 	$(SEMEDIT) invert $(or $(INPUT),skimage:astronaut) $(ARGS)

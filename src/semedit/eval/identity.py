@@ -1,0 +1,315 @@
+"""Identity retrieval after hair transfer: the evaluation protocol of the FG 2021 paper.
+
+Protocol (paper: 100k gallery, 1k transfers, rank-1 98.3 %, mean rank 1.143):
+
+1. A gallery of N StyleGAN2 images from seeds ``gallery_seed .. gallery_seed + N - 1`` is embedded
+   with ArcFace; the embeddings are written to disk in shards (``semedit.hair.shards``), so the
+   gallery never has to fit in memory, and an interrupted run resumes from the shards it has.
+2. M transfers: transfer q takes its face from gallery image i_q and its hair from another gallery
+   image j_q != i_q (pairs drawn from ``pair_seed``). Each result is embedded (also in shards).
+3. Each result is a query: its cosine similarity to every gallery embedding ranks the gallery; the
+   rank of the true identity i_q is 1 + the number of *other* gallery images at least as similar
+   (ties count against the method). Reported: rank-1 accuracy and mean rank, plus two controls:
+   ``reconstruction`` (no transfer: face and hair both from i_q, through the same model) and
+   ``hair_source`` (the unedited hair image j_q itself as the query: a chance-level floor).
+
+Generation and embedding run in ``trainer.predict`` on all ranks (DDP): the work items are shards,
+which a DistributedSampler spreads over ranks, and each rank writes the shards it computed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from semedit.config import MISSING, TrainerConfig
+
+__all__ = [
+    "retrieval_ranks",
+    "retrieval_metrics",
+    "format_table",
+    "transfer_pairs",
+    "EvalIdentityConfig",
+    "run_eval_identity",
+]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Retrieval (pure functions; tested on planted embeddings with known ranks).
+
+
+def retrieval_ranks(
+    queries: torch.Tensor,
+    true_index: torch.Tensor,
+    gallery_shards: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    true_embeddings: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Rank (1 = best) of each query's true gallery item under cosine similarity.
+
+    Args:
+        queries: [M, D] query embeddings (normalised here, so any scale works).
+        true_index: [M] int, the gallery index of each query's true identity.
+        gallery_shards: iterable of (indices [n], embeddings [n, D]) covering the gallery; it is
+            consumed once, so a generator reading shard files keeps only one shard in memory.
+        true_embeddings: [M, D] gallery embeddings of ``true_index``. If None they are picked up
+            while streaming, which needs the iterable to be a re-iterable sequence of shards (a
+            second pass); ``ShardStore.gather`` provides them without that.
+
+    Returns [M] int64: 1 + #{g != true_index[m] : cos(q_m, g) >= cos(q_m, g_true)}.
+    """
+    q = F.normalize(queries.float(), dim=1)
+    true_index = true_index.to(torch.int64).cpu()
+    if true_embeddings is None:
+        shards = list(gallery_shards) if not isinstance(gallery_shards, (list, tuple)) else gallery_shards
+        true_embeddings = torch.empty_like(q)
+        found = torch.zeros(len(q), dtype=torch.bool)
+        for idx, emb in shards:
+            pos = {int(i): r for r, i in enumerate(idx.tolist())}
+            for m, t in enumerate(true_index.tolist()):
+                if t in pos:
+                    true_embeddings[m] = emb[pos[t]].float()
+                    found[m] = True
+        if not bool(found.all()):
+            raise ValueError(f"true gallery items {true_index[~found].tolist()[:8]} are not in the gallery")
+        gallery_shards = shards
+    true_sim = (q * F.normalize(true_embeddings.float(), dim=1)).sum(dim=1)  # [M]
+    better = torch.zeros(len(q), dtype=torch.int64)
+    for idx, emb in gallery_shards:
+        sim = q @ F.normalize(emb.float(), dim=1).T  # [M, n]
+        at_least = sim >= true_sim[:, None]
+        at_least &= idx.to(torch.int64)[None, :] != true_index[:, None]  # the true item itself does not count
+        better += at_least.sum(dim=1)
+    return better + 1
+
+
+def retrieval_metrics(ranks: torch.Tensor) -> dict:
+    """Rank-1 / rank-5 accuracy, mean and median rank of a [M] tensor of ranks."""
+    r = ranks.to(torch.float64)
+    if r.numel() == 0:
+        raise ValueError("no queries to evaluate")
+    return {
+        "rank1_accuracy": float((r == 1).double().mean()),
+        "rank5_accuracy": float((r <= 5).double().mean()),
+        "mean_rank": float(r.mean()),
+        "median_rank": float(r.median()),
+        "num_queries": int(r.numel()),
+    }
+
+
+def format_table(results: dict[str, dict], gallery_size: int) -> str:
+    """A plain-text table: one row per query set (transfer and the controls)."""
+    header = f"{'queries':<16}{'rank-1 acc':>12}{'rank-5 acc':>12}{'mean rank':>12}{'median':>9}{'n':>8}"
+    lines = [f"identity retrieval over a gallery of {gallery_size} images", header, "-" * len(header)]
+    for name, m in results.items():
+        lines.append(
+            f"{name:<16}{100 * m['rank1_accuracy']:>11.2f}%{100 * m['rank5_accuracy']:>11.2f}%"
+            f"{m['mean_rank']:>12.3f}{m['median_rank']:>9.1f}{m['num_queries']:>8d}"
+        )
+    return "\n".join(lines)
+
+
+def transfer_pairs(gallery_size: int, num_transfers: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(face indices i [M], hair indices j [M]): M distinct faces, each with a random other hair image."""
+    if gallery_size < 2:
+        raise ValueError("the gallery needs at least 2 images (a face and a different hair source)")
+    if num_transfers > gallery_size:
+        raise ValueError(f"num_transfers={num_transfers} exceeds the gallery size {gallery_size}")
+    rng = np.random.RandomState(seed)
+    faces = rng.choice(gallery_size, size=num_transfers, replace=False)
+    offsets = rng.randint(1, gallery_size, size=num_transfers)  # j = i + offset (mod N) is never i
+    hairs = (faces + offsets) % gallery_size
+    return faces.astype(np.int64), hairs.astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The protocol: configuration, sharded embedding (DDP predict) and the report.
+
+@dataclass
+class EvalIdentityConfig:
+    """`semedit eval-identity`: identity retrieval after hair transfer."""
+
+    hair_ckpt: str = MISSING  # semedit hair checkpoint (last.ckpt) or the released FG 2021 model
+    # Gallery and transfers are rendered by the hair model's own generator (the one its W+ belongs to).
+    identity_encoder: str = "arcface-w600k-r50"  # evaluation ArcFace: registry name, .onnx/.pth, random-irse:<d>
+    regions: Optional[str] = None  # face/hair regions for the transfers; None: the model's own
+    region_weights: Optional[str] = None
+    gallery_size: int = 100_000  # paper: 100k
+    num_transfers: int = 1000  # paper: 1k
+    gallery_seed: int = 0  # gallery image i is StyleGAN2 seed gallery_seed + i
+    pair_seed: int = 0
+    truncation_psi: float = 1.0
+    shard_size: int = 1000  # embeddings per shard file
+    batch_size: int = 16  # images per generation/embedding batch
+    output_dir: str = "runs/eval-identity"
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(enable_progress_bar=False))
+
+
+STORES = ("gallery", "transfer", "reconstruction")
+
+
+class _ShardIds(torch.utils.data.Dataset):
+    def __init__(self, ids: list[tuple[int, int]]):
+        self.ids = ids  # (store number, shard number)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor(self.ids[i])
+
+
+def _predictor_class():
+    import pytorch_lightning as pl
+
+    class ShardEmbedder(pl.LightningModule):
+        """predict_step computes and writes one shard of embeddings (gallery or query) per item."""
+
+        def __init__(self, cfg: EvalIdentityConfig, model, stores: dict, faces: np.ndarray, hairs: np.ndarray):
+            super().__init__()
+            self.cfg, self.stores, self.faces, self.hairs = cfg, stores, faces, hairs
+            self.net, self.generator = model.net, model.generator
+            self._model = model
+            self._frozen: dict = {}
+            self.computed: list[tuple[str, int]] = []
+            self.seconds = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
+
+        def _tools(self):
+            if not self._frozen:
+                from semedit.hair.inference import HairTransfer
+                from semedit.perception.identity import load_identity_encoder
+
+                self._frozen["identity"] = load_identity_encoder(self.cfg.identity_encoder, device=self.device)
+                self._frozen["transfer"] = HairTransfer(self._model, regions=self.cfg.regions,
+                                                        region_weights=self.cfg.region_weights, device=self.device)
+            return self._frozen["identity"], self._frozen["transfer"]
+
+        def _timed(self, key, fn, *args):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            start = time.perf_counter()
+            out = fn(*args)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.seconds[key] += time.perf_counter() - start
+            return out
+
+        @torch.no_grad()
+        def gallery_images(self, items: np.ndarray) -> torch.Tensor:
+            from semedit.stylegan2.seeds import z_from_seed
+
+            G = self.generator
+            z = torch.stack([z_from_seed(self.cfg.gallery_seed + int(i), G.z_dim) for i in items]).to(self.device)
+            ws = G.mapping(z, truncation_psi=self.cfg.truncation_psi)
+            return G.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
+
+        @torch.no_grad()
+        def predict_step(self, batch: torch.Tensor, batch_idx: int = 0):
+            identity, transfer = self._tools()
+            for store_id, shard in batch.tolist():
+                name = STORES[store_id]
+                store = self.stores[name]
+                start, stop = store.shard_range(shard)
+                chunks = []
+                for lo in range(start, stop, self.cfg.batch_size):
+                    items = np.arange(lo, min(lo + self.cfg.batch_size, stop))
+                    if name == "gallery":
+                        images = self._timed("generation", self.gallery_images, items)
+                    else:
+                        faces = self._timed("generation", self.gallery_images, self.faces[items])
+                        hairs = faces if name == "reconstruction" else self._timed(
+                            "generation", self.gallery_images, self.hairs[items])
+                        images = self._timed("transfer", transfer.transfer, faces, hairs)
+                    chunks.append(self._timed("embedding", identity, images).float().cpu())
+                store.write(shard, torch.cat(chunks), torch.arange(start, stop))
+                self.computed.append((name, shard))
+            return None
+
+    return ShardEmbedder
+
+
+def _fingerprint(cfg: EvalIdentityConfig, name: str) -> dict:
+    common = {"hair_ckpt": str(Path(cfg.hair_ckpt).resolve()), "identity_encoder": cfg.identity_encoder,
+              "gallery_seed": cfg.gallery_seed, "truncation_psi": cfg.truncation_psi}
+    if name == "gallery":
+        return {"kind": name, "identity_encoder": cfg.identity_encoder, "gallery_seed": cfg.gallery_seed,
+                "truncation_psi": cfg.truncation_psi, "hair_ckpt": common["hair_ckpt"]}
+    return {"kind": name, **common, "regions": cfg.regions, "region_weights": cfg.region_weights,
+            "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size}
+
+
+def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
+    """Run (or resume) the protocol; returns the report on global rank 0 (None on other ranks).
+
+    Writes ``<output_dir>/{gallery,transfer,reconstruction}/shard_*.safetensors``, ``results.json`` and
+    ``results.txt`` (the table).
+    """
+    import pytorch_lightning as pl
+
+    from semedit.hair.inference import load_hair_model
+    from semedit.hair.shards import ShardStore
+
+    out = Path(cfg.output_dir)
+    faces, hairs = transfer_pairs(cfg.gallery_size, cfg.num_transfers, cfg.pair_seed)
+    stores = {
+        "gallery": ShardStore(out / "gallery", cfg.gallery_size, cfg.shard_size, _fingerprint(cfg, "gallery")),
+        "transfer": ShardStore(out / "transfer", cfg.num_transfers, cfg.shard_size, _fingerprint(cfg, "transfer")),
+        "reconstruction": ShardStore(out / "reconstruction", cfg.num_transfers, cfg.shard_size,
+                                     _fingerprint(cfg, "reconstruction")),
+    }
+    for store in stores.values():
+        store.prepare()
+    todo = [(STORES.index(name), k) for name, store in stores.items() for k in store.missing()]
+    model = load_hair_model(cfg.hair_ckpt, device="cpu")
+    predictor = _predictor_class()(cfg, model, stores, faces, hairs)
+    timings = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
+    wall = time.perf_counter()
+    trainer = None
+    if todo:
+        tc = cfg.trainer
+        trainer = pl.Trainer(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
+                             strategy=tc.strategy, precision=tc.precision, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=tc.enable_progress_bar, enable_model_summary=False)
+        loader = torch.utils.data.DataLoader(_ShardIds(todo), batch_size=1, shuffle=False)
+        trainer.predict(predictor, dataloaders=loader, return_predictions=False)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # every rank's shards are on disk before rank 0 reads them
+        if not trainer.is_global_zero:
+            return None
+        timings = dict(predictor.seconds)
+    wall = time.perf_counter() - wall
+    still_missing = {name: store.missing() for name, store in stores.items() if store.missing()}
+    if still_missing:
+        raise RuntimeError(f"shards still missing after prediction: {still_missing}")
+
+    start = time.perf_counter()
+    gallery = stores["gallery"]
+    true_index = torch.from_numpy(faces)
+    true_emb = gallery.gather(true_index)
+    results = {}
+    for name, queries in (("transfer", stores["transfer"].load_all()),
+                          ("reconstruction", stores["reconstruction"].load_all()),
+                          ("hair_source", gallery.gather(torch.from_numpy(hairs)))):
+        ranks = retrieval_ranks(queries, true_index, gallery.iter_shards(), true_embeddings=true_emb)
+        results[name] = retrieval_metrics(ranks)
+    timings["retrieval"] = time.perf_counter() - start
+    report = {
+        "gallery_size": cfg.gallery_size, "num_transfers": cfg.num_transfers, "hair_ckpt": cfg.hair_ckpt,
+        "hair_model": model.source, "identity_encoder": cfg.identity_encoder, "results": results,
+        "computed_shards": [f"{n}/{k}" for n, k in predictor.computed],
+        "seconds": {**timings, "predict_wall": wall},
+        "paper": {"transfer": {"rank1_accuracy": 0.983, "mean_rank": 1.143, "gallery_size": 100_000}},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2))
+    table = format_table(results, cfg.gallery_size)
+    (out / "results.txt").write_text(table + "\n")
+    report["table"] = table
+    return report

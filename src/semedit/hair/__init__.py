@@ -1,0 +1,1 @@
+"""Hairstyle transfer between face images (Šubrtová, Čech, Franc, FG 2021): encoders, training, inference."""

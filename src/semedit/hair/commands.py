@@ -1,0 +1,193 @@
+"""CLI: `semedit transfer`, `semedit hair-interpolate`, `semedit hair-pca`, `semedit hair-edit`,
+`semedit eval-identity`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
+EVAL_DEFAULT_CONFIG = "hair/eval_identity_tiny.yaml"
+
+
+def _error(message: str):
+    from semedit.cli import CLIError
+
+    return CLIError(message)
+
+
+def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.Tensor:
+    """Images [N, 3, size, size] in [-1, 1]; raw photos are FFHQ-aligned first."""
+    import numpy as np
+    from PIL import Image
+
+    from semedit.images import load_image
+
+    images = []
+    for path in paths:
+        if raw:
+            from semedit.hair.inference import align_photo
+
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"image not found: {path}")
+            with Image.open(path) as im:
+                photo = np.asarray(im.convert("RGB"))
+            images.append(align_photo(photo, output_size=size, device=device))
+            continue
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"image not found: {path}")
+        with Image.open(path) as im:
+            width, height = im.size
+        if width != height:
+            raise _error(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
+                         "and align the face first")
+        images.append(load_image(path, size=size))
+    return torch.cat(images)
+
+
+def _setup(args):
+    from semedit.hair.inference import HairTransfer, load_hair_model
+
+    model = load_hair_model(args.ckpt, device=args.device)
+    tool = HairTransfer(model, regions=args.regions, region_weights=args.region_weights, device=args.device)
+    size = model.generator.img_resolution
+    return tool, size
+
+
+def _save_rows(frames: torch.Tensor, out: str) -> Path:
+    """frames [K, N, 3, H, W] -> one grid, a row per input pair, K columns."""
+    from semedit.images import image_grid, save_image
+
+    k, n = frames.shape[:2]
+    grid = image_grid(frames.transpose(0, 1).reshape(k * n, *frames.shape[2:]).cpu(), ncols=k)
+    return save_image(grid, out)
+
+
+def cmd_transfer(args) -> int:
+    from semedit.images import save_image
+
+    tool, size = _setup(args)
+    faces = _load_inputs([args.face], args.raw, size, args.device)
+    hairs = _load_inputs([args.hair], args.raw, size, args.device)
+    out = tool.transfer(faces, hairs, alpha_blend=args.alpha_blend)
+    path = save_image(out[0], args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    tool, size = _setup(args)
+    load = lambda p: _load_inputs([p], args.raw, size, args.device)  # noqa: E731
+    frames = tool.interpolate(load(args.face), load(args.hair), load(args.to), steps=args.steps, what=args.what)
+    print(f"wrote {_save_rows(frames, args.out)} ({args.steps} steps of the {args.what} embedding)")
+    return 0
+
+
+def cmd_pca(args) -> int:
+    """PCA of hair embeddings of generated images -> one direction file per component."""
+    from semedit.directions.io import save_direction
+    from semedit.hair.inference import hair_pca_directions
+    from semedit.stylegan2.seeds import zs_from_seeds
+
+    tool, _ = _setup(args)
+    G = tool.model.generator
+    codes = []
+    for start in range(0, args.samples, args.batch_size):
+        seeds = list(range(args.seed + start, args.seed + min(start + args.batch_size, args.samples)))
+        with torch.no_grad():
+            images = G.synthesis(G.mapping(zs_from_seeds(seeds, G.z_dim).to(args.device)), noise_mode="const")
+        codes.append(tool.embed_hair(images.float().clamp(-1, 1)).cpu())
+    directions, ratio = hair_pca_directions(torch.cat(codes), args.components)
+    out = Path(args.out_dir)
+    for i, direction in enumerate(directions):
+        save_direction(out / f"hair_pc{i:02d}.safetensors", direction)
+    print(f"wrote {len(directions)} hair-embedding directions to {out} (explained variance: "
+          + ", ".join(f"{100 * float(r):.1f}%" for r in ratio) + ")")
+    return 0
+
+
+def cmd_hair_edit(args) -> int:
+    from semedit.directions.io import load_direction
+
+    tool, size = _setup(args)
+    direction = load_direction(args.direction)
+    strengths = [float(s) for s in args.strengths.split(",")]
+    scale = float(direction.meta.get("std", 1.0)) if args.in_std else 1.0
+    frames = tool.manipulate_hair(_load_inputs([args.face], args.raw, size, args.device),
+                                  _load_inputs([args.hair or args.face], args.raw, size, args.device),
+                                  direction, [s * scale for s in strengths])
+    print(f"wrote {_save_rows(frames, args.out)} (strengths {strengths})")
+    return 0
+
+
+def cmd_eval_identity(args) -> int:
+    from semedit.config import load_config
+    from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
+
+    cfg = load_config(EvalIdentityConfig, args.config or CONFIGS_DIR / EVAL_DEFAULT_CONFIG, args.overrides)
+    report = run_eval_identity(cfg)
+    if report is not None:
+        print(report["table"])
+        s = report["seconds"]
+        print(f"seconds: generation {s['generation']:.2f}, transfer {s['transfer']:.2f}, embedding "
+              f"{s['embedding']:.2f}, retrieval {s['retrieval']:.2f}; {len(report['computed_shards'])} shards computed")
+        print(f"results: {Path(cfg.output_dir) / 'results.json'}")
+    return 0
+
+
+def _common(p, face: bool = True) -> None:
+    p.add_argument("--ckpt", required=True, help="semedit hair checkpoint (<run>/checkpoints/last.ckpt) or the "
+                                                 "released FG 2021 model")
+    if face:
+        p.add_argument("--face", required=True, help="image whose face is kept")
+        p.add_argument("--raw", action="store_true", help="inputs are unaligned photos: detect the face, find 68 "
+                                                          "landmarks and FFHQ-align (needs the landmark weights)")
+    p.add_argument("--regions", default=None, help="face/hair regions: ellipse | hull | parsing (default: the model's)")
+    p.add_argument("--region-weights", default=None, help="weights of the region model (hull, parsing)")
+    p.add_argument("--device", default="cpu")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("transfer", help="hairstyle transfer: the face of one image with the hair of another")
+    _common(p)
+    p.add_argument("--hair", required=True, help="image whose hair is taken")
+    p.add_argument("--alpha-blend", action="store_true", help="paste the original inner face over the result "
+                                                              "(better identity on real photos)")
+    p.add_argument("--out", default="transfer.png")
+    p.set_defaults(func=cmd_transfer)
+
+    p = subparsers.add_parser("hair-interpolate", help="interpolate the hair (or face) embedding in N steps")
+    _common(p)
+    p.add_argument("--hair", required=True, help="hair at the start")
+    p.add_argument("--to", required=True, help="hair (or face, with --what face) at the end")
+    p.add_argument("--what", choices=["hair", "face"], default="hair")
+    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--out", default="interpolation.png")
+    p.set_defaults(func=cmd_interpolate)
+
+    p = subparsers.add_parser("hair-pca", help="learn hair-embedding directions by PCA of generated images")
+    _common(p, face=False)
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--components", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--out-dir", default="hair_directions")
+    p.set_defaults(func=cmd_pca)
+
+    p = subparsers.add_parser("hair-edit", help="move the hair embedding along a direction (hair-pca or direction tools)")
+    _common(p)
+    p.add_argument("--hair", default=None, help="hair source (default: the face image's own hair)")
+    p.add_argument("--direction", required=True, help="direction file over the hair embedding")
+    p.add_argument("--strengths", default="-2,-1,0,1,2", help="comma-separated steps along the direction")
+    p.add_argument("--in-std", action="store_true", help="strengths in standard deviations (PCA directions)")
+    p.add_argument("--out", default="hair_edit.png")
+    p.set_defaults(func=cmd_hair_edit)
+
+    p = subparsers.add_parser("eval-identity", help="identity retrieval after hair transfer (the FG 2021 protocol)")
+    p.add_argument("--config", default=None, help=f"YAML config (default: configs/{EVAL_DEFAULT_CONFIG})")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. hair_ckpt=runs/x/checkpoints/last.ckpt")
+    p.set_defaults(func=cmd_eval_identity)
+
+
+__all__ = ["register"]

@@ -1,0 +1,263 @@
+"""Face and hair encoders (IR-SE backbones into W+) and their fusion, as in the released FG 2021 model.
+
+The released model (Šubrtová, Čech, Franc, FG 2021) is pSp's ``BackboneEncoderUsingLastLayerIntoWPlus``
+twice: an IR-SE50 backbone whose last feature map is pooled to 7x7, flattened, projected to 512 and
+then, by an equalised linear layer, to ``num_ws * w_dim`` values read as a W+ code. One copy sees the
+inner face, the other the hair. The fusion ``map`` concatenates both flattened codes and applies
+``Linear(2 * num_ws * w_dim, num_ws * w_dim)`` and ``LeakyReLU(0.2)``; the result is the W+ code that
+the frozen StyleGAN2 renders.
+
+Module and parameter names follow the released checkpoint (``encoder_face.input_layer.0.weight``,
+``encoder_hair.body.3.shortcut_layer.0.weight``, ``map.0.weight``...), so loading it is a key-for-key
+copy (see ``fg2021.py``). Depth and widths are configurable so that tiny CPU configs stay small.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "IRSE_UNITS",
+    "units_for_depth",
+    "EqualLinear",
+    "SEModule",
+    "BottleneckIRSE",
+    "WPlusEncoder",
+    "HairTransferNet",
+    "EncoderConfig",
+    "build_hair_net",
+    "resize_for_encoder",
+]
+
+# Residual units per stage for each IR-SE depth (InsightFace / pSp ``get_blocks``; 10-34 are the
+# small variants used by tiny configs, with the same block structure).
+IRSE_UNITS: dict[int, tuple[int, int, int, int]] = {
+    10: (1, 1, 1, 1),
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 14, 3),
+    100: (3, 13, 30, 3),
+    152: (3, 8, 36, 3),
+}
+
+
+def units_for_depth(num_layers: int) -> tuple[int, ...]:
+    """Units per stage of an IR-SE network with ``num_layers`` layers (10, 18, 34, 50, 100 or 152)."""
+    if num_layers not in IRSE_UNITS:
+        raise ValueError(f"unsupported IR-SE depth {num_layers}; valid depths: {sorted(IRSE_UNITS)}")
+    return IRSE_UNITS[num_layers]
+
+
+class EqualLinear(nn.Module):
+    """rosinality's equalised-learning-rate linear layer (no activation), as used by pSp encoders.
+
+    The weight is stored unscaled (``randn / lr_mul``) and multiplied by ``lr_mul / sqrt(in_features)``
+    at run time; parameter names ``weight`` [out, in] and ``bias`` [out] match the released checkpoint.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
+        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_features)
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
+
+
+class SEModule(nn.Module):
+    """Squeeze-and-excitation: channel gates from globally pooled features (``fc1``/``fc2`` are 1x1 convs)."""
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, padding=0, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, padding=0, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
+        return x * gate
+
+
+class BottleneckIRSE(nn.Module):
+    """One IR-SE residual unit: BN-conv-PReLU-conv(stride)-BN-SE plus a shortcut.
+
+    The shortcut is a strided identity (``MaxPool2d(1, stride)``, no parameters) when the width does
+    not change, otherwise a strided 1x1 conv + BN; that is why only the first unit of a stage that
+    widens has ``shortcut_layer`` weights in the checkpoint.
+    """
+
+    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
+        super().__init__()
+        if in_channels == depth:
+            self.shortcut_layer = nn.MaxPool2d(1, stride)
+        else:
+            self.shortcut_layer = nn.Sequential(
+                nn.Conv2d(in_channels, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
+            )
+        self.res_layer = nn.Sequential(
+            nn.BatchNorm2d(in_channels),
+            nn.Conv2d(in_channels, depth, (3, 3), (1, 1), 1, bias=False),
+            nn.PReLU(depth),
+            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
+            nn.BatchNorm2d(depth),
+            SEModule(depth, se_reduction),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.res_layer(x) + self.shortcut_layer(x)
+
+
+class WPlusEncoder(nn.Module):
+    """IR-SE backbone -> pooled features -> W+ code (pSp ``BackboneEncoderUsingLastLayerIntoWPlus``).
+
+    Args:
+        num_ws: number of W+ entries of the generator (18 at 1024 px).
+        w_dim: width of each W+ entry (512 for FFHQ).
+        units: residual units per stage, e.g. ``units_for_depth(50) = (3, 4, 14, 3)``.
+        channels: width of each stage (64, 128, 256, 512 in IR-SE50). The first unit of every stage
+            halves the resolution, so an input of size R ends at R / 2**len(units).
+        feature_dim: width of the pooled feature vector (512 in the released model).
+        pool_size: the last feature map is average-pooled to ``pool_size`` x ``pool_size`` (7).
+        se_reduction: squeeze-and-excitation reduction (16).
+        in_channels: input image channels (3).
+
+    Input ``x``: [N, in_channels, H, W]; output: [N, num_ws, w_dim].
+    """
+
+    def __init__(
+        self,
+        num_ws: int,
+        w_dim: int,
+        units: Sequence[int] = IRSE_UNITS[50],
+        channels: Sequence[int] = (64, 128, 256, 512),
+        feature_dim: int = 512,
+        pool_size: int = 7,
+        se_reduction: int = 16,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        if len(units) != len(channels):
+            raise ValueError(f"units {list(units)} and channels {list(channels)} must have the same length")
+        self.num_ws, self.w_dim = int(num_ws), int(w_dim)
+        stem = int(channels[0])
+        self.input_layer = nn.Sequential(
+            nn.Conv2d(in_channels, stem, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
+        )
+        blocks: list[nn.Module] = []
+        in_c = stem
+        for n_units, depth in zip(units, channels):
+            for unit in range(int(n_units)):
+                blocks.append(BottleneckIRSE(in_c, int(depth), stride=2 if unit == 0 else 1,
+                                             se_reduction=se_reduction))
+                in_c = int(depth)
+        self.body = nn.Sequential(*blocks)
+        self.output_layer_2 = nn.Sequential(
+            nn.BatchNorm2d(in_c),
+            nn.AdaptiveAvgPool2d((pool_size, pool_size)),
+            nn.Flatten(),
+            nn.Linear(in_c * pool_size * pool_size, feature_dim),
+        )
+        self.linear = EqualLinear(feature_dim, self.num_ws * self.w_dim, lr_mul=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"encoder input must be [N, C, H, W], got shape {list(x.shape)}")
+        x = self.output_layer_2(self.body(self.input_layer(x)))
+        return self.linear(x).view(-1, self.num_ws, self.w_dim)
+
+
+class HairTransferNet(nn.Module):
+    """Face encoder + hair encoder + fusion into one W+ code (the released model's ``encoder``).
+
+    ``forward(face, hair)`` takes the masked inner face of one image and the masked hair region of
+    another, both [N, 3, S, S] in [-1, 1] at the encoder input size S (256 in the released model),
+    and returns W+ codes [N, num_ws, w_dim]. The two embeddings are exposed separately
+    (``encode_face``/``encode_hair`` -> [N, num_ws, w_dim], ``fuse``) so that inference can
+    interpolate or edit one of them before fusing.
+    """
+
+    def __init__(
+        self,
+        num_ws: int,
+        w_dim: int,
+        units: Sequence[int] = IRSE_UNITS[50],
+        channels: Sequence[int] = (64, 128, 256, 512),
+        feature_dim: int = 512,
+        pool_size: int = 7,
+        se_reduction: int = 16,
+    ):
+        super().__init__()
+        self.num_ws, self.w_dim = int(num_ws), int(w_dim)
+        kwargs = dict(units=units, channels=channels, feature_dim=feature_dim, pool_size=pool_size,
+                      se_reduction=se_reduction)
+        self.encoder_face = WPlusEncoder(num_ws, w_dim, **kwargs)
+        self.encoder_hair = WPlusEncoder(num_ws, w_dim, **kwargs)
+        code = self.num_ws * self.w_dim
+        self.map = nn.Sequential(nn.Linear(2 * code, code), nn.LeakyReLU(0.2))
+
+    def encode_face(self, face: torch.Tensor) -> torch.Tensor:
+        return self.encoder_face(face)
+
+    def encode_hair(self, hair: torch.Tensor) -> torch.Tensor:
+        return self.encoder_hair(hair)
+
+    def fuse(self, face_code: torch.Tensor, hair_code: torch.Tensor) -> torch.Tensor:
+        """Face and hair embeddings [N, num_ws, w_dim] each -> W+ [N, num_ws, w_dim]."""
+        if face_code.shape != hair_code.shape or face_code.shape[1:] != (self.num_ws, self.w_dim):
+            raise ValueError(
+                f"face and hair embeddings must both be [N, {self.num_ws}, {self.w_dim}], got "
+                f"{list(face_code.shape)} and {list(hair_code.shape)}"
+            )
+        both = torch.cat([face_code.flatten(1), hair_code.flatten(1)], dim=1)
+        return self.map(both).view(-1, self.num_ws, self.w_dim)
+
+    def forward(self, face: torch.Tensor, hair: torch.Tensor) -> torch.Tensor:
+        return self.fuse(self.encode_face(face), self.encode_hair(hair))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Configuration.
+
+@dataclass
+class EncoderConfig:
+    """Architecture of the face/hair encoders (both use the same one); defaults are the released model."""
+
+    num_layers: int = 50  # IR-SE depth: 10 | 18 | 34 | 50 | 100 | 152
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # width of each stage
+    feature_dim: int = 512  # pooled feature width before the W+ projection
+    pool_size: int = 7  # last feature map is average-pooled to pool_size x pool_size
+    se_reduction: int = 16
+    input_size: int = 256  # images are resized to input_size x input_size before the encoders
+
+
+def build_hair_net(cfg: EncoderConfig, num_ws: int, w_dim: int) -> HairTransferNet:
+    """The encoders + fusion for a generator with ``num_ws`` W+ entries of width ``w_dim``."""
+    return HairTransferNet(
+        num_ws=num_ws,
+        w_dim=w_dim,
+        units=units_for_depth(cfg.num_layers),
+        channels=list(cfg.channels),
+        feature_dim=cfg.feature_dim,
+        pool_size=cfg.pool_size,
+        se_reduction=cfg.se_reduction,
+    )
+
+
+def resize_for_encoder(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size]; area averaging when shrinking (pSp's ``face_pool``)."""
+    if images.shape[-2:] == (size, size):
+        return images
+    if images.shape[-1] > size:
+        return F.adaptive_avg_pool2d(images, (size, size))
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
