@@ -129,6 +129,25 @@ def resolve_run_dir(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None 
     return run_dir
 
 
+@contextlib.contextmanager
+def run_folder(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None = None,
+               run_dir: str | Path | None = None):
+    """Resolve (or take) the run folder and export it in ``SEMEDIT_RUN_DIR`` for the processes Lightning
+    starts; on exit the variable is restored, so a later run in this process picks its own folder."""
+    previous = os.environ.get(RUN_DIR_ENV)
+    try:
+        if run_dir is None:
+            run_dir = resolve_run_dir(job, run, trainer_cfg)
+        else:
+            os.environ[RUN_DIR_ENV] = str(Path(run_dir).resolve())
+        yield Path(run_dir)
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
 def _is_readable_checkpoint(path: Path) -> bool:
     """torch.save writes a zip archive whose index is at the end: a file cut short by a kill has none."""
     try:
@@ -332,6 +351,32 @@ class Preempted(SystemExit):
 # fit.
 
 
+def _fit_in(run_dir: Path, module, datamodule, config: Any, trainer_cfg: TrainerConfig, logger_cfg: LoggerConfig,
+            run: RunConfig, callbacks: list | None):
+    global _ACTIVE_TRAINER
+    import pytorch_lightning as pl
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    ckpt = resume_checkpoint(run_dir, run)
+    if is_global_zero():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
+        if ckpt:
+            print(f"resuming {run_dir} from {ckpt}", flush=True)
+    pl.seed_everything(run.seed, workers=True, verbose=False)
+    logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
+    trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
+    _ACTIVE_TRAINER = trainer
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+    except SIGTERMException as exc:
+        preempted = Preempted(run_dir, trainer.global_step)
+        if trainer.is_global_zero:
+            print(str(preempted), flush=True)
+        raise preempted from exc
+    return trainer, logger
+
+
 def fit(job: str, module, datamodule, config: Any, trainer_cfg: TrainerConfig, logger_cfg: LoggerConfig,
         run: RunConfig, callbacks: list | None = None) -> FitResult:
     """Train ``module`` on ``datamodule`` in a run folder, resuming it when it already has a checkpoint.
@@ -339,36 +384,11 @@ def fit(job: str, module, datamodule, config: Any, trainer_cfg: TrainerConfig, l
     Raises ``Preempted`` (a ``SystemExit`` with status 143) when SIGTERM stopped the fit after saving.
     """
     global _ACTIVE_TRAINER
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
-
-    previous_env = os.environ.get(RUN_DIR_ENV)
     try:
-        run_dir = resolve_run_dir(job, run, trainer_cfg)
-        ckpt = resume_checkpoint(run_dir, run)
-        if is_global_zero():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(config, run_dir / "config.yaml")
-            if ckpt:
-                print(f"resuming {run_dir} from {ckpt}", flush=True)
-        pl.seed_everything(run.seed, workers=True, verbose=False)
-        logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
-        trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
-        _ACTIVE_TRAINER = trainer
-        try:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
-        except SIGTERMException as exc:
-            preempted = Preempted(run_dir, trainer.global_step)
-            if trainer.is_global_zero:
-                print(str(preempted), flush=True)
-            raise preempted from exc
+        with run_folder(job, run, trainer_cfg) as run_dir:
+            trainer, logger = _fit_in(run_dir, module, datamodule, config, trainer_cfg, logger_cfg, run, callbacks)
     finally:
         _ACTIVE_TRAINER = None
-        # Restore, so that a later fit in this process (tests, notebooks) picks its own folder.
-        if previous_env is None:
-            os.environ.pop(RUN_DIR_ENV, None)
-        else:
-            os.environ[RUN_DIR_ENV] = previous_env
     last = run_dir / "checkpoints" / "last.ckpt"
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     wandb_dir = None

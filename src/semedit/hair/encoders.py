@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# The IR-SE building blocks are ArcFace's; the released encoders use the same modules and names.
+from semedit.perception.identity import IRSE_UNITS, BottleneckIRSE, SEModule
+
 __all__ = [
     "IRSE_UNITS",
     "units_for_depth",
@@ -34,18 +37,6 @@ __all__ = [
     "build_hair_net",
     "resize_for_encoder",
 ]
-
-# Residual units per stage for each IR-SE depth (InsightFace / pSp ``get_blocks``; 10-34 are the
-# small variants used by tiny configs, with the same block structure).
-IRSE_UNITS: dict[int, tuple[int, int, int, int]] = {
-    10: (1, 1, 1, 1),
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 14, 3),
-    100: (3, 13, 30, 3),
-    152: (3, 8, 36, 3),
-}
-
 
 def units_for_depth(num_layers: int) -> tuple[int, ...]:
     """Units per stage of an IR-SE network with ``num_layers`` layers (10, 18, 34, 50, 100 or 152)."""
@@ -70,52 +61,6 @@ class EqualLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-
-
-class SEModule(nn.Module):
-    """Squeeze-and-excitation: channel gates from globally pooled features (``fc1``/``fc2`` are 1x1 convs)."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(channels // reduction, 1)
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, padding=0, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, padding=0, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
-        return x * gate
-
-
-class BottleneckIRSE(nn.Module):
-    """One IR-SE residual unit: BN-conv-PReLU-conv(stride)-BN-SE plus a shortcut.
-
-    The shortcut is a strided identity (``MaxPool2d(1, stride)``, no parameters) when the width does
-    not change, otherwise a strided 1x1 conv + BN; that is why only the first unit of a stage that
-    widens has ``shortcut_layer`` weights in the checkpoint.
-    """
-
-    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
-        super().__init__()
-        if in_channels == depth:
-            self.shortcut_layer = nn.MaxPool2d(1, stride)
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channels, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, depth, (3, 3), (1, 1), 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, se_reduction),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
 
 
 class WPlusEncoder(nn.Module):

@@ -55,39 +55,32 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
     ``run_dir`` overrides the run folder (used by eval-inversion, which runs several inversions in one
     process). Re-running into the same folder skips the images that are already finished.
     """
-    import os
 
     import pytorch_lightning as pl
 
     from semedit.config import save_config
     from semedit.inversion.module import ChunkyGANModule
-    from semedit.training import _is_global_zero, resolve_run_dir
+    from semedit.training import is_global_zero, run_folder
 
     validate(cfg)
-    if run_dir is None:
-        run_dir = resolve_run_dir(job, cfg.run)
-    else:
-        from semedit.training import RUN_DIR_ENV
+    with run_folder(job, cfg.run, run_dir=run_dir) as run_dir:
+        if generator is None:
+            from semedit.stylegan2 import generator_from_spec
 
-        os.environ[RUN_DIR_ENV] = str(Path(run_dir).resolve())  # DDP children re-run the command
-    run_dir = Path(run_dir)
-    if generator is None:
-        from semedit.stylegan2 import generator_from_spec
-
-        generator = generator_from_spec(cfg.generator)
-    sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
-    dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
-                               cfg.perception.landmark_weights)
-    if _is_global_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    pl.seed_everything(cfg.run.seed, verbose=False)
-    module = ChunkyGANModule(cfg, dataset, run_dir, generator=generator, lpips_fn=lpips_fn)
-    trainer = build_predict_trainer(cfg, run_dir)
-    with warnings.catch_warnings():
-        # predict_step writes its results to disk and returns nothing on purpose.
-        warnings.filterwarnings("ignore", message=".*predict returned None.*")
-        trainer.predict(module, return_predictions=False)
+            generator = generator_from_spec(cfg.generator)
+        sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
+        dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
+                                   cfg.perception.landmark_weights)
+        if is_global_zero():
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        pl.seed_everything(cfg.run.seed, verbose=False)
+        module = ChunkyGANModule(cfg, dataset, run_dir, generator=generator, lpips_fn=lpips_fn)
+        trainer = build_predict_trainer(cfg, run_dir)
+        with warnings.catch_warnings():
+            # predict_step writes its results to disk and returns nothing on purpose.
+            warnings.filterwarnings("ignore", message=".*predict returned None.*")
+            trainer.predict(module, return_predictions=False)
     return InvertOutcome(run_dir=run_dir, names=[s.name for s in sources], is_global_zero=trainer.is_global_zero)
 
 

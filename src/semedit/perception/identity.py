@@ -30,6 +30,8 @@ from semedit.weights import CorruptWeightsError, resolve_weights
 
 __all__ = [
     "IRSE_UNITS",
+    "SEModule",
+    "BottleneckIRSE",
     "IRSEBackbone",
     "build_irse",
     "irse_depth_from_state_dict",
@@ -45,9 +47,10 @@ __all__ = [
     "identity_distance",
 ]
 
-# Bottleneck units per stage (64, 128, 256, 512 channels). 50/100/152 are the InsightFace depths; 18/34
-# follow the ResNet counts and exist for tiny test configurations.
+# Bottleneck units per stage (64, 128, 256, 512 channels). 50/100/152 are the InsightFace depths; 10/18/34
+# follow the ResNet counts and exist for tiny configurations (the hair encoders use them too).
 IRSE_UNITS: dict[int, tuple[int, int, int, int]] = {
+    10: (1, 1, 1, 1),
     18: (2, 2, 2, 2),
     34: (3, 4, 6, 3),
     50: (3, 4, 14, 3),
@@ -68,10 +71,11 @@ class SEModule(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16):
         super().__init__()
+        hidden = max(channels // reduction, 1)  # narrow tiny-config widths keep at least one unit
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, channels // reduction, kernel_size=1, padding=0, bias=False)
+        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, padding=0, bias=False)
         self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(channels // reduction, channels, kernel_size=1, padding=0, bias=False)
+        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, padding=0, bias=False)
         self.sigmoid = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +89,7 @@ class BottleneckIRSE(nn.Module):
     in_channels -> depth channels; the spatial size is divided by ``stride``.
     """
 
-    def __init__(self, in_channels: int, depth: int, stride: int):
+    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
         super().__init__()
         if in_channels == depth:
             self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
@@ -99,7 +103,7 @@ class BottleneckIRSE(nn.Module):
             nn.PReLU(depth),
             nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
             nn.BatchNorm2d(depth),
-            SEModule(depth, 16),
+            SEModule(depth, se_reduction),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
