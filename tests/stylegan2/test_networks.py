@@ -154,3 +154,18 @@ def test_reduced_precision_on_gpu_stays_close(precision, tol):
     out = G(z)
     assert out.dtype == torch.float32
     assert (out - ref).abs().max() / ref.abs().max() < tol
+
+
+def test_cached_weight_derivatives_follow_weight_changes():
+    G = build_tiny_generator(resolution=16, channel_max=16, seed=0)
+    other = build_tiny_generator(resolution=16, channel_max=16, seed=1)
+    z = torch.randn(2, G.z_dim)
+    G(z)  # fills the caches of weight-derived tensors
+    G.load_state_dict(other.state_dict())  # in-place copies bump the parameters' versions
+    assert torch.equal(G(z), other(z))
+    with torch.no_grad():
+        G.synthesis.b8.conv0.weight.mul_(2)
+        G.synthesis.b8.conv0.noise_strength.add_(1)
+    fresh = build_tiny_generator(resolution=16, channel_max=16, seed=1)
+    fresh.load_state_dict(G.state_dict())
+    assert torch.equal(G(z), fresh(z))

@@ -25,8 +25,10 @@ from semedit.stylegan2.ops import (
     LRELU_SLOPE,
     assert_shape,
     bias_act,
+    demodulation_weights,
     modulated_conv2d,
     normalize_2nd_moment,
+    phase_kernels,
     setup_filter,
     upsample2d,
 )
@@ -143,21 +145,50 @@ class SynthesisLayer(nn.Module):
         self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.register_buffer("resample_filter", setup_filter())
+        self._derived: dict = {}
+
+    def _frozen(self, key: tuple, compute, *params: torch.Tensor):
+        """``compute()``, cached while ``params`` are frozen and unchanged: the generator is frozen in semedit,
+        so tensors derived from its weights alone need not be rebuilt at every call."""
+        if any(p.requires_grad for p in params):
+            return compute()
+        version = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        hit = self._derived.get(key)
+        if hit is None or hit[0] != version:
+            hit = (version, compute())
+            self._derived[key] = hit
+        return hit[1]
+
+    def _static_offset(self, noise_mode: str, dtype: torch.dtype, layout: torch.memory_format,
+                       act_gain: float) -> torch.Tensor:
+        """(bias + const noise) * gain, [1, O, R, R] ([1, O, 1, 1] without noise), in the activations' layout."""
+        offset = self.bias.reshape(1, -1, 1, 1)
+        if noise_mode == "const":
+            offset = offset + self.noise_const * self.noise_strength
+        offset = (offset * act_gain).to(dtype)
+        return offset.contiguous(memory_format=layout) if offset.shape[-1] > 1 else offset
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise_mode: str = "const", gain: float = 1.0,
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
         # noise + bias, added in the same pass as demodulation. lrelu(a) * g == lrelu(a * g) for g > 0,
         # so the activation gain is applied there too and the activation runs in place afterwards.
-        offset = self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+        act_gain = math.sqrt(2) * gain
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         if noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
                                 generator=generator)
-            offset = offset + noise * self.noise_strength
-        elif noise_mode == "const":
-            offset = offset + self.noise_const * self.noise_strength
-        act_gain = math.sqrt(2) * gain
-        x = modulated_conv2d(x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, out_gain=act_gain)
+            offset = (self.bias.reshape(1, -1, 1, 1) + noise * self.noise_strength).to(x.dtype) * act_gain
+        else:
+            offset = self._frozen(("offset", noise_mode, x.dtype, layout, act_gain),
+                                  lambda: self._static_offset(noise_mode, x.dtype, layout, act_gain),
+                                  self.bias, self.noise_const, self.noise_strength)
+        x = modulated_conv2d(
+            x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
+            resample_filter=self.resample_filter, out_gain=act_gain,
+            weight_sq=self._frozen(("weight_sq",), lambda: demodulation_weights(self.weight), self.weight),
+            phase_weights=self._frozen(("phases", x.dtype), lambda: phase_kernels(self.weight.to(x.dtype)),
+                                       self.weight) if self.up == 2 else None,
+        )
         x = torch.nn.functional.leaky_relu(x, LRELU_SLOPE, inplace=not torch.is_grad_enabled())
         if self.conv_clamp is not None:
             clamp = self.conv_clamp * gain
@@ -234,11 +265,14 @@ class SynthesisBlock(nn.Module):
         dtype = self.compute_dtype if (self.compute_dtype is not None and styles[0].is_cuda) else torch.float32
         styles = [s.to(dtype) for s in styles]
         if self.in_channels == 0:
+            # Activations are kept channels-last: convolution libraries run their fastest kernels on that
+            # layout (about 1.3x for the 3x3 convolutions and 2.5x for the depthwise filters on CPU).
             x = self.const.to(dtype).unsqueeze(0).repeat([styles[0].shape[0], 1, 1, 1])
+            x = x.contiguous(memory_format=torch.channels_last)
             x = self.conv1(x, styles[0], noise_mode, generator=generator)
             next_style = 1
         else:
-            x = x.to(dtype)
+            x = x.to(dtype).contiguous(memory_format=torch.channels_last)
             if self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))
                 x = self.conv0(x, styles[0], noise_mode, generator=generator)
@@ -323,7 +357,7 @@ class SynthesisNetwork(nn.Module):
             n = len(block.style_layers())
             x, img = block(x, img, styles[k:k + n], noise_mode=noise_mode, generator=generator)
             k += n
-        return img
+        return img.contiguous()
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const",
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:

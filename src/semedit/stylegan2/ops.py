@@ -120,12 +120,16 @@ def modulated_conv2d(
     resample_filter: Optional[torch.Tensor] = None,
     demodulate: bool = True,
     out_gain: float = 1.0,
+    weight_sq: Optional[torch.Tensor] = None,
+    phase_weights: Optional[list[torch.Tensor]] = None,
 ) -> torch.Tensor:
-    """Style-modulated convolution: ``(conv(x * s, weight) * demod + noise) * out_gain``.
+    """Style-modulated convolution: ``conv(x * s, weight) * demod * out_gain + noise``.
 
     x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]; noise: broadcastable to [N, O, H', W']
     (a bias can be folded into it). ``up=2`` runs a stride-2 transposed convolution followed by the FIR
     filter, exactly as NVlabs' ``conv2d_resample`` does, so the output is [N, O, 2H, 2W].
+    ``weight_sq`` (``demodulation_weights(weight)``) and ``phase_weights`` (``phase_kernels(weight)``)
+    may be passed precomputed: they depend on the weight alone, which is frozen in semedit.
     """
     n, in_channels = styles.shape
     out_channels, _, kh, kw = weight.shape
@@ -136,10 +140,11 @@ def modulated_conv2d(
         weight = weight * (1 / math.sqrt(in_channels * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
 
+    if x.dtype == torch.float16:
+        weight_sq = phase_weights = None  # derived from the pre-normalised weight above
     dcoefs = None
     if demodulate:
-        # sum over (I, k, k) of (w * s)^2 = sum_I s_I^2 * sum_kk w_OIkk^2, without forming per-sample weights.
-        w_sq = weight.float().square().sum(dim=[2, 3])  # [O, I]
+        w_sq = demodulation_weights(weight) if weight_sq is None else weight_sq
         dcoefs = (styles.float().square() @ w_sq.t() + 1e-8).rsqrt()  # [N, O]
 
     x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
@@ -149,49 +154,71 @@ def modulated_conv2d(
     else:
         if up != 2 or kh != 3 or kw != 3 or padding != 1 or resample_filter.shape[-1] != 4:
             raise ValueError("upsampling modulated convolutions support up=2 with 3x3 kernels and a 4-tap filter")
-        x = _upconv3x3_fir(x, w, resample_filter)
+        x = _upconv3x3_fir(x, phase_kernels(w) if phase_weights is None else phase_weights, resample_filter)
 
-    # One fused pass for demodulation, noise (+ bias) and gain instead of three.
+    # One fused pass for demodulation, gain and noise (+ bias) instead of three.
     scale = dcoefs * out_gain if dcoefs is not None else None
     if scale is not None and noise is not None:
-        return torch.addcmul((noise * out_gain).to(x.dtype), x, scale.to(x.dtype).reshape(n, -1, 1, 1))
+        # The output takes the layout of the first argument: give it the activations' layout.
+        offset = noise.to(x.dtype)
+        if offset.ndim == 4:
+            offset = offset.contiguous(memory_format=_memory_format(x))
+        return torch.addcmul(offset, x, scale.to(x.dtype).reshape(n, -1, 1, 1))
     if scale is not None:
         return x * scale.to(x.dtype).reshape(n, -1, 1, 1)
     if out_gain != 1:
         x = x * out_gain
-    return x if noise is None else x + (noise * out_gain).to(x.dtype)
+    return x if noise is None else x + noise.to(x.dtype)
 
 
-def transposed_conv3x3_stride2(x: torch.Tensor, weight: torch.Tensor, border: int = 0) -> torch.Tensor:
+def demodulation_weights(weight: torch.Tensor) -> torch.Tensor:
+    """[O, I, k, k] -> [O, I]: sum over taps of w^2, so that sum_(I,k,k) (w * s)^2 = s^2 @ this.T and the
+    demodulation needs no per-sample weights."""
+    return weight.float().square().sum(dim=[2, 3])
+
+
+def phase_kernels(weight: torch.Tensor) -> list[torch.Tensor]:
+    """The four sub-kernels of a stride-2 transposed 3x3 convolution (see ``transposed_conv3x3_stride2``),
+    for output phases (even, even), (even, odd), (odd, even), (odd, odd)."""
+    even, odd = [2, 0], [1]  # kernel taps feeding even / odd outputs, in correlation order
+    return [weight[:, :, rows][:, :, :, cols] for rows in (even, odd) for cols in (even, odd)]
+
+
+def _memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1 \
+        else torch.contiguous_format
+
+
+def transposed_conv3x3_stride2(x: torch.Tensor, weight: torch.Tensor | list[torch.Tensor],
+                               border: int = 0) -> torch.Tensor:
     """``conv_transpose2d(x, weight.transpose(0, 1), stride=2)`` as four ordinary convolutions.
 
-    x: [N, I, H, W]; weight: [O, I, 3, 3]. Returns [N, O, 2H+1, 2W+1], surrounded by ``border`` zeros.
-    Each output phase (even/odd row, even/odd column) of a stride-2 transposed convolution is an
-    ordinary convolution of the input with a sub-kernel (2x2, 2x1, 1x2, 1x1 taps), so the work equals the
-    transposed convolution's, but it runs on the fast convolution kernels: CPU libraries implement
-    transposed convolutions through a much slower path.
+    x: [N, I, H, W]; weight: [O, I, 3, 3] (or its ``phase_kernels``). Returns [N, O, 2H+1, 2W+1],
+    surrounded by ``border`` zeros. Each output phase (even/odd row, even/odd column) of a stride-2
+    transposed convolution is an ordinary convolution of the input with a sub-kernel (2x2, 2x1, 1x2, 1x1
+    taps), so the work equals the transposed convolution's, but it runs on the fast convolution kernels:
+    CPU libraries implement transposed convolutions through a much slower path.
     """
+    kernels = phase_kernels(weight) if isinstance(weight, torch.Tensor) else weight
     n, _, h, w_ = x.shape
-    even, odd = [2, 0], [1]  # kernel taps feeding even / odd outputs, in correlation order
-    out = x.new_empty([n, weight.shape[0], 2 * h + 1 + 2 * border, 2 * w_ + 1 + 2 * border])
+    out = torch.empty([n, kernels[0].shape[0], 2 * h + 1 + 2 * border, 2 * w_ + 1 + 2 * border], dtype=x.dtype,
+                      device=x.device, memory_format=_memory_format(x))
     if border:
         out[:, :, :border].zero_()
         out[:, :, -border:].zero_()
         out[:, :, :, :border].zero_()
         out[:, :, :, -border:].zero_()
     end_y, end_x = out.shape[2] - border, out.shape[3] - border
-    for ry, rows in ((0, even), (1, odd)):
-        for rx, cols in ((0, even), (1, odd)):
-            sub = weight[:, :, rows][:, :, :, cols]
-            phase = F.conv2d(x, sub, padding=(1 if ry == 0 else 0, 1 if rx == 0 else 0))
-            out[:, :, border + ry:end_y:2, border + rx:end_x:2] = phase
+    for kernel, (ry, rx) in zip(kernels, ((0, 0), (0, 1), (1, 0), (1, 1))):
+        phase = F.conv2d(x, kernel, padding=(1 - ry, 1 - rx))
+        out[:, :, border + ry:end_y:2, border + rx:end_x:2] = phase
     return out
 
 
-def _upconv3x3_fir(x: torch.Tensor, weight: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+def _upconv3x3_fir(x: torch.Tensor, kernels: list[torch.Tensor], f: torch.Tensor) -> torch.Tensor:
     """NVlabs ``conv2d_resample(up=2)`` for a 3x3 kernel and 4-tap filter: transposed conv, then FIR."""
     # The FIR needs one zero on each side of the (2H+1)-sized transposed output; write it in place.
-    y = transposed_conv3x3_stride2(x, weight, border=1)
+    y = transposed_conv3x3_stride2(x, kernels, border=1)
     return upfirdn2d(y, f, gain=4)
 
 
