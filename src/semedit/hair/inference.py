@@ -60,9 +60,9 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
     ``generator`` overrides the generator (otherwise: the spec stored in a semedit checkpoint, or the
     decoder inside the FG 2021 file).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"hair-transfer checkpoint not found: {path}")
+    from semedit.weights import resolve_weights
+
+    path = resolve_weights(path)  # a path, or a registry name such as hairstyle-fg2021
     try:
         import argparse
 
