@@ -93,3 +93,23 @@ def test_cli_invert_reports_bad_inputs(tmp_path):
     assert main(["invert", str(bad), f"run.output_dir={tmp_path}"]) == 2
     assert main(["invert", str(tmp_path / "missing"), f"run.output_dir={tmp_path}"]) == 2
     assert main(["invert", "skimage:astronaut", "invert.space=q", f"run.output_dir={tmp_path}"]) == 2
+
+
+def test_run_logs_the_mean_metrics_that_sweeps_rank_by(tmp_path, monkeypatch):
+    import csv
+
+    from pytorch_lightning.loggers import CSVLogger
+
+    import semedit.training
+
+    monkeypatch.setattr(semedit.training, "build_logger",
+                        lambda logger_cfg, run_dir, name, cfg: CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    _write_images(tmp_path / "photos", 2)
+    cfg = tiny_config(tmp_path / "runs", steps=3, batch_size=2)
+    cfg.run.name = "logged"
+    cfg.logger.wandb = True
+    outcome = invert(cfg, [str(tmp_path / "photos")])
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    rows = list(csv.DictReader(open(outcome.run_dir / "csv" / "metrics.csv")))
+    logged = [float(r["invert/mean_lpips"]) for r in rows if r.get("invert/mean_lpips")]
+    assert logged == pytest.approx([summary["mean"]["lpips"]])

@@ -164,7 +164,10 @@ class ChunkyGANModule(pl.LightningModule):
         mine.write_text(json.dumps(self._done_this_run))
         self.trainer.strategy.barrier("chunkygan-predict-end")
         if self.global_rank == 0:
-            write_summary(self.output_dir, [s.name for s in self.dataset.sources])
+            summary = write_summary(self.output_dir, [s.name for s in self.dataset.sources])
+            if self.logger is not None and "mean" in summary:
+                # The run's figure of merit (what sweeps rank trials by): means over all finished images.
+                self.logger.log_metrics({f"invert/mean_{k}": v for k, v in summary["mean"].items()})
 
 
 def _collate(items: list[dict]) -> dict[str, Any]:
