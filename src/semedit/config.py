@@ -157,7 +157,8 @@ def _explain(err: OmegaConfBaseException, schema: type, source: str) -> ConfigEr
         except Exception:  # noqa: BLE001 - only used to enrich the message
             pass
         expected = f" (default: {node_type!r})" if node_type is not None else ""
-        return ConfigError(f"invalid value for config key '{key}' (from {source}): {err.msg}{expected}")
+        reason = str(err.msg).strip().splitlines()[0]  # OmegaConf appends internal node details
+        return ConfigError(f"invalid value for config key '{key}' (from {source}): {reason}{expected}")
     return ConfigError(f"invalid configuration (from {source}), key '{key}': {err}")
 
 

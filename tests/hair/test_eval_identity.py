@@ -100,3 +100,17 @@ def run_single(ckpt, out):
     from semedit.eval.identity import run_eval_identity
 
     return run_eval_identity(_cfg(ckpt, out))
+
+
+def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_ckpt, tmp_path):
+    from semedit.eval.identity import run_eval_identity
+
+    first = run_eval_identity(_cfg(tiny_hair_ckpt, tmp_path / "model_a"))
+    other = tmp_path / "other.ckpt"
+    ckpt = torch.load(tiny_hair_ckpt, weights_only=True)
+    ckpt["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+    torch.save(ckpt, other)
+    second = run_eval_identity(_cfg(other, tmp_path / "model_b", f"gallery_dir={tmp_path / 'model_a' / 'gallery'}"))
+    # Same generator: no gallery shard is recomputed; the other model's transfers are.
+    assert sorted(second["computed_shards"]) == ["reconstruction/0", "transfer/0"]
+    assert second["results"]["hair_source"] == first["results"]["hair_source"]

@@ -19,6 +19,7 @@ which a DistributedSampler spreads over ranks, and each rank writes the shards i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable
@@ -149,6 +150,9 @@ class EvalIdentityConfig:
     shard_size: int = 1000  # embeddings per shard file
     batch_size: int = 16  # images per generation/embedding batch
     output_dir: str = "runs/eval-identity"
+    # Where the gallery's embedding shards live (default <output_dir>/gallery). The gallery depends on the
+    # generator, not on the hair model: point the evaluations of several models at one folder to share it.
+    gallery_dir: Optional[str] = None
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(enable_progress_bar=False))
 
 
@@ -235,14 +239,23 @@ def _predictor_class():
     return ShardEmbedder
 
 
-def _fingerprint(cfg: EvalIdentityConfig, name: str) -> dict:
-    common = {"hair_ckpt": str(Path(cfg.hair_ckpt).resolve()), "identity_encoder": cfg.identity_encoder,
-              "gallery_seed": cfg.gallery_seed, "truncation_psi": cfg.truncation_psi}
+def generator_fingerprint(G: torch.nn.Module) -> str:
+    """SHA-256 of the generator's weights: gallery images depend on the generator, not on the hair model."""
+    digest = hashlib.sha256()
+    for key, value in G.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str) -> dict:
+    gallery = {"identity_encoder": cfg.identity_encoder, "gallery_seed": cfg.gallery_seed,
+               "truncation_psi": cfg.truncation_psi, "generator": generator}
     if name == "gallery":
-        return {"kind": name, "identity_encoder": cfg.identity_encoder, "gallery_seed": cfg.gallery_seed,
-                "truncation_psi": cfg.truncation_psi, "hair_ckpt": common["hair_ckpt"]}
-    return {"kind": name, **common, "regions": cfg.regions, "region_weights": cfg.region_weights,
-            "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size}
+        # Independent of the hair model, so one gallery serves the evaluation of several models.
+        return {"kind": name, **gallery}
+    return {"kind": name, **gallery, "hair_ckpt": str(Path(cfg.hair_ckpt).resolve()), "regions": cfg.regions,
+            "region_weights": cfg.region_weights, "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size}
 
 
 def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
@@ -257,17 +270,19 @@ def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
     from semedit.hair.shards import ShardStore
 
     out = Path(cfg.output_dir)
+    model = load_hair_model(cfg.hair_ckpt, device="cpu")
+    generator = generator_fingerprint(model.generator)
     faces, hairs = transfer_pairs(cfg.gallery_size, cfg.num_transfers, cfg.pair_seed)
+    folders = {"gallery": Path(cfg.gallery_dir) if cfg.gallery_dir else out / "gallery",
+               "transfer": out / "transfer", "reconstruction": out / "reconstruction"}
     stores = {
-        "gallery": ShardStore(out / "gallery", cfg.gallery_size, cfg.shard_size, _fingerprint(cfg, "gallery")),
-        "transfer": ShardStore(out / "transfer", cfg.num_transfers, cfg.shard_size, _fingerprint(cfg, "transfer")),
-        "reconstruction": ShardStore(out / "reconstruction", cfg.num_transfers, cfg.shard_size,
-                                     _fingerprint(cfg, "reconstruction")),
+        name: ShardStore(folders[name], cfg.gallery_size if name == "gallery" else cfg.num_transfers,
+                         cfg.shard_size, _fingerprint(cfg, name, generator))
+        for name in STORES
     }
     for store in stores.values():
         store.prepare()
     todo = [(STORES.index(name), k) for name, store in stores.items() for k in store.missing()]
-    model = load_hair_model(cfg.hair_ckpt, device="cpu")
     predictor = _predictor_class()(cfg, model, stores, faces, hairs)
     timings = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
     wall = time.perf_counter()
