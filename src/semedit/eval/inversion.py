@@ -98,10 +98,10 @@ def summarise(values: Sequence[float]) -> dict:
 
 
 def _load_pairs(row_dir: Path, names: Sequence[str]):
-    from semedit.inversion.io import load_image_tensor
+    from semedit.images import load_image
 
-    targets = torch.stack([load_image_tensor(row_dir / n / "target.png") for n in names])
-    recons = torch.stack([load_image_tensor(row_dir / n / "reconstruction.png") for n in names])
+    targets = torch.stack([load_image(row_dir / n / "target.png")[0] for n in names])
+    recons = torch.stack([load_image(row_dir / n / "reconstruction.png")[0] for n in names])
     return targets, recons
 
 

@@ -62,8 +62,9 @@ def cmd_edit_real(args: argparse.Namespace) -> int:
     import torch
 
     from semedit.directions.io import load_direction
+    from semedit.images import load_image, save_image
     from semedit.inversion.edit import edit_codes_images, render_composite
-    from semedit.inversion.io import find_inversions, load_image_tensor, load_inversion, save_image
+    from semedit.inversion.io import find_inversions, load_inversion
     from semedit.stylegan2 import generator_from_spec
 
     inv_dirs = find_inversions(args.inversion)
@@ -84,7 +85,7 @@ def cmd_edit_real(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for k, img in zip(args.strengths, edited, strict=True):
             save_image(img[0], out / f"strength{k:+g}.png")
-        strip = [load_image_tensor(directory / "target.png"), recon, *[img[0] for img in edited]]
+        strip = [load_image(directory / "target.png")[0], recon, *[img[0] for img in edited]]
         save_image(torch.cat(strip, dim=2), out / "strip.png")
         print(f"  {inv.name}: {out / 'strip.png'}  (target | reconstruction | strengths {' '.join(f'{k:g}' for k in args.strengths)})")
     print(f"edits written to {out_root}")

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+
+from semedit.images import save_image
 
 __all__ = [
     "RESULT_FILE",
@@ -30,9 +31,6 @@ __all__ = [
     "save_inversion",
     "load_inversion",
     "find_inversions",
-    "to_uint8",
-    "save_image",
-    "load_image_tensor",
     "colour_masks",
 ]
 
@@ -61,23 +59,6 @@ class Inversion:
 
 def is_finished(directory: str | os.PathLike) -> bool:
     return (Path(directory) / RESULT_FILE).is_file()
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] in [-1, 1] -> H x W x 3 uint8."""
-    arr = ((image.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return arr.permute(1, 2, 0).numpy()
-
-
-def save_image(image: torch.Tensor, path: str | os.PathLike) -> None:
-    """Save [3, H, W] in [-1, 1] (or [3, H, W*k] strips) as PNG."""
-    Image.fromarray(to_uint8(image)).save(path)
-
-
-def load_image_tensor(path: str | os.PathLike) -> torch.Tensor:
-    """PNG written by ``save_image`` -> [3, H, W] in [-1, 1]."""
-    arr = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
-    return torch.from_numpy(arr).permute(2, 0, 1) / 127.5 - 1
 
 
 def colour_masks(masks: torch.Tensor) -> torch.Tensor:

@@ -50,8 +50,9 @@ FFHQ_MOUTH = (0.5, 0.725)
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3] RGB."""
-    x = ((images.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).cpu().numpy()
+    from semedit.images import to_uint8
+
+    return to_uint8(images)
 
 
 class Landmarker:
