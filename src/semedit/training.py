@@ -102,9 +102,6 @@ def is_global_zero() -> bool:
     return int(os.environ.get("NODE_RANK", "0")) == 0 and int(os.environ.get("LOCAL_RANK", "0")) == 0
 
 
-_is_global_zero = is_global_zero  # old private name, kept for callers written against it
-
-
 def resolve_run_dir(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None = None) -> Path:
     """The run folder: from the environment (DDP children), the config, a W&B sweep, SLURM, or a fresh name.
 
@@ -123,10 +120,7 @@ def resolve_run_dir(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None 
                 f"{trainer_cfg.num_nodes}): every node must write to the same run folder, e.g. run.name=my-run"
             )
         name = f"{job}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
-    run_dir = Path(run.output_dir) / name
-    # Processes started later by Lightning's DDP launcher re-run the command line: they must find this folder.
-    os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
-    return run_dir
+    return Path(run.output_dir) / name
 
 
 @contextlib.contextmanager
@@ -136,11 +130,10 @@ def run_folder(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None = Non
     starts; on exit the variable is restored, so a later run in this process picks its own folder."""
     previous = os.environ.get(RUN_DIR_ENV)
     try:
-        if run_dir is None:
-            run_dir = resolve_run_dir(job, run, trainer_cfg)
-        else:
-            os.environ[RUN_DIR_ENV] = str(Path(run_dir).resolve())
-        yield Path(run_dir)
+        run_dir = Path(run_dir) if run_dir is not None else resolve_run_dir(job, run, trainer_cfg)
+        # Processes started later by Lightning's DDP launcher re-run the command line: they must find this folder.
+        os.environ[RUN_DIR_ENV] = str(run_dir.resolve())
+        yield run_dir
     finally:
         if previous is None:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -396,6 +389,8 @@ def fit(job: str, module, datamodule, config: Any, trainer_cfg: TrainerConfig, l
         experiment = getattr(logger, "_experiment", None)
         if experiment is not None and getattr(experiment, "dir", None):
             wandb_dir = Path(experiment.dir).parent
+            # Close the run so that its file is complete when fit() returns, not only at process exit.
+            experiment.finish()
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
     return FitResult(
         run_dir=run_dir,

@@ -32,7 +32,7 @@ def _write_images(folder: Path, count: int, size: int = 24) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _fresh_run_dir_env(monkeypatch):
-    # resolve_run_dir remembers the run folder in the environment (for DDP children); tests start clean.
+    # The run folder is exported in the environment for DDP children while a run lasts; tests start clean.
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
 
 

@@ -19,28 +19,21 @@ def _no_launcher(monkeypatch):
     for var in LAUNCH_VARS:
         monkeypatch.delenv(var, raising=False)
     yield
-    # resolve_run_dir exports the folder for DDP children; do not hand it to later tests.
-    os.environ.pop(RUN_DIR_ENV, None)
 
 
 def test_run_names_from_config_sweep_slurm_and_fresh(tmp_path, monkeypatch):
     run = RunConfig(output_dir=str(tmp_path))
     a = resolve_run_dir("hair", run)
-    os.environ.pop(RUN_DIR_ENV)
     b = resolve_run_dir("hair", run)
-    os.environ.pop(RUN_DIR_ENV)
     assert a != b and a.name.startswith("hair-")  # fresh runs never share a folder
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     assert resolve_run_dir("hair", run).name == "hair-slurm77"  # a requeued job finds its folder again
-    os.environ.pop(RUN_DIR_ENV)
     monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "70")
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     assert resolve_run_dir("hair", run).name == "hair-slurm70_3"
-    os.environ.pop(RUN_DIR_ENV)
     monkeypatch.setenv("WANDB_SWEEP_ID", "sw")
     monkeypatch.setenv("WANDB_RUN_ID", "r1")
     assert resolve_run_dir("hair", run).name == "hair-r1"  # each sweep trial of an agent job: its own folder
-    os.environ.pop(RUN_DIR_ENV)
     assert resolve_run_dir("hair", RunConfig(output_dir=str(tmp_path), name="pinned")).name == "pinned"
 
 

@@ -61,11 +61,6 @@ def train(cfg: Config) -> FitResult:
     """Train (or resume) a hair-transfer run; returns where its checkpoint, logs and samples are."""
     module, datamodule = build(cfg)
     result = fit("hair", module, datamodule, cfg, cfg.trainer, cfg.logger, cfg.run)
-    if result.wandb_dir is not None:
-        import wandb
-
-        # Close the run so that its file is complete when train() returns (not only at process exit).
-        wandb.finish()
     samples = result.run_dir / "samples"
     if samples.is_dir() and module.trainer.is_global_zero:
         grids = sorted(samples.glob("*.png"))
