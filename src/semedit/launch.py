@@ -32,6 +32,7 @@ from typing import Any
 import submitit
 
 from semedit.config import load_config
+from semedit.train_commands import CONFIGS_DIR
 from semedit.training import REQUEUE_OWNER_ENV, SLURM_LAUNCH_ENV, save_preemption_checkpoint
 
 __all__ = [
@@ -46,8 +47,8 @@ __all__ = [
     "register",
 ]
 
-REPO_DIR = Path(__file__).resolve().parents[2]
-CLUSTER_DIR = REPO_DIR / "configs" / "cluster"
+REPO_DIR = CONFIGS_DIR.parent
+CLUSTER_DIR = CONFIGS_DIR / "cluster"
 EXECUTORS = ("slurm", "local", "debug")
 # Set by the launcher; a user override would contradict the allocation SLURM grants.
 ALLOCATION_KEYS = ("trainer.devices", "trainer.num_nodes", "trainer.accelerator")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
+from semedit.train_commands import CONFIGS_DIR
+
 EVAL_DEFAULT_CONFIG = "hair/eval_identity_tiny.yaml"
 
 
@@ -26,17 +27,15 @@ def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.T
 
     images = []
     for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"image not found: {path}")
         if raw:
             from semedit.hair.inference import align_photo
 
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"image not found: {path}")
             with Image.open(path) as im:
                 photo = np.asarray(im.convert("RGB"))
             images.append(align_photo(photo, output_size=size, device=device))
             continue
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"image not found: {path}")
         with Image.open(path) as im:
             width, height = im.size
         if width != height:

@@ -163,8 +163,6 @@ def _nvlabs_config(kwargs: dict) -> GeneratorConfig:
                               "semedit needs an unconditional face generator")
     mapping = dict(kwargs.get("mapping_kwargs") or {})
     synthesis = dict(kwargs.get("synthesis_kwargs") or {})
-    if "channel_base" not in synthesis and any(k in synthesis for k in ("channel_base", "magnitude_ema_beta")):
-        raise CheckpointError("this is not a StyleGAN2 generator")
     filt = synthesis.pop("resample_filter", [1, 3, 3, 1])
     if list(filt) != [1, 3, 3, 1]:
         raise CheckpointError(f"unsupported resample_filter {filt}; StyleGAN2 uses [1, 3, 3, 1]")
