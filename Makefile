@@ -19,7 +19,7 @@ PROJECT ?=
 ENTITY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint generate bench train-hair train-direction eval-identity invert \
+.PHONY: help install test test-fast test-gpu lint generate bench train-hair train-direction eval-identity invert \
         eval-inversion sweep agent clean
 
 help: ## list the targets
@@ -33,17 +33,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install semedit with its dev extras
 
-test: $(STAMP) ## run the fast test suite (what CI runs)
+test: $(STAMP) ## run every test that needs no GPU, DDP/kill/SLURM simulations included (what CI runs)
 	$(PY) -m pytest -q --durations=15
 
-test-all: $(STAMP) ## run every test, including slow and GPU ones
-	$(PY) -m pytest -q -m "" --durations=15
+test-fast: $(STAMP) ## the edit loop: leaves out the multi-process tests (DDP, kill/resume, SLURM simulation)
+	$(PY) -m pytest -q -m "not gpu and not multiprocess"
+
+test-gpu: $(STAMP) ## the tests that need a CUDA device
+	$(PY) -m pytest -q -m gpu
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks
 
 generate: $(STAMP) ## images from seeds: make generate CKPT=ffhq.pkl ARGS="--seeds 0-7 --trunc 0.7"
-	$(SEMEDIT) generate $(if $(CKPT),--ckpt $(CKPT),) $(if $(ARGS),$(ARGS),--seeds 0-7 --trunc 0.7) --outdir outputs/generate
+	$(SEMEDIT) generate $(if $(CKPT),--ckpt $(CKPT),) $(if $(ARGS),$(ARGS),--seeds 0-7 --trunc 0.7) --out outputs/generate
 
 bench: $(STAMP) ## run the benchmarks; JSON goes to benchmarks/results/
 	$(PY) benchmarks/generator.py
@@ -66,7 +69,7 @@ invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny defau
 	$(SEMEDIT) invert $(or $(INPUT),skimage:astronaut) $(ARGS)
 
 eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default; FACES=folder at paper scale)
-	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut skimage:chelsea) --output runs/eval-inversion $(ARGS)
+	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut skimage:chelsea) --out runs/eval-inversion $(ARGS)
 
 sweep: $(STAMP) ## check and register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml [PROJECT=..] [ENTITY=..]
 	$(SEMEDIT) sweep check $(SWEEP)

@@ -12,6 +12,15 @@ B*n images (the same number of generator evaluations).
 
 Per-step times are differences of two runs with different step counts, so set-up and the final
 evaluation cancel out. Writes benchmarks/results/chunkygan.json.
+
+``--rows`` instead times one image through every row of the ChunkyGAN tables (Optimization W / W+ / S with the
+NVlabs recipe, Ours in W / W+ / W+ reg. / S, pSp, e4e, PTI) with the step counts of a config:
+
+    python benchmarks/chunkygan.py --rows                          # tiny default (chunkygan/tiny.yaml), CPU
+    python benchmarks/chunkygan.py --rows --full-1024 --timed-steps 1 2   # random config-f 1024 px G, CPU
+
+Each optimising row is run with two small step counts; seconds per image = fixed cost + per-step cost x
+the config's steps (extrapolated for the 1024 px run). Writes benchmarks/results/chunkygan_rows[_1024].json.
 """
 
 from __future__ import annotations
@@ -76,8 +85,129 @@ def time_sequential(G, lpips_fn, targets, n, cfg, steps) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _extrapolate(run, short: int, long: int, steps: int) -> dict:
+    """Run ``run(k)`` for k = short and long steps; fixed + per-step cost and the cost at ``steps``."""
+    t_short, t_long = _timed(lambda: run(short)), _timed(lambda: run(long))
+    per_step = max((t_long - t_short) / (long - short), 0.0)
+    fixed = max(t_short - short * per_step, 0.0)
+    return {"s_per_step": per_step, "fixed_s": fixed, "steps": steps, "s_per_image": fixed + per_step * steps}
+
+
+def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> list[dict]:
+    """Seconds per image of every table row for one image (batch 1), at the step counts of ``cfg``."""
+    import copy
+
+    from semedit.inversion.encoders import build_encoder, encode_images, load_encoder
+    from semedit.inversion.projector import project_nvlabs
+    from semedit.inversion.pti import PivotConfig, tune_generator
+
+    res = G.img_resolution
+    target = (torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    inv = cfg.invert
+    rows = []
+    for space in ("w", "wplus", "s"):
+        def run(k, space=space):
+            c = copy.deepcopy(inv)
+            c.space, c.steps, c.lambda_reg = space, k, 0.0
+            project_nvlabs(G, lpips_fn, target, c)
+        rows.append({"row": f"{space}:single", "recipe": "nvlabs", **_extrapolate(run, short, long, inv.steps)})
+    for key, space, reg in (("w:chunky", "w", False), ("wplus:chunky", "wplus", False),
+                            ("wplus:chunky:reg", "wplus", True), ("s:chunky", "s", False)):
+        def run(k, space=space, reg=reg):
+            c = copy.deepcopy(inv)
+            c.space, c.steps, c.snapshots = space, k, 2
+            c.lambda_reg = cfg.eval.lambda_reg if reg else 0.0
+            c.reg_form = cfg.eval.reg_form
+            logits = torch.randn(1, inv.n, inv.mask_resolution, inv.mask_resolution, device=device)
+            invert_batch(G, lpips_fn, target, logits, c)
+        rows.append({"row": key, "recipe": f"chunkygan n={inv.n} (batch 1)", **_extrapolate(run, short, long, inv.steps)})
+    for kind in ("psp", "e4e"):
+        if res >= 256:  # the released architecture: IR-SE50, 256 px input, 512-wide style blocks
+            from semedit.inversion.encoders import EncoderInverter
+
+            enc = build_encoder(kind, G.num_ws, G.w_dim, depth=50, seed=0).to(device)
+            inverter = EncoderInverter(enc, None, "random IR-SE50").to(device)
+        else:
+            inverter = load_encoder(kind, "random", G).to(device)
+
+        def run_enc():
+            codes = encode_images(inverter, target)
+            with torch.no_grad():
+                G.synthesis(codes.to(device), noise_mode="const")
+            _sync(device)
+        run_enc()  # warm-up
+        rows.append({"row": kind, "recipe": "encoder forward + generator", "s_per_image": _timed(run_enc)})
+    pti = cfg.eval.pti
+
+    def run_pivot(k):
+        project_nvlabs(G, lpips_fn, target, PivotConfig(steps=k, lpips_resolution=inv.lpips_resolution))
+    pivot = _extrapolate(run_pivot, short, long, pti.pivot_steps)
+    w = G.mean_ws(1).to(device)
+
+    def run_tune(k):
+        c = copy.deepcopy(pti)
+        c.steps, c.lpips_threshold = k, -1.0  # no early stop while timing
+        tune_generator(G, w, target, metric_lpips, c)
+    tune = _extrapolate(run_tune, short, long, pti.steps)
+    rows.append({"row": "pti", "recipe": f"pivot {pti.pivot_steps} + tuning {pti.steps} steps (no early stop)",
+                 "pivot": pivot, "tuning": tune, "s_per_image": pivot["s_per_image"] + tune["s_per_image"]})
+    return rows
+
+
+def main_rows(args) -> None:
+    from semedit.config import load_config, packaged_config
+    from semedit.inversion.config import Config
+    from semedit.perception.lpips import load_lpips
+    from semedit.stylegan2 import generator_from_spec
+    from semedit.stylegan2.networks import Generator, GeneratorConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfg = load_config(Config, packaged_config(args.config), [])
+    if args.full_1024:
+        # Random weights in the FFHQ config-f architecture: the cost does not depend on the weights.
+        gcfg = GeneratorConfig(img_resolution=1024, channels=GeneratorConfig.channels_from_base(1024, 32768, 512))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            G = Generator(gcfg).eval().requires_grad_(False).to(device)
+        cfg.invert.lpips_net = "vgg"  # the paper config's inversion LPIPS
+        label = "random config-f 1024 px"
+    else:
+        G = generator_from_spec(cfg.generator, device=device)
+        label = f"{cfg.generator.ckpt or 'tiny-random'} {G.img_resolution} px"
+    lpips_fn = load_lpips(cfg.invert.lpips_net, pretrained_backbone=False, device=device).eval().requires_grad_(False)
+    metric = load_lpips("alex", pretrained_backbone=False, device=device).eval().requires_grad_(False)
+    short, long = args.timed_steps
+    rows = time_rows(G, lpips_fn, metric, cfg, short, long, device)
+    for row in rows:
+        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                          if not isinstance(v, dict)}))
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+        f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "generator": label, "config": args.config, "inversion_lpips": cfg.invert.lpips_net,
+        "timed_steps": [short, long], "extrapolated": True, "torch": torch.__version__, "rows": rows,
+    }
+    out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / (
+        "chunkygan_rows_1024.json" if args.full_1024 else "chunkygan_rows.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", action="store_true", help="time every row of the ChunkyGAN tables instead")
+    parser.add_argument("--full-1024", action="store_true", help="with --rows: random config-f 1024 px generator")
+    parser.add_argument("--config", default="chunkygan/tiny.yaml", help="with --rows: packaged config for step counts")
+    parser.add_argument("--timed-steps", type=int, nargs=2, default=[3, 6], help="with --rows: two step counts")
     parser.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
     parser.add_argument("--resolution", type=int, default=32, help="tiny generator resolution")
     parser.add_argument("--device", default="cpu")
@@ -88,8 +218,12 @@ def main() -> None:
     parser.add_argument("--lpips-net", default="alex")
     parser.add_argument("--config-steps", type=int, default=500, help="steps per image for 'seconds per image'")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "chunkygan.json"))
+    parser.add_argument("--out", default=None, help="result JSON (default: benchmarks/results/chunkygan[_rows].json)")
     args = parser.parse_args()
+    if args.rows:
+        main_rows(args)
+        return
+    args.out = args.out or str(Path(__file__).resolve().parent / "results" / "chunkygan.json")
 
     from semedit.config import GeneratorSpec
     from semedit.perception.lpips import load_lpips

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from semedit.config import GeneratorSpec, TinyGeneratorConfig
-from semedit.data import DataConfig, PairsConfig, StyleGAN2DataModule
+from semedit.data import SyntheticDataConfig, PairsConfig, StyleGAN2DataModule
 
 
 def timed(fn, device, iters: int) -> float:
@@ -44,8 +44,8 @@ def main() -> None:
     device = torch.device(args.device)
     spec = GeneratorSpec(ckpt=args.ckpt, tiny=TinyGeneratorConfig(resolution=args.resolution))
     n = args.batch_size
-    samples = StyleGAN2DataModule(spec, DataConfig(batch_size=n))
-    pairs = StyleGAN2DataModule(spec, DataConfig(mode="pairs", batch_size=n,
+    samples = StyleGAN2DataModule(spec, SyntheticDataConfig(batch_size=n))
+    pairs = StyleGAN2DataModule(spec, SyntheticDataConfig(mode="pairs", batch_size=n,
                                                  pairs=PairsConfig(direction="random", layers=[0, 1, 2, 3])))
     G = samples.generator.to(device)
     pairs._generator = G  # the same frozen network

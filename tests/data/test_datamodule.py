@@ -9,7 +9,7 @@ import torch
 
 from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
 from semedit.data import (
-    DataConfig,
+    SyntheticDataConfig,
     DataConfigError,
     PairsConfig,
     ResumableIndexSampler,
@@ -33,7 +33,7 @@ def test_z_depends_only_on_seed_and_index():
 
 
 def test_synthesis_is_independent_of_batching():
-    dm = StyleGAN2DataModule(TINY, DataConfig(resolution=16))
+    dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(resolution=16))
     a = dm.synthesize(torch.arange(6))
     b = torch.cat([dm.synthesize(torch.tensor([i]))["image"] for i in (3, 4, 5)])
     assert a["image"].shape == (6, 3, 16, 16) and a["ws"].shape == (6, dm.generator.num_ws, 64)
@@ -93,7 +93,7 @@ def _run(tmp_path, name, max_steps, data):
 
 
 def test_resume_mid_epoch_continues_with_the_same_samples(tmp_path, monkeypatch):
-    data = DataConfig(batch_size=4, epoch_length=32, synthesize_images=False, val_size=0)  # 8 batches/epoch
+    data = SyntheticDataConfig(batch_size=4, epoch_length=32, synthesize_images=False, val_size=0)  # 8 batches/epoch
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     reference = _run(tmp_path, "straight", 15, data)
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
@@ -113,7 +113,7 @@ def _direction_file(tmp_path, layers=None):
 def test_pairs_shift_only_the_chosen_layers(tmp_path):
     path = _direction_file(tmp_path)
     pairs = PairsConfig(direction=path, layers=[0, 1, 2], k_distribution="uniform", k_scale=2.0)
-    dm = StyleGAN2DataModule(TINY, DataConfig(mode="pairs", resolution=16, pairs=pairs))
+    dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(mode="pairs", resolution=16, pairs=pairs))
     batch = dm.synthesize(torch.arange(5))
     n, _ = dm.pair_direction()
     delta = batch["ws_hair"] - batch["ws"]
@@ -135,7 +135,7 @@ def test_pairs_baseline_and_k_distributions(tmp_path):
     normal = pair_shifts(idx, 0, PairsConfig(k_distribution="normal", k_scale=2.0))
     assert 1.5 < float(normal.std()) < 2.5
     assert torch.equal(pair_shifts(idx[50:60], 0, PairsConfig()), pair_shifts(idx, 0, PairsConfig())[50:60])
-    dm = StyleGAN2DataModule(TINY, DataConfig(mode="pairs", resolution=16, pairs=PairsConfig(
+    dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(mode="pairs", resolution=16, pairs=PairsConfig(
         direction=_direction_file(tmp_path), k_distribution="zero")))
     batch = dm.synthesize(torch.arange(2))
     assert torch.equal(batch["image"], batch["image_hair"])  # the paper's baseline
@@ -143,17 +143,17 @@ def test_pairs_baseline_and_k_distributions(tmp_path):
 
 def test_bad_config_is_explained(tmp_path):
     with pytest.raises(DataConfigError, match="pairs.direction"):
-        StyleGAN2DataModule(TINY, DataConfig(mode="pairs"))
+        StyleGAN2DataModule(TINY, SyntheticDataConfig(mode="pairs"))
     with pytest.raises(DataConfigError, match="k_values"):
-        StyleGAN2DataModule(TINY, DataConfig(pairs=PairsConfig(k_distribution="choice")))
-    dm = StyleGAN2DataModule(TINY, DataConfig(mode="pairs", pairs=PairsConfig(direction="random", layers=[99])))
+        StyleGAN2DataModule(TINY, SyntheticDataConfig(pairs=PairsConfig(k_distribution="choice")))
+    dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(mode="pairs", pairs=PairsConfig(direction="random", layers=[99])))
     with pytest.raises(DataConfigError, match="layers"):
         dm.synthesize(torch.arange(1))
 
 
 def test_scores_are_attached():
-    from semedit.directions.scorers import ScorerConfig
+    from semedit.data.scorers import ScorerConfig
 
-    dm = StyleGAN2DataModule(TINY, DataConfig(resolution=16, scorer=ScorerConfig(name="centroid_x")))
+    dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(resolution=16, scorer=ScorerConfig(name="centroid_x")))
     batch = dm.synthesize(torch.arange(3))
     assert batch["score"].shape == (3,) and np.isfinite(batch["score"].numpy()).all()

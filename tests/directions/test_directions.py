@@ -15,7 +15,7 @@ from semedit.config import load_config
 from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
 from semedit.directions.io import Direction, DirectionFileError, load_direction, save_direction
 from semedit.directions.pca import StreamingCovariance, pca_w, principal_components
-from semedit.directions.scorers import (
+from semedit.data.scorers import (
     ScoreFileScorer,
     centroid_x,
     random_unit_vector,
@@ -141,6 +141,7 @@ def test_planted_direction_is_recovered(tmp_path):
     assert d.space == "w" and d.meta["scorer"] == "projection" and d.meta["val_accuracy"] > 0.95
 
 
+@pytest.mark.multiprocess
 def test_classifier_trains_under_two_process_ddp(tmp_path):
     overrides = [f"run.output_dir={tmp_path}", "run.name=ddp", "logger.wandb=false", *PLANTED,
                  "direction.num_samples=2000", "direction.lbfgs_iterations=50", "trainer.max_epochs=2",

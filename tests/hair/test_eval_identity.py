@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from semedit.config import as_dict, load_config
+from semedit.config import as_dict, load_config, packaged_config
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +33,8 @@ def tiny_hair_ckpt(tmp_path_factory):
 
 def _cfg(ckpt, out, *extra):
     from semedit.eval.identity import EvalIdentityConfig
-    from semedit.hair.commands import CONFIGS_DIR, EVAL_DEFAULT_CONFIG
 
-    return load_config(EvalIdentityConfig, CONFIGS_DIR / EVAL_DEFAULT_CONFIG, [
+    return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
         f"hair_ckpt={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
         "batch_size=3", *extra])
 
@@ -43,7 +42,7 @@ def _cfg(ckpt, out, *extra):
 def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_path, capsys):
     from semedit.cli import main
     from semedit.eval.identity import run_eval_identity
-    from semedit.hair.shards import ShardStoreError
+    from semedit.eval.shards import ShardStoreError
 
     out = tmp_path / "eval"
     first = run_eval_identity(_cfg(tiny_hair_ckpt, out))
@@ -76,6 +75,7 @@ def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_p
     assert "0 shards computed" in text and "hair_source" in text and "results.json" in text
 
 
+@pytest.mark.multiprocess
 def test_two_process_ddp_predict_writes_all_shards(tiny_hair_ckpt, tmp_path):
     import os
     import subprocess

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from semedit.hair.encoders import EncoderConfig, build_hair_net
+from semedit.weights import check_state_dict
 from semedit.hair.fg2021 import (
     FG2021CheckpointError,
-    check_state_dict,
     infer_encoder_config,
     load_fg2021,
     split_fg2021_state_dict,
 )
 
-from .fg2021_reference import random_original_state_dict, released_encoder_forward
+from tests.helpers import require_fixtures
+from tests.hair.fg2021_reference import random_original_state_dict, released_encoder_forward
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 FIXTURE = FIXTURES / "perception" / "hairstyle_fg2021.json"
@@ -25,8 +26,7 @@ FIXTURE = FIXTURES / "perception" / "hairstyle_fg2021.json"
 
 @pytest.fixture(scope="module")
 def fixture_shapes() -> dict:
-    if not FIXTURE.is_file():
-        pytest.skip(f"checkpoint-format fixtures not found at {FIXTURES} (needs ../shared/fixtures)")
+    require_fixtures(FIXTURE)
     return json.loads(FIXTURE.read_text())["state_dict"]
 
 
@@ -37,7 +37,7 @@ def test_fixture_keys_and_shapes_match_semedit_model(fixture_shapes):
     assert (cfg.num_layers, cfg.channels, cfg.pool_size, cfg.feature_dim, num_ws) == (50, [64, 128, 256, 512], 7, 512, 18)
     with torch.device("meta"):
         net = build_hair_net(EncoderConfig(), num_ws=18, w_dim=512)  # the paper's defaults
-    check_state_dict(net.state_dict(), encoder_sd, "fixture encoder")  # raises on any difference
+    check_state_dict(net.state_dict(), encoder_sd, "fixture encoder", FG2021CheckpointError)  # raises on any difference
     assert len(net.state_dict()) == len(encoder_sd) == 790
 
     # Decoder: every rosinality key maps onto a semedit 1024 generator with the right shapes.
@@ -67,7 +67,7 @@ def test_wrong_shape_is_reported_with_key(fixture_shapes):
     encoder_sd["map.0.bias"] = torch.empty(10, device="meta")
     del encoder_sd["encoder_hair.linear.bias"]
     with pytest.raises(FG2021CheckpointError, match=r"map\.0\.bias.*\[10\]|missing 1"):
-        check_state_dict(net.state_dict(), encoder_sd, "encoder")
+        check_state_dict(net.state_dict(), encoder_sd, "encoder", FG2021CheckpointError)
 
 
 def test_not_a_hair_checkpoint_is_rejected(tmp_path):

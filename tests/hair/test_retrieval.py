@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from semedit.eval.identity import format_table, retrieval_metrics, retrieval_ranks, transfer_pairs
-from semedit.hair.shards import ShardStore, ShardStoreError
+from semedit.eval.shards import ShardStore, ShardStoreError
 
 
 def planted(num_gallery: int, true_index: list[int], ranks: list[int], seed: int = 0):
@@ -25,6 +25,18 @@ def planted(num_gallery: int, true_index: list[int], ranks: list[int], seed: int
     gallery = torch.cat([a, pad], dim=1).float()
     queries = torch.eye(m_count, m_count + 1) * 3.0  # unnormalised on purpose
     return gallery, queries
+
+
+def test_euclidean_retrieval_for_dlib_descriptors():
+    # The true item (1) is nearer in Euclidean distance (dlib's convention) but less similar in cosine.
+    gallery = torch.tensor([[1.0, 0.0], [3.0, 3.0], [-4.0, 1.0]])
+    query, true = torch.tensor([[5.0, 0.5]]), torch.tensor([1])
+    assert retrieval_ranks(query, true, as_shards(gallery, 2)).tolist() == [2]
+    assert retrieval_ranks(query, true, as_shards(gallery, 2), metric="euclidean").tolist() == [1]
+    given = retrieval_ranks(query, true, iter(as_shards(gallery, 2)), true_embeddings=gallery[[1]], metric="euclidean")
+    assert given.tolist() == [1]
+    with pytest.raises(ValueError, match="cosine or euclidean"):
+        retrieval_ranks(query, true, as_shards(gallery, 2), metric="l1")
 
 
 def as_shards(gallery: torch.Tensor, size: int):

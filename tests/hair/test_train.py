@@ -14,7 +14,7 @@ import torch
 from semedit.config import load_config
 from semedit.training import RUN_DIR_ENV
 
-from .wandb_records import history_rows
+from tests.hair.wandb_records import history_rows
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "hair" / "tiny.yaml"
@@ -107,6 +107,7 @@ def test_wandb_offline_run_holds_logged_metrics(tmp_path, monkeypatch):
     assert losses[-1] == pytest.approx(result.metrics["train/loss"], rel=1e-5)
 
 
+@pytest.mark.multiprocess
 def test_two_process_cpu_ddp(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
     env.pop(RUN_DIR_ENV, None)

@@ -1,54 +1,18 @@
-"""Shared fixtures for the ChunkyGAN tests: a 16 px random generator and a cheap perceptual distance."""
+"""Fixtures of the ChunkyGAN tests: a 16 px random generator and a cheap perceptual distance."""
 
 from __future__ import annotations
 
 import pytest
-import torch
-import torch.nn.functional as F
 
-from semedit.inversion.config import Config, InversionConfig
-
-
-class PyramidDistance(torch.nn.Module):
-    """A deterministic stand-in for LPIPS in the maths tests: mean squared error over a 3-level pyramid.
-
-    The functions under test accept any ``fn(x, y) -> [N]``; this one is cheap and exactly reproducible.
-    """
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        total = 0
-        for _ in range(3):
-            total = total + (x - y).pow(2).flatten(1).mean(dim=1)
-            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
-        return total
+from semedit.stylegan2 import build_tiny_generator
+from tests.inversion.helpers import PyramidDistance
 
 
 @pytest.fixture(scope="session")
 def G():
-    from semedit.stylegan2 import build_tiny_generator
-
     return build_tiny_generator(resolution=16, seed=0).eval().requires_grad_(False)
 
 
 @pytest.fixture()
 def distance():
     return PyramidDistance()
-
-
-def small_invert_cfg(**overrides) -> InversionConfig:
-    base = dict(space="wplus", n=2, steps=20, batch_size=2, lr=0.05, lr_masks=0.05, lambda_reg=0.0,
-                mask_resolution=4, lpips_resolution=256, snapshots=3)
-    base.update(overrides)
-    return InversionConfig(**base)
-
-
-def tiny_config(tmp_path, **invert_overrides) -> Config:
-    cfg = Config()
-    cfg.generator.tiny.resolution = 16
-    cfg.logger.wandb = False
-    cfg.trainer.enable_progress_bar = False
-    cfg.run.output_dir = str(tmp_path)
-    cfg.invert = small_invert_cfg(**invert_overrides)
-    cfg.invert.lpips_net = "alex"
-    cfg.invert.lpips_pretrained = False
-    return cfg

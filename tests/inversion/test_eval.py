@@ -6,7 +6,7 @@ import math
 import torch
 from test_module import _write_images
 
-from conftest import tiny_config
+from tests.inversion.helpers import tiny_config
 from semedit.config import save_config
 from semedit.directions.io import Direction, save_direction
 from semedit.eval.inversion import identity_distance, l2_error, parse_row, summarise
@@ -37,7 +37,7 @@ def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):
     direction = save_direction(tmp_path / "smile.safetensors",
                                Direction.from_vector(torch.randn(64, generator=torch.Generator().manual_seed(0)), "w"))
     out = tmp_path / "eval"
-    assert main(["eval-inversion", str(tmp_path / "faces"), "--config", str(config_path), "--output", str(out),
+    assert main(["eval-inversion", str(tmp_path / "faces"), "--config", str(config_path), "--out", str(out),
                  "--direction", str(direction), "--strengths", "1", "2"]) == 0
     data = json.loads((out / "inversion_metrics.json").read_text())
     assert [r["key"] for r in data["projection"]] == cfg.eval.rows

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import tiny_config
+from tests.inversion.helpers import tiny_config
 from semedit.config import save_config
 from semedit.inversion.io import load_inversion
 from semedit.inversion.run import invert
@@ -60,6 +60,7 @@ def test_invert_writes_outputs_and_resume_skips_finished_images(tmp_path):
     assert json.loads((run_dir / ".done_rank0.json").read_text()) == ["img1"]
 
 
+@pytest.mark.multiprocess
 def test_ddp_predict_inverts_each_image_exactly_once(tmp_path):
     names = _write_images(tmp_path / "photos", 5)
     cfg = tiny_config(tmp_path / "runs", steps=3, batch_size=2)

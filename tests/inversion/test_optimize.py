@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from conftest import small_invert_cfg
+from tests.inversion.helpers import small_invert_cfg
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import flatten_codes, latent_mean, render_chunks
 from semedit.inversion.optimize import invert_batch, projector_lr, snapshot_steps

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
+from tests.launch.launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
 
 from semedit.cli import main
 from semedit.config import load_config
@@ -74,6 +74,7 @@ def _slurm_env(rank: int, nodes: int, port: int, weights_dir: Path) -> dict[str,
     )
 
 
+@pytest.mark.multiprocess
 def test_two_simulated_slurm_nodes_finish_with_identical_weights(tmp_path):
     nodes, port = 2, free_port()
     argv = [PYTHON, str(REPO / "tests" / "launch" / "rank_driver.py"), "train", "direction", *TINY_DIRECTION,
@@ -106,6 +107,7 @@ def _start(argv, cwd, log):
                             start_new_session=True)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_killed_mid_epoch_run_resumes_from_its_checkpoint(tmp_path, sig):
     # 8 steps per epoch; checkpoints every 2 steps; killed as soon as a complete checkpoint exists.

@@ -1,22 +1,17 @@
-"""Helpers of the perception tests (a plain module: conftest.py files are not importable by name)."""
+"""Helpers of the perception tests (``from tests.perception.perception_helpers import ...``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import pytest
 import torch
 from torch import nn
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-
+from tests.helpers import FIXTURES, require_fixtures
 
 def fixture_json(name: str) -> dict:
-    path = FIXTURES / "perception" / name
-    if not path.is_file():
-        pytest.skip(f"format fixture {path} is absent (expected ../shared/fixtures next to the repository)")
-    return json.loads(path.read_text())
+    return json.loads(require_fixtures(FIXTURES / "perception" / name).read_text())
 
 
 def randomize_batchnorm(module: nn.Module, seed: int = 0) -> nn.Module:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from perception_helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
+from tests.perception.perception_helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
 
 from semedit.perception.identity import (
     IRSEBackbone,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from perception_helpers import TinyArcFace, TinyLandmark3D, export_onnx
+from tests.perception.perception_helpers import TinyArcFace, TinyLandmark3D, export_onnx
 
 from semedit.perception.landmarks import (
     FFHQ_EYE_LEFT,

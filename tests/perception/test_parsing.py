@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from perception_helpers import fixture_json, randomize_batchnorm
+from tests.perception.perception_helpers import fixture_json, randomize_batchnorm
 
 from semedit.perception.parsing import (
     CELEBAMASK_HQ_CLASSES,

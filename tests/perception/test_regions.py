@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from perception_helpers import TinyLandmark3D, export_onnx
+from tests.perception.perception_helpers import TinyLandmark3D, export_onnx
 
 from semedit.perception.landmarks import FFHQ_EYE_LEFT, FFHQ_EYE_RIGHT, FFHQ_MOUTH, convex_hull_mask
 from semedit.perception.regions import make_region_splitter
@@ -60,7 +60,7 @@ def test_parsing_splitter_and_bad_strategies():
         masks = split(torch.rand(1, 3, 48, 48) * 2 - 1)
     assert masks["face"].shape == (1, 1, 48, 48)
     torch.testing.assert_close(masks["hair"], 1 - masks["face"])
-    with pytest.raises(ValueError, match="hull, parsing, ellipse"):
+    with pytest.raises(ValueError, match="choose one of ellipse, hull, dlib-hull, parsing"):
         make_region_splitter("box")
     with pytest.raises(ValueError, match="no weights"):
         make_region_splitter("ellipse", weights="x.pth")

@@ -17,7 +17,7 @@ from semedit.stylegan2 import (
 )
 from semedit.stylegan2.checkpoints import semedit_to_rosinality
 
-from .rosinality_reference import rosinality_forward
+from tests.stylegan2.rosinality_reference import rosinality_forward
 
 
 @pytest.fixture(scope="module")

@@ -133,16 +133,6 @@ def test_separable_upfirdn2d_matches_full_2d_filter():
         assert got.shape == y.shape and torch.allclose(got, y, atol=1e-12)
 
 
-def test_reduced_precision_is_fp32_on_cpu(tiny_generator):
-    G = tiny_generator
-    z = torch.randn(2, G.z_dim)
-    ref = G(z)
-    G.set_reduced_precision("bf16", num_res=2)
-    assert torch.equal(G(z), ref)  # CPU stays fp32
-    with pytest.raises(ValueError, match="precision"):
-        G.set_reduced_precision("int8")
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision,tol", [("bf16", 0.1), ("fp16", 0.05)])

@@ -1,10 +1,10 @@
 """Synthetic training data from a frozen StyleGAN2: loaders of integer indices, synthesis on the device."""
 
 from semedit.data.datamodule import (
-    DataConfig,
     DataConfigError,
     PairsConfig,
     StyleGAN2DataModule,
+    SyntheticDataConfig,
     downsample,
     pair_shifts,
     shift_ws,
@@ -13,12 +13,12 @@ from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler
 from semedit.data.seeding import sample_seeds, z_for_indices
 
 __all__ = [
-    "DataConfig",
     "DataConfigError",
     "FixedIndexSampler",
     "PairsConfig",
     "ResumableIndexSampler",
     "StyleGAN2DataModule",
+    "SyntheticDataConfig",
     "downsample",
     "pair_shifts",
     "sample_seeds",

@@ -7,7 +7,8 @@ index becomes a latent and ``semedit.data.samplers`` for how indices are sharded
 Batches (images [-1, 1] NCHW at ``data.resolution``; masks [0, 1] N1HW):
 - ``samples``: {"index" [N], "z" [N, z_dim], "ws" [N, num_ws, w_dim], "image" [N, 3, R, R],
   "score" [N] when ``data.scorer.name`` is set}
-- ``pairs``: {"index", "z", "ws", "ws_hair" = ws + k·n on ``pairs.layers``, "k" [N], "image" = G(ws),
+- ``pairs``: {"index", "z", "ws", "ws_hair" = ws + k·n on ``pairs.layers`` (``pairs.space=w``) or
+  mapping(z + k·n) (``pairs.space=z``, with "z_hair"), "k" [N], "image" = G(ws),
   "image_hair" = G(ws_hair), "face_mask", "hair_mask" (of image), "face_mask_hair", "hair_mask_hair"}
 """
 
@@ -22,38 +23,50 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from semedit.config import GeneratorSpec
+from semedit.config import ConfigError, GeneratorSpec
 from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler, resume_position
+from semedit.data.scorers import ScorerConfig, build_scorer, random_unit_vector
 from semedit.data.seeding import STREAM_PAIR_K, normal_for_indices, uniform_for_indices, z_for_indices
-from semedit.directions.scorers import ScorerConfig, build_scorer
+from semedit.directions.io import load_direction
+from semedit.perception.regions import make_region_splitter
+from semedit.stylegan2 import generator_from_spec
 
 MODES = ("samples", "pairs")
-K_DISTRIBUTIONS = ("uniform", "normal", "choice", "zero")
+K_DISTRIBUTIONS = ("uniform", "normal", "choice", "zero", "strip")
+PAIR_SPACES = ("w", "z")
 
 
-class DataConfigError(ValueError):
+class DataConfigError(ConfigError):
     """The data section of a config is inconsistent (message names the key)."""
 
 
 @dataclass
 class PairsConfig:
-    """How the hair source of a pair is made: w' = w + k·n on ``layers``."""
+    """How the hair source of a pair is made: w' = w + k·n on ``layers`` (space "w"), or
+    w' = mapping(z + k·n) (space "z")."""
 
-    # Direction file n (space "w" or "wplus"), e.g. from `semedit train direction` (yaw); "random" draws a
-    # unit vector from `direction_seed` (tests and tiny demos only). Required in pairs mode.
+    # Direction file n (space "w" or "wplus" for space=w, "z" for space=z), e.g. from `semedit train
+    # direction` (yaw); "random" draws a unit vector from `direction_seed` (tests and tiny demos only).
+    # Required in pairs mode.
     direction: Optional[str] = None
     direction_seed: int = 0
-    layers: Optional[list[int]] = None  # W+ layers to shift; None: the direction file's layers, else all
+    # "w": shift the W+ code on `layers` (semedit's form). "z": shift z before the mapping network, as the
+    # talk draws the pose strip z - 2k·n, z - k·n, z, z + k·n, z + 2k·n (every layer moves).
+    space: str = "w"
+    layers: Optional[list[int]] = None  # space=w: W+ layers to shift; None: the direction file's layers, else all
     # k ~ uniform(-k_scale, k_scale) | normal(0, k_scale) | choice(k_values) | zero (the paper's baseline)
+    # | strip: one of -2·k_scale, -k_scale, +k_scale, +2·k_scale (the talk's strip positions around z)
     k_distribution: str = "uniform"
     k_scale: float = 3.0
     k_values: list[float] = field(default_factory=list)
-    regions: str = "ellipse"  # region splitter for face/hair masks: "ellipse" | "hull" | "parsing"
+    # region splitter for face/hair masks: "ellipse" (fixed prior; the tiny random generator makes no faces) |
+    # "dlib-hull" (FG 2021's official split: dlib 68-landmark hull at 256 px, known face box) | "hull" | "parsing"
+    regions: str = "ellipse"
     region_weights: Optional[str] = None  # weights of the splitter's model (hull, parsing)
 
 
 @dataclass
-class DataConfig:
+class SyntheticDataConfig:
     mode: str = "samples"  # "samples" | "pairs"
     seed: int = 0  # sample i uses StyleGAN2 seed (seed + i)
     batch_size: int = 8  # per device
@@ -71,7 +84,7 @@ class DataConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
 
 
-def _check_config(data: DataConfig) -> None:
+def _check_config(data: SyntheticDataConfig) -> None:
     if data.mode not in MODES:
         raise DataConfigError(f"data.mode must be one of {MODES}, got '{data.mode}'")
     if data.batch_size < 1:
@@ -81,6 +94,11 @@ def _check_config(data: DataConfig) -> None:
     if data.pairs.k_distribution not in K_DISTRIBUTIONS:
         raise DataConfigError(f"data.pairs.k_distribution must be one of {K_DISTRIBUTIONS}, "
                               f"got '{data.pairs.k_distribution}'")
+    if data.pairs.space not in PAIR_SPACES:
+        raise DataConfigError(f"data.pairs.space must be one of {PAIR_SPACES}, got '{data.pairs.space}'")
+    if data.pairs.space == "z" and data.pairs.layers is not None:
+        raise DataConfigError("data.pairs.layers applies to space=w only; a z shift moves every layer "
+                              "(leave data.pairs.layers unset)")
     if data.pairs.k_distribution == "choice" and not data.pairs.k_values:
         raise DataConfigError("data.pairs.k_distribution=choice needs data.pairs.k_values, e.g. [-3, 3]")
     if data.mode == "pairs" and not data.synthesize_images:
@@ -111,6 +129,8 @@ def pair_shifts(indices: torch.Tensor, seed: int, pairs: PairsConfig) -> torch.T
         k = normal_for_indices(indices, seed, STREAM_PAIR_K) * pairs.k_scale
     else:
         values = np.asarray(pairs.k_values, dtype=np.float64)
+        if pairs.k_distribution == "strip":
+            values = pairs.k_scale * np.array([-2.0, -1.0, 1.0, 2.0])
         u = uniform_for_indices(indices, seed, STREAM_PAIR_K)
         k = values[np.minimum((u * len(values)).astype(np.int64), len(values) - 1)]
     return torch.from_numpy(np.asarray(k)).to(torch.float32)
@@ -130,7 +150,7 @@ def shift_ws(ws: torch.Tensor, k: torch.Tensor, direction: torch.Tensor, layers:
 class StyleGAN2DataModule(pl.LightningDataModule):
     """Samples or pose-misaligned pairs from a frozen StyleGAN2, synthesised on the training device."""
 
-    def __init__(self, generator: GeneratorSpec, data: DataConfig):
+    def __init__(self, generator: GeneratorSpec, data: SyntheticDataConfig):
         super().__init__()
         _check_config(data)
         self.generator_spec = generator
@@ -147,7 +167,6 @@ class StyleGAN2DataModule(pl.LightningDataModule):
     def generator(self):
         """The frozen generator (eval, requires_grad False), on the device of the last batch."""
         if self._generator is None:
-            from semedit.stylegan2 import generator_from_spec
 
             self._generator = generator_from_spec(self.generator_spec, device="cpu")
         return self._generator
@@ -167,12 +186,13 @@ class StyleGAN2DataModule(pl.LightningDataModule):
         """(n, layers): n [w_dim] or [len(layers), w_dim], unit norm per W vector; the W+ layers it shifts."""
         if self._direction is None:
             G, pairs = self.generator, self.data.pairs
+            if pairs.space == "z":
+                self._direction, self._layers = self._z_direction(G, pairs), list(range(G.num_ws))
+                return self._direction, self._layers
             if pairs.direction == "random":
-                from semedit.directions.scorers import random_unit_vector
 
                 vector, space, file_layers = random_unit_vector(G.w_dim, pairs.direction_seed), "w", None
             else:
-                from semedit.directions.io import load_direction
 
                 d = load_direction(pairs.direction)
                 vector, space, file_layers = d.vector, d.space, d.layers
@@ -193,6 +213,17 @@ class StyleGAN2DataModule(pl.LightningDataModule):
                 raise DataConfigError(f"pairs need a direction in 'w' or 'wplus', {pairs.direction} is in '{space}'")
             self._direction, self._layers = vector, layers
         return self._direction, self._layers
+
+    @staticmethod
+    def _z_direction(G, pairs: PairsConfig) -> torch.Tensor:
+        """n [z_dim] for space=z: a 'z' direction file (e.g. `semedit train direction direction.space=z`)."""
+        if pairs.direction == "random":
+            return random_unit_vector(G.z_dim, pairs.direction_seed)
+        d = load_direction(pairs.direction)
+        if d.space != "z" or d.dim != G.z_dim:
+            raise DataConfigError(f"data.pairs.space=z needs a 'z' direction with {G.z_dim} entries; "
+                                  f"{pairs.direction} is a '{d.space}' direction with {d.dim}")
+        return d.vector
 
     # -- loaders: integers only -----------------------------------------------------------------------
     def _rank_world(self) -> tuple[int, int]:
@@ -249,7 +280,11 @@ class StyleGAN2DataModule(pl.LightningDataModule):
             n, layers = self.pair_direction()
             k = pair_shifts(indices, self.data.seed, self.data.pairs).to(device)
             batch["k"] = k
-            batch["ws_hair"] = shift_ws(ws, k, n, layers)
+            if self.data.pairs.space == "z":
+                batch["z_hair"] = z + k[:, None] * n.to(z)
+                batch["ws_hair"] = G.mapping(batch["z_hair"], truncation_psi=spec.truncation_psi)
+            else:
+                batch["ws_hair"] = shift_ws(ws, k, n, layers)
             images = self._render(torch.cat([ws, batch["ws_hair"]]))
             batch["image"], batch["image_hair"] = images.chunk(2)
             masks = self._split(images)
@@ -271,7 +306,6 @@ class StyleGAN2DataModule(pl.LightningDataModule):
 
     def _split(self, images: torch.Tensor) -> dict:
         if self._splitter is None:
-            from semedit.perception.regions import make_region_splitter
 
             pairs = self.data.pairs
             kwargs = {"device": images.device}

@@ -1,7 +1,7 @@
 """Per-sample randomness that depends only on (seed, global sample index).
 
 Sample ``i`` of a datamodule with ``data.seed = s`` uses the StyleGAN2 seed ``s + i``:
-``z_i = np.random.RandomState(s + i).randn(z_dim)`` (the NVlabs convention, see DESIGN.md). So a sample
+``z_i = np.random.RandomState(s + i).randn(z_dim)`` (the NVlabs convention of `semedit generate --seeds`). So a sample
 is reproducible from its index alone, whatever the batch it lands in, the number of loader workers,
 DDP ranks or the resume point, and sample ``i`` is exactly ``semedit generate --seeds {s+i}``.
 Two datamodules with seeds ``s`` and ``s' = s + d`` share samples when their index ranges overlap by

@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from semedit.errors import SemeditError
 
 SPACES = ("z", "w", "wplus", "s")
 FORMAT = "semedit-direction"
 VERSION = "1"
 
 
-class DirectionFileError(ValueError):
+class DirectionFileError(SemeditError, ValueError):
     """A direction file is missing, malformed, or does not fit the generator it is used with."""
 
 
@@ -80,7 +84,6 @@ class Direction:
 
 def save_direction(path: str | os.PathLike, direction: Direction) -> Path:
     """Write ``direction`` to ``path`` (safetensors + JSON metadata). Returns the path."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,6 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> Path:
 
 def load_direction(path: str | os.PathLike) -> Direction:
     """Read a direction file written by ``save_direction``; clear errors for anything else."""
-    from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():

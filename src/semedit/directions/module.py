@@ -4,12 +4,18 @@
    (indices [0, num_samples), sharded over DDP ranks, synthesised and scored on each rank's device),
    gathers the scores, keeps the top and bottom ``fraction`` as classes +1 / -1 and splits them into
    train / validation. It also computes the mean and covariance of the features of *all* drawn samples.
-2. ``DirectionClassifierModule`` fits a linear classifier (hinge = linear SVM, or logistic) on those
-   features, whitened by the pool covariance. Why whiten: samples selected by a threshold on ``<x, n>`` have
+2. ``DirectionClassifierModule`` fits a linear classifier on those features. ``classifier=linear``
+   (semedit's default): a squared-hinge (L2-SVM) or logistic loss minimised by full-batch L-BFGS on
+   features whitened by the pool covariance. Why whiten: samples selected by a threshold on ``<x, n>`` have
    class means that differ along ``Σ n``, not ``n``; in whitened coordinates the two coincide, so the
    fitted normal, mapped back (``A u`` with ``A = Σ^{-1/2}``), points along the attribute's own normal.
    It logs validation accuracy and, at the end of training, writes the unit normal as a direction file
    (``<run>/direction.safetensors``), oriented so that positive = higher score.
+   ``classifier=interfacegan``: InterFaceGAN's own boundary instead (genforce/interfacegan
+   ``utils/manipulator.py`` ``train_boundary``, lines 12-138): ``sklearn.svm.SVC(kernel='linear')`` with
+   its default C=1 on the raw, neither centred nor whitened codes, the top and bottom
+   ``int(N * fraction)`` samples, each class split 70/30 into training and validation by a shuffle.
+   semedit's whitened L-BFGS fit is its own choice, not InterFaceGAN's.
 
 Features: ``z`` [z_dim]; ``w`` = ws[:, 0] [w_dim]; ``wplus`` = ws[:, layers] flattened [len(layers)·w_dim].
 """
@@ -31,6 +37,7 @@ from semedit.directions.io import Direction, save_direction
 
 LOSSES = ("hinge", "logistic")
 FEATURE_SPACES = ("z", "w", "wplus")
+CLASSIFIERS = ("linear", "interfacegan")
 
 
 @dataclass
@@ -43,10 +50,16 @@ class DirectionConfig:
     fraction: float = 0.02  # top and bottom fraction kept as the two classes
     val_fraction: float = 0.2  # held-out part of the kept samples, for validation accuracy
     score_batch_size: int = 64  # per device, while scoring
-    loss: str = "hinge"  # "hinge": squared hinge (LinearSVC's default L2-SVM loss) | "logistic"
-    # "lbfgs" (default): full-batch L-BFGS to the optimum of the regularised loss, the solver behind
-    # InterFaceGAN's LinearSVC; it runs a fixed number of iterations per step (no tolerance stop), so DDP
-    # ranks stay in lockstep. "sgd" (momentum 0.9) for pools too large for one batch. Not Adam: its
+    # "linear": semedit's classifier (loss/optimizer/whiten below). "interfacegan": InterFaceGAN's
+    # train_boundary (SVC(kernel='linear'), raw codes, int(N * fraction) per class, split
+    # interfacegan_split_ratio / rest per class); loss, optimizer, lr, weight_decay, whiten and
+    # val_fraction are then unused.
+    classifier: str = "linear"
+    interfacegan_split_ratio: float = 0.7  # train_boundary's split_ratio default (manipulator.py line 15)
+    loss: str = "hinge"  # "hinge": squared hinge (the L2-SVM loss, cf. sklearn LinearSVC's default) | "logistic"
+    # "lbfgs" (default): full-batch L-BFGS to the optimum of the regularised loss (semedit's choice; not
+    # what InterFaceGAN does, see classifier=interfacegan); it runs a fixed number of iterations per step
+    # (no tolerance stop), so DDP ranks stay in lockstep. "sgd" (momentum 0.9) for pools too large for one batch. Not Adam: its
     # per-coordinate step sizes rotate the normal, and separable classes stop training right there.
     optimizer: str = "lbfgs"  # "lbfgs" | "sgd"
     lbfgs_iterations: int = 50  # L-BFGS iterations per training step
@@ -80,6 +93,68 @@ def select_extremes(scores: np.ndarray, fraction: float) -> tuple[np.ndarray, np
     return order[:count], order[-count:]
 
 
+def interfacegan_selection(scores: np.ndarray, chosen_num_or_ratio: float, split_ratio: float,
+                           rng: np.random.RandomState) -> dict[str, np.ndarray]:
+    """InterFaceGAN's choice of training and validation samples (``train_boundary``, manipulator.py).
+
+    Non-finite scores are dropped first (lines 68-70 drop ``invalid_value``). Scores are sorted in
+    descending order (line 73); the first ``chosen_num`` are positive, the last ``chosen_num`` negative
+    (lines 77-81: ``int(N * ratio)`` for a ratio in (0, 1], capped at N // 2). Each class is shuffled
+    (``np.random.shuffle``, lines 87-95; here ``rng.shuffle``, which draws the same permutation as the
+    global generator seeded alike) and its first ``int(chosen_num * split_ratio)`` go to training.
+    Returns positions into ``scores``: ``positive_train``, ``positive_val``, ``negative_train``,
+    ``negative_val``.
+    """
+    valid = np.flatnonzero(np.isfinite(scores))
+    sorted_idx = valid[np.argsort(scores[valid][:, None], axis=0)[::-1, 0]]
+    num = len(sorted_idx)
+    chosen = int(num * chosen_num_or_ratio) if 0 < chosen_num_or_ratio <= 1 else int(chosen_num_or_ratio)
+    chosen = min(chosen, num // 2)
+    train_num = int(chosen * split_ratio)
+    if train_num < 1 or chosen - train_num < 0:
+        raise ValueError(f"direction.fraction={chosen_num_or_ratio} of {num} scored samples leaves {chosen} per "
+                         "class, too few to train InterFaceGAN's SVM; draw more samples or raise the fraction")
+    positive_idx = np.arange(chosen)
+    rng.shuffle(positive_idx)
+    negative_idx = np.arange(chosen)
+    rng.shuffle(negative_idx)
+    positives, negatives = sorted_idx[:chosen], sorted_idx[-chosen:]
+    return {"positive_train": positives[positive_idx[:train_num]], "positive_val": positives[positive_idx[train_num:]],
+            "negative_train": negatives[negative_idx[:train_num]], "negative_val": negatives[negative_idx[train_num:]]}
+
+
+def fit_interfacegan_svm(train_x: np.ndarray, train_y: np.ndarray):
+    """``svm.SVC(kernel='linear').fit`` as in train_boundary (manipulator.py lines 119-120); labels 1 / 0."""
+    from sklearn import svm  # scikit-learn: only this classifier needs it
+
+    return svm.SVC(kernel="linear").fit(np.asarray(train_x, dtype=np.float64), np.asarray(train_y))
+
+
+def interfacegan_boundary(latent_codes: np.ndarray, scores: np.ndarray, chosen_num_or_ratio: float = 0.02,
+                          split_ratio: float = 0.7, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """InterFaceGAN's ``train_boundary`` on arrays: (unit boundary [1, dim] float32, info).
+
+    latent_codes [N, dim], scores [N] or [N, 1]. Same selection, split, SVM and normalisation
+    (``coef_`` reshaped to [1, dim], float32, divided by its norm: lines 137-138). The shuffles use
+    ``np.random.RandomState(seed)`` instead of the global generator, so a result is reproducible.
+    """
+    codes = np.asarray(latent_codes)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if codes.ndim != 2 or len(codes) != len(scores):
+        raise ValueError(f"latent_codes must be [N, dim] and scores [N], got {codes.shape} and {scores.shape}")
+    sel = interfacegan_selection(scores, chosen_num_or_ratio, split_ratio, np.random.RandomState(seed))
+    train = np.concatenate([sel["positive_train"], sel["negative_train"]])
+    labels = np.concatenate([np.ones(len(sel["positive_train"]), int), np.zeros(len(sel["negative_train"]), int)])
+    classifier = fit_interfacegan_svm(codes[train], labels)
+    info = {"train_per_class": len(sel["positive_train"]), "val_per_class": len(sel["positive_val"])}
+    if len(sel["positive_val"]):
+        val = np.concatenate([sel["positive_val"], sel["negative_val"]])
+        val_labels = np.concatenate([np.ones(len(sel["positive_val"]), int), np.zeros(len(sel["negative_val"]), int)])
+        info["val_accuracy"] = float(np.mean(classifier.predict(codes[val]) == val_labels))
+    a = classifier.coef_.reshape(1, codes.shape[1]).astype(np.float32)
+    return a / np.linalg.norm(a), info
+
+
 def whitening(mean: torch.Tensor, cov: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """A = Σ^{-1/2} (symmetric), with eigenvalues floored at eps · mean eigenvalue. [dim, dim] float64."""
     evals, evecs = torch.linalg.eigh(cov.double())
@@ -110,6 +185,8 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
             raise ValueError(f"direction.loss must be one of {LOSSES}, got '{direction.loss}'")
         if direction.space not in FEATURE_SPACES:
             raise ValueError(f"direction.space must be one of {FEATURE_SPACES}, got '{direction.space}'")
+        if direction.classifier not in CLASSIFIERS:
+            raise ValueError(f"direction.classifier must be one of {CLASSIFIERS}, got '{direction.classifier}'")
         if not 0 < direction.fraction <= 0.5:
             raise ValueError(f"direction.fraction must be in (0, 0.5], got {direction.fraction}")
         if direction.optimizer == "lbfgs" and direction.batch_size > 0:
@@ -134,6 +211,10 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
         G = self.source.generator
         return {"z": G.z_dim, "w": G.w_dim}.get(self.cfg.space) or len(self.layers) * G.w_dim
 
+    def batch_features(self, batch: dict) -> torch.Tensor:
+        """The classifier's input [N, dim] for a synthesised batch (subclasses embed images instead)."""
+        return features(batch, self.cfg.space, self.layers)
+
     @torch.no_grad()
     def score_pool(self, device, rank: int = 0, world: int = 1, trainer=None) -> dict:
         """Draw, score and select. Returns tensors on ``device`` (identical on every rank)."""
@@ -144,7 +225,7 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
         outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=device)
         for chunk in my_indices.split(cfg.score_batch_size):
             batch = self.source.synthesize(chunk.to(device), mode="samples")
-            x = features(batch, cfg.space, self.layers)
+            x = self.batch_features(batch)
             feats.append(x.cpu())
             scores.append(batch["score"].float())
             idx.append(batch["index"])
@@ -160,7 +241,14 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
         order = torch.argsort(everything[:, 0])  # by index: the same selection for any world size
         all_index = everything[order, 0].long().cpu().numpy()
         all_score = everything[order, 1].cpu().numpy()
-        low, high = select_extremes(all_score, cfg.fraction)
+        if cfg.classifier == "interfacegan":
+            # InterFaceGAN's selection and per-class split; the seed makes its shuffle reproducible.
+            sel = interfacegan_selection(all_score, cfg.fraction, cfg.interfacegan_split_ratio,
+                                         np.random.RandomState(self.source.data.seed))
+            low = np.concatenate([sel["negative_train"], sel["negative_val"]])
+            high = np.concatenate([sel["positive_train"], sel["positive_val"]])
+        else:
+            low, high = select_extremes(all_score, cfg.fraction)
         kept_index = np.concatenate([all_index[low], all_index[high]])
         labels = np.concatenate([-np.ones(len(low)), np.ones(len(high))])
         # Each rank contributes the features of its kept samples; gather them in kept order.
@@ -178,10 +266,16 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
         n = cfg.num_samples
         mean = total / n
         cov = outer / n - torch.outer(mean, mean)
-        # A deterministic train/val split of the kept samples, the same on every rank.
-        perm = torch.from_numpy(np.random.default_rng([7, len(kept_index)]).permutation(len(kept_index)))
-        num_val = int(round(cfg.val_fraction * len(kept_index)))
-        val, train = perm[:num_val].to(device), perm[num_val:].to(device)
+        if cfg.classifier == "interfacegan":
+            # Positions in kept order: [negative train, negative val, positive train, positive val].
+            nt, nv, pt = len(sel["negative_train"]), len(sel["negative_val"]), len(sel["positive_train"])
+            train = torch.cat([torch.arange(nt), torch.arange(nt + nv, nt + nv + pt)]).to(device)
+            val = torch.cat([torch.arange(nt, nt + nv), torch.arange(nt + nv + pt, len(kept_index))]).to(device)
+        else:
+            # A deterministic train/val split of the kept samples, the same on every rank.
+            perm = torch.from_numpy(np.random.default_rng([7, len(kept_index)]).permutation(len(kept_index)))
+            num_val = int(round(cfg.val_fraction * len(kept_index)))
+            val, train = perm[:num_val].to(device), perm[num_val:].to(device)
         return {"x": x, "y": y, "index": torch.from_numpy(kept_index).to(device), "train": train, "val": val,
                 "mean": mean.float(), "cov": cov, "score_min": float(np.nanmin(all_score)),
                 "score_max": float(np.nanmax(all_score)), "threshold_low": float(all_score[low[-1]]),
@@ -242,8 +336,18 @@ class DirectionClassifierModule(pl.LightningModule):
     def on_fit_start(self) -> None:
         dm = self.trainer.datamodule
         pool = dm.pool
-        self.mean.copy_(pool["mean"].to(self.mean))
-        if self.cfg.whiten:
+        if self.cfg.classifier == "interfacegan":
+            # Raw codes, no centring or whitening (mean 0, whiten I): the SVM's own boundary, fitted once.
+            train = pool["train"]
+            svm = fit_interfacegan_svm(pool["x"][train].double().cpu().numpy(),
+                                       (pool["y"][train] > 0).long().cpu().numpy())
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.from_numpy(np.array(svm.coef_)).reshape(1, -1).to(self.linear.weight))
+                self.linear.bias.copy_(torch.from_numpy(np.array(svm.intercept_)).reshape(1).to(self.linear.bias))
+            self.meta.update(classifier="interfacegan", svm="sklearn.svm.SVC(kernel='linear', C=1.0)")
+        else:
+            self.mean.copy_(pool["mean"].to(self.mean))
+        if self.cfg.whiten and self.cfg.classifier == "linear":
             self.whiten.copy_(whitening(pool["mean"], pool["cov"]).to(self.whiten))
         self.meta.update(threshold_low=pool["threshold_low"], threshold_high=pool["threshold_high"],
                          kept_per_class=int((pool["y"] > 0).sum()))
@@ -268,6 +372,11 @@ class DirectionClassifierModule(pl.LightningModule):
     def training_step(self, batch, batch_idx):
         # Manual optimisation: L-BFGS re-evaluates the objective many times per step, each evaluation a
         # fresh zero_grad + backward (manual_backward keeps DDP's gradient averaging).
+        if self.cfg.classifier == "interfacegan":  # fitted in on_fit_start; the steps only log
+            with torch.no_grad():
+                loss, logs = self.objective(batch)
+            self.log_dict(logs, prog_bar=True, sync_dist=True)
+            return loss
         optimizer = self.optimizers()
 
         def closure():
@@ -311,8 +420,13 @@ class DirectionClassifierModule(pl.LightningModule):
         return v / v.norm().clamp(min=1e-12)
 
     def direction(self, layers: Optional[list[int]] = None) -> Direction:
-        meta = dict(self.meta, method="linear-classifier", loss=self.cfg.loss, whiten=self.cfg.whiten,
-                    samples=self.cfg.num_samples, fraction=self.cfg.fraction)
+        if self.cfg.classifier == "interfacegan":
+            meta = dict(self.meta, method="interfacegan-svm", classifier="interfacegan",
+                        samples=self.cfg.num_samples, fraction=self.cfg.fraction,
+                        split_ratio=self.cfg.interfacegan_split_ratio)
+        else:
+            meta = dict(self.meta, method="linear-classifier", loss=self.cfg.loss, whiten=self.cfg.whiten,
+                        samples=self.cfg.num_samples, fraction=self.cfg.fraction)
         if self.val_accuracy is not None:
             meta["val_accuracy"] = self.val_accuracy
         return Direction.from_vector(self.normal(), space=self.cfg.space, layers=layers, meta=meta)

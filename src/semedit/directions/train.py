@@ -8,22 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
-from semedit.data import DataConfig, StyleGAN2DataModule
+from semedit.config import JobConfig
+from semedit.data import StyleGAN2DataModule, SyntheticDataConfig
 from semedit.directions.module import DirectionClassifierModule, DirectionConfig, ScoredLatentsDataModule
-from semedit.training import FitResult, RunConfig, fit
+from semedit.training import FitResult, fit
 
 DEFAULT_CONFIG = "direction/tiny.yaml"
 
 
 @dataclass
-class Config:
-    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
-    data: DataConfig = field(default_factory=DataConfig)
+class Config(JobConfig):
+    data: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
     direction: DirectionConfig = field(default_factory=DirectionConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    run: RunConfig = field(default_factory=RunConfig)
 
 
 def build(cfg: Config) -> tuple[DirectionClassifierModule, ScoredLatentsDataModule]:

@@ -3,12 +3,13 @@
 Protocol (paper: 100k gallery, 1k transfers, rank-1 98.3 %, mean rank 1.143):
 
 1. A gallery of N StyleGAN2 images from seeds ``gallery_seed .. gallery_seed + N - 1`` is embedded
-   with ArcFace; the embeddings are written to disk in shards (``semedit.hair.shards``), so the
+   with ArcFace; the embeddings are written to disk in shards (``semedit.eval.shards``), so the
    gallery never has to fit in memory, and an interrupted run resumes from the shards it has.
 2. M transfers: transfer q takes its face from gallery image i_q and its hair from another gallery
    image j_q != i_q (pairs drawn from ``pair_seed``). Each result is embedded (also in shards).
-3. Each result is a query: its cosine similarity to every gallery embedding ranks the gallery; the
-   rank of the true identity i_q is 1 + the number of *other* gallery images at least as similar
+3. Each result is a query: its cosine similarity to every gallery embedding ranks the gallery (with
+   ``identity_encoder: dlib-resnet``, the Euclidean distance of dlib's 128-d descriptors; nearer = more
+   similar, dlib's convention); the rank of the true identity i_q is 1 + the number of *other* gallery images at least as similar
    (ties count against the method). Reported: rank-1 accuracy and mean rank, plus two controls:
    ``reconstruction`` (no transfer: face and hair both from i_q, through the same model) and
    ``hair_source`` (the unedited hair image j_q itself as the query: a chance-level floor).
@@ -28,10 +29,16 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
 from semedit.config import MISSING, TrainerConfig
+from semedit.eval.shards import ShardStore
+from semedit.hair.inference import HairTransfer, load_hair_model
+from semedit.perception.face_align import NormCropIdentityEncoder
+from semedit.perception.identity import identity_metric, load_identity_encoder
+from semedit.stylegan2.seeds import z_from_seed
 
 __all__ = [
     "retrieval_ranks",
@@ -52,8 +59,10 @@ def retrieval_ranks(
     true_index: torch.Tensor,
     gallery_shards: Iterable[tuple[torch.Tensor, torch.Tensor]],
     true_embeddings: Optional[torch.Tensor] = None,
+    metric: str = "cosine",
 ) -> torch.Tensor:
-    """Rank (1 = best) of each query's true gallery item under cosine similarity.
+    """Rank (1 = best) of each query's true gallery item under cosine similarity (ArcFace), or under the
+    Euclidean distance with ``metric="euclidean"`` (dlib-resnet descriptors: nearer = more similar).
 
     Args:
         queries: [M, D] query embeddings (normalised here, so any scale works).
@@ -64,9 +73,17 @@ def retrieval_ranks(
             while streaming, which needs the iterable to be a re-iterable sequence of shards (a
             second pass); ``ShardStore.gather`` provides them without that.
 
-    Returns [M] int64: 1 + #{g != true_index[m] : cos(q_m, g) >= cos(q_m, g_true)}.
+    Returns [M] int64: 1 + #{g != true_index[m] : sim(q_m, g) >= sim(q_m, g_true)}, sim = cos or -distance.
     """
-    q = F.normalize(queries.float(), dim=1)
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"unknown retrieval metric {metric!r}; choose cosine or euclidean")
+
+    def similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # [M, D] x [n, D] -> [M, n]
+        if metric == "euclidean":
+            return -torch.cdist(a.double(), b.double())
+        return F.normalize(a.float(), dim=1) @ F.normalize(b.float(), dim=1).T
+
+    q = queries.float()
     true_index = true_index.to(torch.int64).cpu()
     if true_embeddings is None:
         shards = list(gallery_shards) if not isinstance(gallery_shards, (list, tuple)) else gallery_shards
@@ -81,10 +98,10 @@ def retrieval_ranks(
         if not bool(found.all()):
             raise ValueError(f"true gallery items {true_index[~found].tolist()[:8]} are not in the gallery")
         gallery_shards = shards
-    true_sim = (q * F.normalize(true_embeddings.float(), dim=1)).sum(dim=1)  # [M]
+    true_sim = similarity(q, true_embeddings.float()).diagonal() if len(q) else q.new_zeros(0)  # [M]
     better = torch.zeros(len(q), dtype=torch.int64)
     for idx, emb in gallery_shards:
-        sim = q @ F.normalize(emb.float(), dim=1).T  # [M, n]
+        sim = similarity(q, emb.float())  # [M, n]
         at_least = sim >= true_sim[:, None]
         at_least &= idx.to(torch.int64)[None, :] != true_index[:, None]  # the true item itself does not count
         better += at_least.sum(dim=1)
@@ -139,14 +156,35 @@ class EvalIdentityConfig:
 
     hair_ckpt: str = MISSING  # semedit hair checkpoint (last.ckpt) or the released FG 2021 model
     # Gallery and transfers are rendered by the hair model's own generator (the one its W+ belongs to).
-    identity_encoder: str = "arcface-w600k-r50"  # evaluation ArcFace: registry name, .onnx/.pth, random-irse:<d>
+    # evaluation ArcFace: registry name, .onnx/.pth; dlib-resnet (dlib's descriptor, Euclidean); random-irse:<d>
+    identity_encoder: str = "arcface-w600k-r50"
+    # How the encoder sees a face: "ffhq" = pSp's fixed crop of the FFHQ-aligned image (rows 35:223, cols
+    # 32:220 at 256 px; pSp criteria/id_loss.py line 17); "norm_crop" = insightface's own 5-point
+    # alignment (perception/face_align.py), with keypoints from its SCRFD detector ("detector") or the
+    # FFHQ template ("ffhq": semedit's choice, for tiny runs without detector weights).
+    identity_crop: str = "ffhq"
+    keypoints: str = "detector"
+    # A preset of the three settings above (the protocol's identity-model sweep, IDENTITY_MODELS):
+    # insightface-arcface | psp-irse50 | dlib-resnet. None: use identity_encoder / identity_crop as given.
+    identity_model: Optional[str] = None
     regions: Optional[str] = None  # face/hair regions for the transfers; None: the model's own
     region_weights: Optional[str] = None
     gallery_size: int = 100_000  # paper: 100k
     num_transfers: int = 1000  # paper: 1k
     gallery_seed: int = 0  # gallery image i is StyleGAN2 seed gallery_seed + i
     pair_seed: int = 0
+    # Gallery truncation. The talk says "100k random images generated from StyleGAN" and names no psi;
+    # semedit's default is 1.0, the generator's own distribution (no truncation is the plain reading of
+    # "random images", and it adds no parameter). 0.7 (the training pairs' psi in hair/ffhq1024.yaml) is
+    # the other point of the sweep: faces nearer the mean face, a harder gallery.
     truncation_psi: float = 1.0
+    # Synthesis noise of the transfers. None: the model's own: random for the released model (its code
+    # renders with randomize_noise=True, psp.py lines 34 and 50), const for semedit checkpoints (trained
+    # so). Random noise is seeded from (noise_seed, first item of the batch): reproducible, and a transfer
+    # and its reconstruction control share their noise. Gallery images use const noise (semedit's choice:
+    # one gallery then serves every hair model and noise setting).
+    noise_mode: Optional[str] = None
+    noise_seed: int = 0
     shard_size: int = 1000  # embeddings per shard file
     batch_size: int = 16  # images per generation/embedding batch
     output_dir: str = "runs/eval-identity"
@@ -157,6 +195,40 @@ class EvalIdentityConfig:
 
 
 STORES = ("gallery", "transfer", "reconstruction")
+IDENTITY_CROPS = ("ffhq", "norm_crop")
+# The identity models of the protocol's sweep: (encoder spec, crop, keypoints).
+IDENTITY_MODELS = {
+    "insightface-arcface": ("arcface-w600k-r50", "norm_crop", "detector"),  # insightface's own pipeline
+    "psp-irse50": ("arcface-irse50", "ffhq", "detector"),  # pSp's identity network and crop
+    "dlib-resnet": ("dlib-resnet", "ffhq", "detector"),  # dlib cuts its own face chip (perception/identity.py)
+}
+
+
+def resolve_identity(cfg: EvalIdentityConfig) -> tuple[str, str, str]:
+    """(encoder spec, crop, keypoints) of a config: the preset ``identity_model`` or the explicit fields."""
+    if cfg.identity_model is not None:
+        if cfg.identity_model not in IDENTITY_MODELS:
+            raise ValueError(f"identity_model must be one of {', '.join(IDENTITY_MODELS)} (or null), "
+                             f"got {cfg.identity_model!r}")
+        return IDENTITY_MODELS[cfg.identity_model]
+    if cfg.identity_crop not in IDENTITY_CROPS:
+        raise ValueError(f"identity_crop must be one of {IDENTITY_CROPS}, got {cfg.identity_crop!r}")
+    return cfg.identity_encoder, cfg.identity_crop, cfg.keypoints
+
+
+def build_identity_encoder(cfg: EvalIdentityConfig, device="cpu"):
+    """The evaluation identity encoder of a config (see ``resolve_identity``)."""
+    spec, crop, keypoints = resolve_identity(cfg)
+    if crop == "norm_crop":
+        return NormCropIdentityEncoder(spec, keypoints=keypoints, device=device)
+    return load_identity_encoder(spec, device=device)
+
+
+def chance_metrics(gallery_size: int, num_queries: int) -> dict:
+    """What a random ranking scores on average: rank-1 1/N, rank-5 5/N, mean and median rank (N + 1) / 2."""
+    n = gallery_size
+    return {"rank1_accuracy": 1.0 / n, "rank5_accuracy": min(5, n) / n, "mean_rank": (n + 1) / 2,
+            "median_rank": (n + 1) / 2, "num_queries": int(num_queries)}
 
 
 class _ShardIds(torch.utils.data.Dataset):
@@ -170,73 +242,68 @@ class _ShardIds(torch.utils.data.Dataset):
         return torch.tensor(self.ids[i])
 
 
-def _predictor_class():
-    import pytorch_lightning as pl
+class ShardEmbedder(pl.LightningModule):
+    """predict_step computes and writes one shard of embeddings (gallery or query) per item."""
 
-    class ShardEmbedder(pl.LightningModule):
-        """predict_step computes and writes one shard of embeddings (gallery or query) per item."""
+    def __init__(self, cfg: EvalIdentityConfig, model, stores: dict, faces: np.ndarray, hairs: np.ndarray):
+        super().__init__()
+        self.cfg, self.stores, self.faces, self.hairs = cfg, stores, faces, hairs
+        self.net, self.generator = model.net, model.generator
+        self._model = model
+        self._frozen: dict = {}
+        self.computed: list[tuple[str, int]] = []
+        self.seconds = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
 
-        def __init__(self, cfg: EvalIdentityConfig, model, stores: dict, faces: np.ndarray, hairs: np.ndarray):
-            super().__init__()
-            self.cfg, self.stores, self.faces, self.hairs = cfg, stores, faces, hairs
-            self.net, self.generator = model.net, model.generator
-            self._model = model
-            self._frozen: dict = {}
-            self.computed: list[tuple[str, int]] = []
-            self.seconds = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
+    def _tools(self):
+        if not self._frozen:
 
-        def _tools(self):
-            if not self._frozen:
-                from semedit.hair.inference import HairTransfer
-                from semedit.perception.identity import load_identity_encoder
+            self._frozen["identity"] = build_identity_encoder(self.cfg, device=self.device)
+            self._frozen["transfer"] = HairTransfer(self._model, regions=self.cfg.regions,
+                                                    region_weights=self.cfg.region_weights, device=self.device,
+                                                    noise_mode=self.cfg.noise_mode, noise_seed=self.cfg.noise_seed)
+        return self._frozen["identity"], self._frozen["transfer"]
 
-                self._frozen["identity"] = load_identity_encoder(self.cfg.identity_encoder, device=self.device)
-                self._frozen["transfer"] = HairTransfer(self._model, regions=self.cfg.regions,
-                                                        region_weights=self.cfg.region_weights, device=self.device)
-            return self._frozen["identity"], self._frozen["transfer"]
+    def _timed(self, key, fn, *args):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = fn(*args)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[key] += time.perf_counter() - start
+        return out
 
-        def _timed(self, key, fn, *args):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            start = time.perf_counter()
-            out = fn(*args)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.seconds[key] += time.perf_counter() - start
-            return out
+    @torch.no_grad()
+    def gallery_images(self, items: np.ndarray) -> torch.Tensor:
 
-        @torch.no_grad()
-        def gallery_images(self, items: np.ndarray) -> torch.Tensor:
-            from semedit.stylegan2.seeds import z_from_seed
+        G = self.generator
+        z = torch.stack([z_from_seed(self.cfg.gallery_seed + int(i), G.z_dim) for i in items]).to(self.device)
+        ws = G.mapping(z, truncation_psi=self.cfg.truncation_psi)
+        return G.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
 
-            G = self.generator
-            z = torch.stack([z_from_seed(self.cfg.gallery_seed + int(i), G.z_dim) for i in items]).to(self.device)
-            ws = G.mapping(z, truncation_psi=self.cfg.truncation_psi)
-            return G.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
-
-        @torch.no_grad()
-        def predict_step(self, batch: torch.Tensor, batch_idx: int = 0):
-            identity, transfer = self._tools()
-            for store_id, shard in batch.tolist():
-                name = STORES[store_id]
-                store = self.stores[name]
-                start, stop = store.shard_range(shard)
-                chunks = []
-                for lo in range(start, stop, self.cfg.batch_size):
-                    items = np.arange(lo, min(lo + self.cfg.batch_size, stop))
-                    if name == "gallery":
-                        images = self._timed("generation", self.gallery_images, items)
-                    else:
-                        faces = self._timed("generation", self.gallery_images, self.faces[items])
-                        hairs = faces if name == "reconstruction" else self._timed(
-                            "generation", self.gallery_images, self.hairs[items])
-                        images = self._timed("transfer", transfer.transfer, faces, hairs)
-                    chunks.append(self._timed("embedding", identity, images).float().cpu())
-                store.write(shard, torch.cat(chunks), torch.arange(start, stop))
-                self.computed.append((name, shard))
-            return None
-
-    return ShardEmbedder
+    @torch.no_grad()
+    def predict_step(self, batch: torch.Tensor, batch_idx: int = 0):
+        identity, transfer = self._tools()
+        for store_id, shard in batch.tolist():
+            name = STORES[store_id]
+            store = self.stores[name]
+            start, stop = store.shard_range(shard)
+            chunks = []
+            for lo in range(start, stop, self.cfg.batch_size):
+                items = np.arange(lo, min(lo + self.cfg.batch_size, stop))
+                if name == "gallery":
+                    images = self._timed("generation", self.gallery_images, items)
+                else:
+                    faces = self._timed("generation", self.gallery_images, self.faces[items])
+                    hairs = faces if name == "reconstruction" else self._timed(
+                        "generation", self.gallery_images, self.hairs[items])
+                    # Seeded per batch start: the same noise for a transfer and its reconstruction.
+                    transfer.noise_seed = batch_noise_seed(self.cfg.noise_seed, lo)
+                    images = self._timed("transfer", transfer.transfer, faces, hairs)
+                chunks.append(self._timed("embedding", identity, images).float().cpu())
+            store.write(shard, torch.cat(chunks), torch.arange(start, stop))
+            self.computed.append((name, shard))
+        return None
 
 
 def generator_fingerprint(G: torch.nn.Module) -> str:
@@ -248,14 +315,23 @@ def generator_fingerprint(G: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str) -> dict:
-    gallery = {"identity_encoder": cfg.identity_encoder, "gallery_seed": cfg.gallery_seed,
+def batch_noise_seed(noise_seed: int, first_item: int) -> int:
+    """The noise seed of the transfer batch that starts at ``first_item``."""
+    return int(np.random.SeedSequence([int(noise_seed), int(first_item)]).generate_state(1)[0])
+
+
+def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str, noise_mode: str = "const") -> dict:
+    spec, crop, keypoints = resolve_identity(cfg)
+    gallery = {"identity_encoder": spec, "gallery_seed": cfg.gallery_seed,
                "truncation_psi": cfg.truncation_psi, "generator": generator}
+    if crop != "ffhq":
+        gallery.update(identity_crop=crop, keypoints=keypoints)
     if name == "gallery":
         # Independent of the hair model, so one gallery serves the evaluation of several models.
         return {"kind": name, **gallery}
     return {"kind": name, **gallery, "hair_ckpt": str(Path(cfg.hair_ckpt).resolve()), "regions": cfg.regions,
-            "region_weights": cfg.region_weights, "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size}
+            "region_weights": cfg.region_weights, "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size,
+            "noise_mode": noise_mode, **({"noise_seed": cfg.noise_seed} if noise_mode == "random" else {})}
 
 
 def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
@@ -264,26 +340,25 @@ def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
     Writes ``<output_dir>/{gallery,transfer,reconstruction}/shard_*.safetensors``, ``results.json`` and
     ``results.txt`` (the table).
     """
-    import pytorch_lightning as pl
 
-    from semedit.hair.inference import load_hair_model
-    from semedit.hair.shards import ShardStore
 
     out = Path(cfg.output_dir)
     model = load_hair_model(cfg.hair_ckpt, device="cpu")
+    spec, crop, keypoints = resolve_identity(cfg)
+    noise_mode = cfg.noise_mode or model.noise_mode
     generator = generator_fingerprint(model.generator)
     faces, hairs = transfer_pairs(cfg.gallery_size, cfg.num_transfers, cfg.pair_seed)
     folders = {"gallery": Path(cfg.gallery_dir) if cfg.gallery_dir else out / "gallery",
                "transfer": out / "transfer", "reconstruction": out / "reconstruction"}
     stores = {
         name: ShardStore(folders[name], cfg.gallery_size if name == "gallery" else cfg.num_transfers,
-                         cfg.shard_size, _fingerprint(cfg, name, generator))
+                         cfg.shard_size, _fingerprint(cfg, name, generator, noise_mode))
         for name in STORES
     }
     for store in stores.values():
         store.prepare()
     todo = [(STORES.index(name), k) for name, store in stores.items() for k in store.missing()]
-    predictor = _predictor_class()(cfg, model, stores, faces, hairs)
+    predictor = ShardEmbedder(cfg, model, stores, faces, hairs)
     timings = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
     wall = time.perf_counter()
     trainer = None
@@ -312,12 +387,17 @@ def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
     for name, queries in (("transfer", stores["transfer"].load_all()),
                           ("reconstruction", stores["reconstruction"].load_all()),
                           ("hair_source", gallery.gather(torch.from_numpy(hairs)))):
-        ranks = retrieval_ranks(queries, true_index, gallery.iter_shards(), true_embeddings=true_emb)
+        ranks = retrieval_ranks(queries, true_index, gallery.iter_shards(), true_embeddings=true_emb,
+                                metric=identity_metric(spec))
         results[name] = retrieval_metrics(ranks)
+    results["chance"] = chance_metrics(cfg.gallery_size, cfg.num_transfers)
     timings["retrieval"] = time.perf_counter() - start
     report = {
         "gallery_size": cfg.gallery_size, "num_transfers": cfg.num_transfers, "hair_ckpt": cfg.hair_ckpt,
-        "hair_model": model.source, "identity_encoder": cfg.identity_encoder, "results": results,
+        "hair_model": model.source, "identity_encoder": spec, "identity_crop": crop,
+        "keypoints": keypoints if crop == "norm_crop" else None, "identity_model": cfg.identity_model,
+        "truncation_psi": cfg.truncation_psi, "noise_mode": noise_mode,
+        "noise_seed": cfg.noise_seed if noise_mode == "random" else None, "results": results,
         "computed_shards": [f"{n}/{k}" for n, k in predictor.computed],
         "seconds": {**timings, "predict_wall": wall},
         "paper": {"transfer": {"rank1_accuracy": 0.983, "mean_rank": 1.143, "gallery_size": 100_000}},

@@ -1,14 +1,29 @@
-"""Inversion metrics and the ChunkyGAN paper's tables (ECCV 2022, Tables "projection" and "identity after edits").
+"""The ChunkyGAN paper's two tables (ECCV 2022; numbers in the talk, shared/reference): projection quality
+and identity preservation after edits.
 
-- Projection table: for every row (a latent space, single-code or ChunkyGAN, optionally regularised),
-  invert a folder of aligned real faces and report mean ± std over images of
-  LPIPS(target, reconstruction), identity distance 1 - cos(ArcFace(target), ArcFace(reconstruction)) and
-  L2 = mean squared pixel error with images in [-1, 1].
-- Identity after edits: for every row and direction/strength, the identity distance between the
-  reconstruction and its edited version (lower = the edit preserved identity better).
+Rows (``eval.rows``):
 
-Every row is an ordinary `semedit invert` run in ``<out>/rows/<row>/``, so an interrupted evaluation
-resumes where it stopped.
+- ``<space>:single``             "Optimization" in W / W+ / S: one code per image. Recipe ``eval.optimization_recipe``:
+                                 "nvlabs" (noise maps + ramped w noise, inversion/projector.py ``project_nvlabs``)
+                                 or "chunkygan" (the ChunkyGAN optimiser with n = 1 and frozen masks).
+- ``<space>:chunky[:reg]``       "Ours": ChunkyGAN with ``invert.n`` chunks; ``:reg`` adds eval.lambda_reg x the
+                                 regulariser in the form eval.reg_form.
+- ``psp``, ``e4e``               the released encoders (inversion/encoders.py).
+- ``pti``                        Pivotal Tuning (inversion/pti.py).
+- ``restyle``, ``hyperstyle``    listed with the reason they are not implemented.
+
+Projection metrics, per image then mean ± std over images: LPIPS-Alex and L2 = MSE with images in [-1, 1],
+both after resizing target and reconstruction to 256 px, as pSp's scripts/calc_losses_on_images.py
+(lines 31-33: Resize((256, 256)), ToTensor, Normalize(0.5, 0.5); line 47: LPIPS(net_type='alex'); line 49:
+MSELoss; lines 58-59: one image at a time; lines 66-67: np.mean / np.std, the population std); identity
+distance 1 - cos(ArcFace(target), ArcFace(reconstruction)); and, as an extra column, L2 at the generator's
+full resolution.
+
+Identity after edits: for every edit row, direction and strength, (a) 1 - cos between the reconstruction and
+its edit and (b) 1 - cos between the input photo and the edit.
+
+Every row writes one folder per image in ``<out>/rows/<row>/`` (target.png, reconstruction.png, codes,
+edits/), so an interrupted evaluation resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -16,59 +31,144 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["RowSpec", "parse_row", "row_config", "identity_distance", "l2_error", "image_metrics",
-           "summarise", "projection_table", "identity_after_edit_table", "write_tables", "evaluate_inversion"]
+from semedit.errors import ConfigError
+from semedit.images import load_image, save_image
+
+__all__ = ["RowSpec", "parse_row", "row_config", "NOT_IMPLEMENTED", "identity_distance", "l2_error",
+           "resize_for_metrics", "image_metrics", "summarise", "projection_table", "identity_after_edit_table",
+           "write_tables", "evaluate_inversion", "load_eval_directions", "render_figure"]
 
 _SPACE_LABEL = {"w": "W", "wplus": "W+", "s": "S"}
+METHOD_ROWS = ("psp", "e4e", "pti")
+# The paper's rows without an implementation here, and why.
+NOT_IMPLEMENTED = {
+    "restyle": ("ReStyle - 5 iters", "Encoders",
+                "not implemented: needs ReStyle's iterative encoder (yuval-alaluf/restyle-encoder) and its released "
+                "FFHQ checkpoint; semedit has neither the architecture nor a loader for it yet"),
+    "hyperstyle": ("HyperStyle - 5 iters", "Generator parameters modification",
+                   "not implemented: needs HyperStyle's hypernetwork (yuval-alaluf/hyperstyle), which predicts "
+                   "per-image generator weight offsets, and its released FFHQ checkpoint; not ported yet"),
+}
+NOISE_FILE = "noise.safetensors"
 
 
 @dataclass(frozen=True)
 class RowSpec:
-    key: str  # "wplus:chunky:reg"
-    space: str
-    chunky: bool
-    reg: bool
+    key: str  # "wplus:chunky:reg", "psp", "pti"
+    kind: str  # "single" | "chunky" | "psp" | "e4e" | "pti" | "missing"
+    space: str = "wplus"
+    reg: bool = False
 
     @property
     def label(self) -> str:
-        name = ("ChunkyGAN in " if self.chunky else "Single-code ") + _SPACE_LABEL[self.space]
-        return name + (" reg." if self.reg else "")
+        if self.kind == "single":
+            return f"Optimization {_SPACE_LABEL[self.space]}"
+        if self.kind == "chunky":
+            return f"Ours in {_SPACE_LABEL[self.space]}" + (" reg." if self.reg else "")
+        if self.kind == "missing":
+            return NOT_IMPLEMENTED[self.key][0]
+        return {"psp": "pSp", "e4e": "e4e", "pti": "Pivotal Tuning"}[self.kind]
+
+    @property
+    def group(self) -> str:
+        if self.kind in ("single", "chunky"):
+            return "Optimization"
+        if self.kind == "missing":
+            return NOT_IMPLEMENTED[self.key][1]
+        return "Encoders" if self.kind in ("psp", "e4e") else "Generator parameters modification"
 
     @property
     def slug(self) -> str:
         return self.key.replace(":", "-")
 
+    @property
+    def implemented(self) -> bool:
+        return self.kind != "missing"
+
 
 def parse_row(key: str) -> RowSpec:
-    """"<space>:<single|chunky>[:reg]" -> RowSpec."""
+    """"<space>:<single|chunky>[:reg]", "psp", "e4e", "pti", "restyle" or "hyperstyle" -> RowSpec."""
+    if key in METHOD_ROWS:
+        return RowSpec(key, key)
+    if key in NOT_IMPLEMENTED:
+        return RowSpec(key, "missing")
     parts = key.split(":")
     if len(parts) not in (2, 3) or parts[0] not in _SPACE_LABEL or parts[1] not in ("single", "chunky") or (
         len(parts) == 3 and parts[2] != "reg"
     ):
-        raise ValueError(f"invalid eval row '{key}'; expected <w|wplus|s>:<single|chunky>[:reg], e.g. wplus:chunky:reg")
-    return RowSpec(key, parts[0], parts[1] == "chunky", len(parts) == 3)
+        raise ConfigError(f"invalid eval row '{key}'; expected <w|wplus|s>:<single|chunky>[:reg] (e.g. wplus:chunky:reg), "
+                         f"{', '.join(METHOD_ROWS)} or {', '.join(NOT_IMPLEMENTED)}")
+    return RowSpec(key, parts[1], parts[0], len(parts) == 3)
 
 
 def row_config(cfg, row: RowSpec):
-    """The inversion config of one row: single-code rows use n = 1 with frozen masks."""
+    """The inversion config of an optimisation row: single-code rows use n = 1 with frozen masks."""
     out = copy.deepcopy(cfg)
     out.invert.space = row.space
-    if not row.chunky:
+    if row.kind == "single":
         out.invert.n = 1
         out.invert.freeze_masks = True
     out.invert.lambda_reg = cfg.eval.lambda_reg if row.reg else 0.0
+    if cfg.eval.test_set_size is not None:  # the same first images as the other rows
+        limit = cfg.data.max_images
+        out.data.max_images = cfg.eval.test_set_size if limit is None else min(limit, cfg.eval.test_set_size)
+    if row.reg:
+        out.invert.reg_form = cfg.eval.reg_form
     return out
 
 
+def recipe_of(cfg, row: RowSpec) -> str:
+    """How a row's codes were found, for the table notes."""
+    if row.kind == "single":
+        if cfg.eval.optimization_recipe == "nvlabs":
+            return ("NVlabs projector recipe: noise maps optimised (noise reg. 1e5), w noise 0.05 w_std ramped to 0 "
+                    f"over 75 % of {cfg.invert.steps} steps, LPIPS-{cfg.invert.lpips_net} at "
+                    f"{cfg.invert.lpips_resolution} px, codes start at the mean")
+        return (f"ChunkyGAN optimiser with n = 1, masks frozen, noise maps fixed, LPIPS-{cfg.invert.lpips_net}, "
+                f"{cfg.invert.steps} steps")
+    if row.kind == "chunky":
+        reg = (f"; + {cfg.eval.lambda_reg:g} x regulariser ({cfg.eval.reg_form} form)" if row.reg else "; no regulariser")
+        return f"ChunkyGAN, n = {cfg.invert.n}, masks from {cfg.invert.mask_init}, {cfg.invert.steps} steps{reg}"
+    if row.kind in ("psp", "e4e"):
+        spec = getattr(cfg.eval, f"{row.kind}_weights") or f"{row.kind}-ffhq-encode"
+        return f"released encoder `{spec}`, codes + latent_avg, rendered by the configured generator"
+    if row.kind == "pti":
+        p = cfg.eval.pti
+        return (f"W pivot from the NVlabs recipe ({p.pivot_steps} steps), then {p.steps} generator steps "
+                f"(Adam {p.lr:g}, {p.l2_lambda:g} L2 + {p.lpips_lambda:g} LPIPS-Alex, stop at LPIPS <= "
+                f"{p.lpips_threshold:g}), locality regulariser {'on' if p.locality_regularization else 'off (PTI default)'}")
+    return NOT_IMPLEMENTED[row.key][2]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Metrics
+
+
+def _distance_name(identity_spec) -> str:
+    """How the identity column is measured, for the tables (the encoder's distance convention)."""
+    from semedit.perception.identity import identity_metric
+
+    if identity_metric(identity_spec) == "euclidean":
+        return "Euclidean distance of dlib descriptors, same person < 0.6"
+    return "1 - ArcFace cosine"
+
+
 def identity_distance(identity_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """1 - cos(ArcFace(a), ArcFace(b)) per image: [N]."""
+    """Identity distance per image [N] in the encoder's convention (``identity_fn.distance``): 1 - cos for
+    ArcFace; for dlib-resnet the Euclidean distance of the 128-d descriptors (same person < 0.6). Plain
+    callables without ``distance`` get 1 - cos."""
     ea, eb = identity_fn(a), identity_fn(b)
+    distance = getattr(identity_fn, "distance", None)
+    if distance is not None:
+        return distance(ea, eb)
     return 1 - torch.nn.functional.cosine_similarity(ea, eb, dim=1)
 
 
@@ -77,19 +177,26 @@ def l2_error(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.float() - b.float()).pow(2).flatten(1).mean(dim=1)
 
 
+def resize_for_metrics(images: torch.Tensor, size: int) -> torch.Tensor:
+    """pSp's Resize((size, size)) on PIL images: bilinear, antialiased when shrinking."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images.float()
+    return F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=images.shape[-1] > size)
+
+
 @torch.no_grad()
 def image_metrics(targets: torch.Tensor, outputs: torch.Tensor, lpips_fn, identity_fn,
-                  lpips_resolution: int = 256) -> dict[str, torch.Tensor]:
-    """Per-image LPIPS, identity distance and L2 of outputs against targets ([N, 3, R, R] each)."""
-    from semedit.inversion.optimize import lpips_input
-
-    lp = lpips_fn(lpips_input(outputs, lpips_resolution), lpips_input(targets, lpips_resolution)).reshape(-1)
+                  resolution: int = 256) -> dict[str, torch.Tensor]:
+    """Per-image LPIPS (at ``resolution``), identity distance, L2 at ``resolution`` and L2 at full size."""
+    t_small, o_small = resize_for_metrics(targets, resolution), resize_for_metrics(outputs, resolution)
+    lp = torch.cat([lpips_fn(o_small[i:i + 1], t_small[i:i + 1]).reshape(-1) for i in range(targets.shape[0])])
     return {"lpips": lp.cpu(), "identity": identity_distance(identity_fn, targets, outputs).cpu(),
-            "l2": l2_error(targets, outputs).cpu()}
+            "l2": l2_error(t_small, o_small).cpu(), "l2_full": l2_error(targets, outputs).cpu()}
 
 
 def summarise(values: Sequence[float]) -> dict:
-    """Mean and (population) std, as the paper's "mean ± std"."""
+    """Mean and (population) std, as the paper's "mean ± std" (np.std in pSp's script)."""
     vals = [float(v) for v in values]
     if not vals:
         return {"mean": math.nan, "std": math.nan, "count": 0}
@@ -97,123 +204,392 @@ def summarise(values: Sequence[float]) -> dict:
     return {"mean": mean, "std": math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals)), "count": len(vals)}
 
 
-def _load_pairs(row_dir: Path, names: Sequence[str]):
-    from semedit.images import load_image
-
-    targets = torch.stack([load_image(row_dir / n / "target.png")[0] for n in names])
-    recons = torch.stack([load_image(row_dir / n / "reconstruction.png")[0] for n in names])
-    return targets, recons
+METRICS = ("lpips", "identity", "l2", "l2_full")
 
 
 def projection_table(row_dirs: dict[RowSpec, Path], names: Sequence[str], lpips_fn, identity_fn,
-                     lpips_resolution: int = 256, batch: int = 16) -> list[dict]:
-    """One dict per row: label, key, and {metric: {mean, std, count}} plus per-image values."""
+                     resolution: int = 256, batch: int = 16) -> list[dict]:
+    """One dict per implemented row: label, key, {metric: {mean, std, count}} and per-image values."""
     rows = []
     for row, directory in row_dirs.items():
-        per_image: dict[str, list[float]] = {"lpips": [], "identity": [], "l2": []}
+        per_image: dict[str, list[float]] = {k: [] for k in METRICS}
         for start in range(0, len(names), batch):
             chunk = names[start: start + batch]
-            targets, recons = _load_pairs(directory, chunk)
-            for k, v in image_metrics(targets, recons, lpips_fn, identity_fn, lpips_resolution).items():
+            targets = torch.cat([load_image(directory / n / "target.png") for n in chunk])
+            recons = torch.cat([load_image(directory / n / "reconstruction.png") for n in chunk])
+            for k, v in image_metrics(targets, recons, lpips_fn, identity_fn, resolution).items():
                 per_image[k].extend(float(x) for x in v)
-        rows.append({"key": row.key, "label": row.label, "folder": str(directory),
+        rows.append({"key": row.key, "label": row.label, "group": row.group, "folder": str(directory),
                      **{k: summarise(v) for k, v in per_image.items()},
                      "per_image": {k: dict(zip(names, v, strict=True)) for k, v in per_image.items()}})
     return rows
 
 
-def identity_after_edit_table(G, row_dirs: dict[RowSpec, Path], names: Sequence[str],
-                              directions: dict[str, object], strengths: Sequence[float], identity_fn,
-                              noise_mode: str = "const") -> list[dict]:
-    """Identity distance between each reconstruction and its edit, per row x direction x strength."""
-    from semedit.inversion.edit import edit_codes_images, render_composite
-    from semedit.inversion.io import load_inversion
+# ----------------------------------------------------------------------------------------------------
+# Directions
 
+
+def load_eval_directions(specs: Sequence[str], G) -> dict[str, object]:
+    """Direction files by column name (file stem), or ``random:<name>[:seed]``: a random W direction for the
+    generator, named ``<name>`` (tiny configs only: the column is labelled, the edit means nothing).
+
+    Edit strengths are in units of the unit vector; see ``strength_scales`` for Chunkmogrify's units."""
+    from semedit.directions.io import Direction, load_direction
+
+    out = {}
+    for k, spec in enumerate(specs):
+        text = str(spec)
+        if text.startswith("random:"):
+            parts = text.split(":")
+            name, seed = parts[1], int(parts[2]) if len(parts) > 2 else k
+            vec = torch.randn(G.w_dim, generator=torch.Generator().manual_seed(seed))
+            out[name] = Direction.from_vector(vec, "w", meta={"method": "random", "seed": seed})
+        else:
+            out[Path(text).stem] = load_direction(text)
+    return out
+
+
+def strength_scales(directions: dict, units: str) -> dict[str, float]:
+    """Multiplier from ``eval.edit_strengths`` to the unit-vector strength, per direction.
+
+    "unit": strengths apply to the unit vector as they are. "source": strengths are Chunkmogrify's total
+    multiplier (UI value x multiplier, synthesis.py line 319) on the imported raw direction, i.e. scaled by
+    the ``source_norm`` that `semedit directions import` records.
+    """
+    if units == "unit":
+        return {name: 1.0 for name in directions}
+    if units != "source":
+        raise ConfigError(f"eval.strength_units must be 'unit' or 'source', got {units!r}")
+    missing = [name for name, d in directions.items() if "source_norm" not in d.meta]
+    if missing:
+        raise ConfigError(f"eval.strength_units=source needs directions imported with `semedit directions import` "
+                         f"(they record source_norm); {missing} have none. Use eval.strength_units=unit for them")
+    return {name: float(d.meta["source_norm"]) for name, d in directions.items()}
+
+
+def _edit_file(dname: str, strength: float) -> str:
+    return f"{dname}@{strength:g}.png"
+
+
+def render_edits(G, directory: Path, directions: dict, strengths: Sequence[float], noise_mode: str,
+                 scales: dict[str, float] | None = None) -> None:
+    """Write ``edits/<direction>@<k>.png`` of one inverted image folder (codes, masks and noise maps)."""
+    from safetensors.torch import load_file
+
+    from semedit.inversion.edit import edit_codes_images
+    from semedit.inversion.io import load_inversion
+    from semedit.inversion.projector import use_noise
+
+    missing = [(d, k) for d in directions for k in strengths if not (directory / "edits" / _edit_file(d, k)).is_file()]
+    if not missing:
+        return
+    inv = load_inversion(directory)
     device = G.w_avg.device
+    codes = [c.to(device) for c in inv.codes]
+    noise = load_file(str(directory / NOISE_FILE)) if (directory / NOISE_FILE).is_file() else None
+    (directory / "edits").mkdir(exist_ok=True)
+    with use_noise(G, noise):
+        for dname in {d for d, _ in missing}:
+            ks = [k for d, k in missing if d == dname]
+            scale = (scales or {}).get(dname, 1.0)
+            edited = edit_codes_images(G, inv.space, codes, inv.masks, directions[dname], [k * scale for k in ks],
+                                       noise_mode=noise_mode)
+            for k, img in zip(ks, edited, strict=True):
+                save_image(img[0].cpu(), directory / "edits" / _edit_file(dname, k))
+
+
+def identity_after_edit_table(row_dirs: dict[RowSpec, Path], names: Sequence[str], directions: Sequence[str],
+                              strengths: Sequence[float], identity_fn) -> list[dict]:
+    """Per row x direction x strength: (a) reconstruction vs edit and (b) input vs edit identity distances."""
+    cols = [f"{d}@{k:g}" for d in directions for k in strengths]
     rows = []
     for row, directory in row_dirs.items():
-        cells: dict[str, list[float]] = {}
+        cells = {c: {"reconstructed_vs_edited": [], "input_vs_edited": []} for c in cols}
         for name in names:
-            inv = load_inversion(directory / name)
-            codes = [c.to(device) for c in inv.codes]
-            recon = render_composite(G, inv.space, codes, inv.masks, noise_mode)
-            for dname, direction in directions.items():
-                edited = edit_codes_images(G, inv.space, codes, inv.masks, direction, strengths, noise_mode=noise_mode)
-                for k, img in zip(strengths, edited, strict=True):
-                    with torch.no_grad():
-                        d = identity_distance(identity_fn, recon, img)
-                    cells.setdefault(f"{dname}@{k:g}", []).append(float(d[0]))
-        rows.append({"key": row.key, "label": row.label, "cells": {c: summarise(v) for c, v in cells.items()}})
+            folder = directory / name
+            edits = [folder / "edits" / _edit_file(d, k) for d in directions for k in strengths]
+            # One embedding pass per image: input, reconstruction and every edit.
+            batch = torch.cat([load_image(folder / "target.png"), load_image(folder / "reconstruction.png"),
+                               *[load_image(e) for e in edits]])
+            with torch.no_grad():
+                emb = F.normalize(identity_fn(batch).float(), dim=1)
+            for j, c in enumerate(cols):
+                cells[c]["reconstructed_vs_edited"].append(float(1 - (emb[1] * emb[2 + j]).sum()))
+                cells[c]["input_vs_edited"].append(float(1 - (emb[0] * emb[2 + j]).sum()))
+        rows.append({"key": row.key, "label": row.label, "group": row.group,
+                     "cells": {c: {col: summarise(v) for col, v in d.items()} for c, d in cells.items()}})
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# Writing
 
 
 def _fmt(stat: dict, digits: int = 4) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
-def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dict] | None, info: dict) -> tuple[Path, Path]:
+def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dict] | None, info: dict,
+                 missing: Sequence[RowSpec] = (), notes: dict[str, str] | None = None,
+                 figure: Path | None = None) -> tuple[Path, Path]:
     """inversion_metrics.json and inversion_metrics.md in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes = notes or {}
+    not_impl = [{"key": r.key, "label": r.label, "group": r.group, "reason": NOT_IMPLEMENTED[r.key][2]} for r in missing]
     json_path = out_dir / "inversion_metrics.json"
-    json_path.write_text(json.dumps({"info": info, "projection": projection, "identity_after_edit": identity_edits},
-                                    indent=1))
+    json_path.write_text(json.dumps({"info": info, "projection": projection, "identity_after_edit": identity_edits,
+                                     "not_implemented": not_impl, "row_notes": notes,
+                                     "figure": str(figure) if figure else None}, indent=1))
+    res = info.get("metric_resolution", 256)
     lines = ["# Inversion: projection quality", "",
-             f"{info.get('images', '?')} images from `{info.get('input', '?')}`; generator `{info.get('generator', '?')}`; "
-             f"{info.get('steps', '?')} steps; LPIPS {info.get('lpips', '?')}; identity `{info.get('identity', '?')}`.",
-             "", "| Projection | LPIPS | Identity | L2 |", "| --- | --- | --- | --- |"]
+             f"{info.get('images', '?')} images ({info.get('test_set', '?')}) from `{info.get('input', '?')}`; generator "
+             f"`{info.get('generator', '?')}`; identity `{info.get('identity', '?')}`.", "",
+             f"| Group | Projection | LPIPS ({info.get('metric_lpips', 'alex')}, {res} px) | Identity | L2 ({res} px) | "
+             f"L2 (full res.) | s / image |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in projection:
-        lines.append(f"| {r['label']} | {_fmt(r['lpips'])} | {_fmt(r['identity'])} | {_fmt(r['l2'])} |")
+        sec = info.get("seconds_per_image", {}).get(r["key"])
+        lines.append(f"| {r['group']} | {r['label']} | {_fmt(r['lpips'])} | {_fmt(r['identity'])} | {_fmt(r['l2'])} | "
+                     f"{_fmt(r['l2_full'])} | {sec:.2f} |" if sec is not None else
+                     f"| {r['group']} | {r['label']} | {_fmt(r['lpips'])} | {_fmt(r['identity'])} | {_fmt(r['l2'])} | "
+                     f"{_fmt(r['l2_full'])} | – |")
+    for r in not_impl:
+        lines.append(f"| {r['group']} | {r['label']} | – | – | – | – | – |")
     if identity_edits:
         cols = list(identity_edits[0]["cells"])
-        lines += ["", "# Identity distance after edits (1 - ArcFace cosine, reconstruction vs edit)", "",
-                  "| Projection | " + " | ".join(cols) + " |", "| --- |" + " --- |" * len(cols)]
+        lines += ["", f"# Identity distance after edits ({_distance_name(info.get('identity'))})", "",
+                  "(a) reconstructed vs edited, (b) input vs edited.", "",
+                  "| Group | Projection | " + " | ".join(f"(a) {c}" for c in cols) + " | "
+                  + " | ".join(f"(b) {c}" for c in cols) + " |",
+                  "| --- | --- |" + " --- |" * (2 * len(cols))]
         for r in identity_edits:
-            lines.append(f"| {r['label']} | " + " | ".join(f"{r['cells'][c]['mean']:.3f}" for c in cols) + " |")
+            a = [f"{r['cells'][c]['reconstructed_vs_edited']['mean']:.3f}" for c in cols]
+            b = [f"{r['cells'][c]['input_vs_edited']['mean']:.3f}" for c in cols]
+            lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(a + b) + " |")
+        for r in not_impl:
+            lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(["–"] * (2 * len(cols))) + " |")
+    lines += ["", "## Notes", ""]
+    lines += [f"- **{label}**: {text}" for label, text in notes.items()]
+    lines += [f"- **{r['label']}**: {r['reason']}" for r in not_impl]
+    lines += [f"- {text}" for text in info.get("notes", [])]
+    if figure:
+        lines += ["", f"![masks and edits]({figure.name})"]
     md_path = out_dir / "inversion_metrics.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
 
 
-def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_paths: Sequence[str] = (),
-                       generator=None, lpips_fn=None, identity_fn=None) -> dict:
-    """Run every row of ``cfg.eval.rows`` (resumable) and write both tables. Returns the JSON content."""
+def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directions: Sequence[str],
+                  strengths: Sequence[float]) -> Path:
+    """One line per row for image ``name``: input | reconstruction | masks | edits (direction x strength)."""
+    from semedit.inversion.io import colour_masks, load_inversion
+
+    lines = []
+    for row, directory in row_dirs.items():
+        folder = directory / name
+        target, recon = load_image(folder / "target.png")[0], load_image(folder / "reconstruction.png")[0]
+        inv = load_inversion(folder)
+        tiles = [target, recon, colour_masks(inv.masks[0])]
+        for d in directions:
+            for k in strengths:
+                edit = folder / "edits" / _edit_file(d, k)
+                if edit.is_file():
+                    tiles.append(load_image(edit)[0])
+        lines.append(torch.cat(tiles, dim=2))
+    width = max(t.shape[-1] for t in lines)
+    lines = [F.pad(t, (0, width - t.shape[-1]), value=1.0) for t in lines]
+    save_image(torch.cat(lines, dim=1), path)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running the rows
+
+
+def _targets(cfg, inputs, resolution: int):
+    """The evaluation images at the generator's framing: (names, [N, 3, R, R])."""
+    from semedit.inversion.data import RealImageDataset
+
+    sources = _sources(cfg, inputs)
+    ds = RealImageDataset(sources, resolution, cfg.data.align, cfg.data.align_fallback, cfg.perception.landmark_weights)
+    items = [ds[i] for i in range(len(ds))]
+    return [it["name"] for it in items], torch.stack([it["image"] for it in items])
+
+
+def _sources(cfg, inputs):
     from semedit.inversion.data import list_images
+
+    sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
+    size = cfg.eval.test_set_size
+    if size is not None:
+        if len(sources) < size:
+            raise ConfigError(f"eval.test_set_size is {size} ({cfg.eval.test_set}) but the inputs hold only "
+                             f"{len(sources)} images; pass the whole test set or set eval.test_set_size=null")
+        sources = sources[:size]
+    return sources
+
+
+def _save_single(folder: Path, name: str, space: str, codes: list[torch.Tensor], target: torch.Tensor,
+                 recon: torch.Tensor, meta: dict, noise: dict | None = None) -> None:
+    """One single-code result in the inversion folder layout (n = 1, a mask of ones)."""
+    from safetensors.torch import save_file
+
+    from semedit.inversion.io import save_inversion
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if noise:
+        save_file({k: v.contiguous() for k, v in noise.items()}, str(folder / NOISE_FILE))
+    res = recon.shape[-1]
+    save_inversion(folder, name, space, [c.unsqueeze(0) for c in codes], torch.zeros(1, 1, 1),
+                   torch.ones(1, 1, res, res), target, recon, recon[None], recon[None],
+                   {"lpips": float("nan"), "l2": float(l2_error(target[None], recon[None])[0]), **meta},
+                   {"resolution": res, **meta})
+
+
+def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips, directory: Path,
+                    directions: dict, strengths: Sequence[float], scales: dict[str, float]) -> int:
+    """Run a single-code (NVlabs recipe), encoder or PTI row over the unfinished images; returns how many ran."""
+    from semedit.inversion.io import is_finished
+
+    todo = [i for i, n in enumerate(names) if not is_finished(directory / n)
+            or (row.kind == "pti" and any(not (directory / n / "edits" / _edit_file(d, k)).is_file()
+                                          for d in directions for k in strengths))]
+    if not todo:
+        return 0
+    device = G.w_avg.device
+    if row.kind == "single":
+        from semedit.inversion.projector import project_nvlabs
+
+        rcfg = row_config(cfg, row).invert
+        for i in todo:
+            codes, noise, img = project_nvlabs(G, lpips_fn, targets[i:i + 1].to(device), rcfg, seed=cfg.run.seed + i)
+            _save_single(directory / names[i], names[i], row.space, [c[0].cpu() for c in codes], targets[i],
+                         img[0].cpu(), {"recipe": "nvlabs"}, noise[0])
+    elif row.kind in ("psp", "e4e"):
+        from semedit.inversion.encoders import encode_images, load_encoder
+
+        inverter = load_encoder(row.kind, getattr(cfg.eval, f"{row.kind}_weights"), G).to(device)
+        codes = encode_images(inverter, targets[todo])
+        for j, i in enumerate(todo):
+            with torch.no_grad():
+                img = G.synthesis(codes[j:j + 1].to(device), noise_mode="const")[0].cpu()
+            _save_single(directory / names[i], names[i], "wplus", [codes[j]], targets[i], img,
+                         {"recipe": row.kind, "encoder": inverter.source})
+    elif row.kind == "pti":
+        from semedit.inversion.edit import apply_direction
+        from semedit.inversion.pti import PivotConfig, pivotal_tuning
+
+        pivot_cfg = PivotConfig(steps=cfg.eval.pti.pivot_steps, lpips_resolution=cfg.invert.lpips_resolution)
+        sub = targets[todo].to(device)
+        for j, w_pivot, G_tuned, recon, steps in pivotal_tuning(G, sub, lpips_fn, metric_lpips, cfg.eval.pti,
+                                                                 pivot_cfg, seed=cfg.run.seed):
+            folder = directory / names[todo[j]]
+            (folder / "edits").mkdir(parents=True, exist_ok=True)
+            for dname, direction in directions.items():
+                for k in strengths:
+                    space, moved = apply_direction(G_tuned, "wplus", [w_pivot.unsqueeze(1)], direction,
+                                                   float(k) * scales.get(dname, 1.0))
+                    with torch.no_grad():
+                        img = (G_tuned.synthesis(moved[0][:, 0], noise_mode="const") if space == "wplus"
+                               else G_tuned.synthesis.synthesize_from_styles([s[:, 0] for s in moved], noise_mode="const"))
+                    save_image(img[0].cpu(), folder / "edits" / _edit_file(dname, k))
+            _save_single(folder, names[todo[j]], "wplus", [w_pivot[0].cpu()], targets[todo[j]], recon[0].cpu(),
+                         {"recipe": "pti", "tuning_steps": steps})
+            del G_tuned
+    return len(todo)
+
+
+def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_paths: Sequence[str] = (),
+                       generator=None, lpips_fn=None, identity_fn=None, metric_lpips_fn=None) -> dict:
+    """Run every row of ``cfg.eval.rows`` (resumable) and write both tables and the figure."""
     from semedit.inversion.module import load_lpips_for
     from semedit.inversion.run import invert
 
+    inputs = list(inputs)
+    if not inputs:
+        raise ConfigError("no input images: give a folder of aligned faces (e.g. the CelebA-HQ test split)")
+    output_dir = Path(output_dir)
     rows = [parse_row(k) for k in cfg.eval.rows]
-    edit_rows = [parse_row(k) for k in cfg.eval.edit_rows] if direction_paths else []
-    missing = [r.key for r in edit_rows if r.key not in {x.key for x in rows}]
-    if missing:
-        raise ValueError(f"eval.edit_rows {missing} are not in eval.rows {list(cfg.eval.rows)}")
+    run_rows = [r for r in rows if r.implemented]
+    missing_rows = [r for r in rows if not r.implemented]
+    specs = list(direction_paths) or list(cfg.eval.directions)
+    edit_rows = [parse_row(k) for k in cfg.eval.edit_rows] if specs else []
+    absent = [r.key for r in edit_rows if r.key not in {x.key for x in rows}]
+    if absent:
+        raise ConfigError(f"eval.edit_rows {absent} are not in eval.rows {list(cfg.eval.rows)}")
+    edit_rows = [r for r in edit_rows if r.implemented]
     if generator is None:
         from semedit.stylegan2 import generator_from_spec
 
         generator = generator_from_spec(cfg.generator)
     if lpips_fn is None:
         lpips_fn = load_lpips_for(cfg)
+    if metric_lpips_fn is None:
+        from semedit.perception.lpips import load_lpips
+
+        metric_lpips_fn = load_lpips(cfg.eval.metric_lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
+        metric_lpips_fn = metric_lpips_fn.to(generator.w_avg.device).eval().requires_grad_(False)
     if identity_fn is None:
         from semedit.perception.identity import load_identity_encoder
 
         identity_fn = load_identity_encoder(cfg.perception.identity, "cpu").eval()
-    directions = {}
-    if direction_paths:
-        from semedit.directions.io import load_direction
-
-        directions = {Path(p).stem: load_direction(p) for p in direction_paths}
-    names = [s.name for s in list_images(inputs, cfg.data.extensions, cfg.data.max_images)]
+    directions = load_eval_directions(specs, generator) if specs else {}
+    strengths = list(cfg.eval.edit_strengths)
+    scales = strength_scales(directions, cfg.eval.strength_units)
+    pti_edits = directions if any(r.kind == "pti" for r in edit_rows) else {}
+    sources = _sources(cfg, inputs)
+    names = [s.name for s in sources]
+    targets = None
     row_dirs: dict[RowSpec, Path] = {}
-    for row in rows:
-        row_dirs[row] = output_dir / "rows" / row.slug
-        invert(row_config(cfg, row), list(inputs), generator=generator, lpips_fn=lpips_fn, run_dir=row_dirs[row])
-    projection = projection_table(row_dirs, names, lpips_fn, identity_fn, cfg.invert.lpips_resolution)
+    seconds: dict[str, float] = {}
+    for row in run_rows:
+        directory = output_dir / "rows" / row.slug
+        row_dirs[row] = directory
+        start = time.perf_counter()
+        if row.kind == "chunky" or (row.kind == "single" and cfg.eval.optimization_recipe == "chunkygan"):
+            from semedit.inversion.io import is_finished
+
+            ran = sum(not is_finished(directory / n) for n in names)
+            invert(row_config(cfg, row), list(inputs), generator=generator, lpips_fn=lpips_fn, run_dir=directory)
+        else:
+            if targets is None:
+                names, targets = _targets(cfg, inputs, generator.img_resolution)
+            ran = _run_method_row(row, cfg, names, targets, generator, lpips_fn, metric_lpips_fn, directory,
+                                  pti_edits if row.kind == "pti" else {}, strengths, scales)
+        timing_file = directory / "timing.json"
+        if ran:
+            seconds[row.key] = (time.perf_counter() - start) / ran
+            timing_file.write_text(json.dumps({"seconds_per_image": seconds[row.key], "images": ran}))
+        elif timing_file.is_file():
+            seconds[row.key] = json.loads(timing_file.read_text())["seconds_per_image"]
+    projection = projection_table(row_dirs, names, metric_lpips_fn, identity_fn, cfg.eval.metric_resolution)
     edits = None
+    figure = None
     if directions:
-        edits = identity_after_edit_table(generator, {r: row_dirs[r] for r in edit_rows}, names, directions,
-                                          list(cfg.eval.edit_strengths), identity_fn, cfg.generator.noise_mode)
-    info = {"images": len(names), "input": ", ".join(map(str, inputs)), "generator": cfg.generator.ckpt or "tiny-random",
+        for row in edit_rows:
+            for n in names:
+                render_edits(generator, row_dirs[row] / n, directions, strengths, cfg.generator.noise_mode, scales)
+        edit_dirs = {r: row_dirs[r] for r in edit_rows}
+        edits = identity_after_edit_table(edit_dirs, names, list(directions), strengths, identity_fn)
+    if names:
+        figure = render_figure(output_dir / "inversion_figure.png", {r: row_dirs[r] for r in (edit_rows or run_rows)},
+                               names[0], list(directions), strengths)
+    notes = {r.label: recipe_of(cfg, r) for r in run_rows}
+    info = {"images": len(names), "input": ", ".join(map(str, inputs)),
+            "test_set": cfg.eval.test_set or "unnamed", "generator": cfg.generator.ckpt or "tiny-random",
             "steps": cfg.invert.steps, "n": cfg.invert.n, "lambda_reg_rows": cfg.eval.lambda_reg,
-            "lpips": f"{cfg.invert.lpips_net} (pretrained backbone: {cfg.invert.lpips_pretrained})",
-            "identity": cfg.perception.identity, "l2": "mean squared error, images in [-1, 1]"}
-    json_path, md_path = write_tables(output_dir, projection, edits, info)
-    return {"json": json_path, "markdown": md_path, "projection": projection, "identity_after_edit": edits}
+            "reg_form": cfg.eval.reg_form, "optimization_recipe": cfg.eval.optimization_recipe,
+            "inversion_lpips": f"{cfg.invert.lpips_net} (pretrained backbone: {cfg.invert.lpips_pretrained})",
+            "metric_lpips": cfg.eval.metric_lpips_net, "metric_resolution": cfg.eval.metric_resolution,
+            "identity": cfg.perception.identity, "directions": {k: v.meta for k, v in directions.items()},
+            "edit_strengths": strengths, "strength_units": cfg.eval.strength_units, "strength_scales": scales,
+            "seconds_per_image": seconds,
+            "notes": [f"LPIPS and L2 are computed after resizing both images to {cfg.eval.metric_resolution} px "
+                      "(pSp scripts/calc_losses_on_images.py); L2 is the MSE with images in [-1, 1]; "
+                      "'L2 (full res.)' is the same at the generator's resolution.",
+                      f"Identity: {_distance_name(cfg.perception.identity)} of the identity encoder's embeddings; "
+                      "the edit table's (a) compares the reconstruction with its edit, (b) the input photo with the edit.",
+                      "s / image: wall time of this run of the row divided by the images it processed."]}
+    json_path, md_path = write_tables(output_dir, projection, edits, info, missing_rows, notes, figure)
+    return {"json": json_path, "markdown": md_path, "figure": figure, "projection": projection,
+            "identity_after_edit": edits}

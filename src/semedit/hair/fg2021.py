@@ -19,7 +19,11 @@ from typing import Any, Optional
 
 import torch
 
+from semedit.errors import SemeditError
 from semedit.hair.encoders import IRSE_UNITS, EncoderConfig, HairTransferNet, build_hair_net
+from semedit.stylegan2 import Generator
+from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
+from semedit.weights import load_state_dict_strict
 
 __all__ = [
     "FG2021CheckpointError",
@@ -27,7 +31,6 @@ __all__ = [
     "read_fg2021_state_dict",
     "split_fg2021_state_dict",
     "infer_encoder_config",
-    "check_state_dict",
     "load_fg2021",
     "encoder_state_dict_for_fg2021",
 ]
@@ -37,7 +40,7 @@ RELEASED_W_DIM = 512
 RELEASED_INPUT_SIZE = 256  # the released model sees 256x256 crops (pSp's face_pool)
 
 
-class FG2021CheckpointError(ValueError):
+class FG2021CheckpointError(SemeditError, ValueError):
     """The file is not a released FG 2021 hairstyle-transfer checkpoint (or is damaged)."""
 
 
@@ -151,26 +154,6 @@ def infer_encoder_config(encoder_sd: Mapping[str, torch.Tensor], w_dim: int = RE
     return cfg, code // w_dim
 
 
-def check_state_dict(expected: Mapping[str, torch.Tensor], got: Mapping[str, Any], what: str) -> None:
-    """Fail loudly unless ``got`` has exactly the keys of ``expected`` with the same shapes."""
-    missing = sorted(set(expected) - set(got))
-    unexpected = sorted(set(got) - set(expected))
-    wrong = [
-        f"{k}: checkpoint {list(got[k].shape)} vs model {list(expected[k].shape)}"
-        for k in expected
-        if k in got and tuple(got[k].shape) != tuple(expected[k].shape)
-    ]
-    if missing or unexpected or wrong:
-        lines = [f"{what} does not match the model ({len(got)} weights in the file, {len(expected)} expected):"]
-        if missing:
-            lines.append(f"  missing {len(missing)}: {missing[:6]}")
-        if unexpected:
-            lines.append(f"  unexpected {len(unexpected)}: {unexpected[:6]}")
-        if wrong:
-            lines.append(f"  wrong shape {len(wrong)}: {wrong[:6]}")
-        raise FG2021CheckpointError("\n".join(lines))
-
-
 def _decoder_w_dim(decoder_sd: Mapping[str, torch.Tensor]) -> int:
     weight = decoder_sd.get("style.1.weight")  # rosinality mapping layer [w_dim, z_dim]
     return int(weight.shape[0]) if weight is not None else RELEASED_W_DIM
@@ -194,9 +177,8 @@ def load_fg2021(
     # overwrite them would cost seconds; assign=True adopts the checkpoint tensors instead.
     with torch.device("meta"):
         net = build_hair_net(enc_cfg, num_ws, w_dim)
-    check_state_dict(net.state_dict(), encoder_sd, "FG 2021 encoder weights")
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in encoder_sd.items()},
-                        strict=True, assign=True)
+    load_state_dict_strict(net, {k: v.float() if v.is_floating_point() else v for k, v in encoder_sd.items()},
+                           "FG 2021 encoder weights", error=FG2021CheckpointError, assign=True, cast=False)
     net.eval().requires_grad_(False).to(device)
 
     generator = None
@@ -215,8 +197,6 @@ def load_fg2021(
 
 def decoder_from_rosinality(decoder_sd: Mapping[str, torch.Tensor], device: str | torch.device = "cpu"):
     """The decoder (a rosinality ``g_ema`` state dict) as a frozen semedit ``Generator``."""
-    from semedit.stylegan2 import Generator
-    from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
 
     decoder_sd = {k: v.float() if v.is_floating_point() else v for k, v in decoder_sd.items()}
     config = rosinality_config(decoder_sd)
@@ -225,8 +205,7 @@ def decoder_from_rosinality(decoder_sd: Mapping[str, torch.Tensor], device: str 
     # The released decoder has no latent_avg: the hair model renders W+ codes directly and needs none,
     # but truncation in galleries does, so it is estimated the way load_generator does for such files.
     state["mapping.w_avg"] = torch.zeros(config.w_dim)
-    check_state_dict(generator.state_dict(), state, "FG 2021 decoder weights")
-    generator.load_state_dict(state, strict=True)
+    load_state_dict_strict(generator, state, "FG 2021 decoder weights", error=FG2021CheckpointError)
     generator.compute_w_avg()
     return generator.eval().requires_grad_(False).to(device)
 

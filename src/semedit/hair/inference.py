@@ -2,12 +2,13 @@
 
 A hair model is either a semedit training checkpoint (``<run>/checkpoints/last.ckpt``; its generator is
 rebuilt from the spec stored in it) or the released FG 2021 checkpoint (its decoder is in the file).
-Inputs are FFHQ-aligned images; raw photos are aligned first with ``align_photo`` (68 landmarks +
-the FFHQ crop, through ``semedit.perception.landmarks``).
+Inputs are FFHQ-aligned images; raw photos are aligned first with ``align_photo`` (dlib's detector and
+68 landmarks + the FFHQ crop, through ``semedit.perception.faces.align_photo``).
 """
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,19 @@ from typing import Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
+from semedit.config import GeneratorSpec
+from semedit.directions.io import Direction
+from semedit.directions.module import select_extremes
+from semedit.errors import SemeditError
 from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net, resize_for_encoder
+from semedit.hair.fg2021 import FG2021CheckpointError, flatten_checkpoint, load_fg2021
+from semedit.images import from_uint8
+from semedit.perception import faces
+from semedit.perception.regions import make_region_splitter
+from semedit.stylegan2 import generator_from_spec
+from semedit.weights import resolve_weights
 
 __all__ = [
     "HairModel",
@@ -30,7 +42,16 @@ __all__ = [
 ]
 
 
-class HairModelError(ValueError):
+# The released model's code synthesises with fresh random noise: MypSp.forward and forw_from_codes default
+# to randomize_noise=True (subrtade662/hairstyle_transfer psp.py lines 34 and 50) and the tool never
+# passes False. semedit renders it with random noise too, but drawn from a seed (HairTransfer.noise_seed).
+RELEASED_NOISE_MODE = "random"
+NOISE_MODES = ("const", "random", "none")
+PREPROCESS_MODES = ("semedit", "official")
+OFFICIAL_BLEND_SIGMA = 5.0  # Tool.alpha_blend_sigma, hairstyle_transfer_tool.py line 29 (pixels at 256)
+
+
+class HairModelError(SemeditError, ValueError):
     """The file is neither a semedit hair-transfer checkpoint nor the released FG 2021 model."""
 
 
@@ -45,9 +66,7 @@ class HairModel:
 
 
 def _generator_spec(d: Optional[dict]):
-    from omegaconf import OmegaConf
 
-    from semedit.config import GeneratorSpec
 
     base = OmegaConf.structured(GeneratorSpec)
     return OmegaConf.to_object(OmegaConf.merge(base, d or {}))
@@ -60,11 +79,9 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
     ``generator`` overrides the generator (otherwise: the spec stored in a semedit checkpoint, or the
     decoder inside the FG 2021 file).
     """
-    from semedit.weights import resolve_weights
 
     path = resolve_weights(path)  # a path, or a registry name such as hairstyle-fg2021
     try:
-        import argparse
 
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -78,7 +95,6 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
         state = {k[len("net."):]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
         net.load_state_dict(state, strict=True)
         if generator is None:
-            from semedit.stylegan2 import generator_from_spec
 
             generator = generator_from_spec(_generator_spec(hp.get("generator_spec")), device=device)
         if (generator.num_ws, generator.w_dim) != (hp["num_ws"], hp["w_dim"]):
@@ -87,29 +103,35 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
         model = HairModel(net, generator, EncoderConfig(**hp["encoder"]).input_size, hp.get("regions", "ellipse"),
                           hp.get("noise_mode", "const"), "semedit")
     else:
-        from semedit.hair.fg2021 import FG2021CheckpointError, flatten_checkpoint, load_fg2021
 
         try:
             loaded = load_fg2021(flatten_checkpoint(obj, source=str(path)), load_decoder=generator is None)
         except FG2021CheckpointError as err:
             raise HairModelError(f"{path}: not a semedit hair checkpoint (no hyper_parameters with an encoder) "
                                  f"and not the released FG 2021 model: {err}") from err
-        model = HairModel(loaded.net, generator or loaded.generator, loaded.encoder.input_size, "hull", "const",
-                          "fg2021")
+        # FG 2021's regions: the convex hull of 2-D 68 landmarks at 256 px, as the official code (dlib-hull).
+        model = HairModel(loaded.net, generator or loaded.generator, loaded.encoder.input_size, "dlib-hull",
+                          RELEASED_NOISE_MODE, "fg2021")
     model.net.eval().requires_grad_(False).to(device)
     model.generator.eval().requires_grad_(False).to(device)
     return model
 
 
 def align_photo(photo: np.ndarray, output_size: int, landmarks: str | None = None,
-                detector: str | None = "detector-scrfd-10g", device: str | torch.device = "cpu") -> torch.Tensor:
-    """A raw photo (uint8 RGB [H, W, 3]) -> FFHQ-aligned [1, 3, S, S] in [-1, 1] (largest face)."""
-    from semedit.images import from_uint8
-    from semedit.perception.landmarks import align_ffhq, load_landmarker
+                detector: str = "hog", device: str | torch.device = "cpu", source: str = "<image>",
+                landmarker: str | None = None) -> torch.Tensor:
+    """A raw photo (uint8 RGB [H, W, 3]) -> FFHQ-aligned [1, 3, S, S] in [-1, 1] (largest face).
 
-    landmarker = load_landmarker(landmarks, device=device, detector=detector)
-    points = landmarker([photo])[0]
-    return from_uint8(align_ffhq(photo, points, output_size=output_size))
+    A thin wrapper of the package's one alignment path, ``semedit.perception.faces.align_photo``: dlib's
+    ``detector`` ("hog" | "mmod") and 68 landmarks by default; ``landmarker="insightface"`` (or
+    ``landmarks`` naming an insightface ONNX model) uses SCRFD + 1k3d68 when those files exist. NoFaceError
+    (an ImageError) names ``source`` when no face is found. ``device`` is unused (dlib runs on the CPU) and
+    kept for callers.
+    """
+    del device
+    found = faces.align_photo(photo, output_size, detector=detector, source=source,
+                              landmarker=faces.landmarker_for(landmarks, landmarker), landmark_weights=landmarks)
+    return from_uint8(found[0].image)
 
 
 def _feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
@@ -125,14 +147,21 @@ class HairTransfer:
 
     All images are FFHQ-aligned [N, 3, H, W] in [-1, 1] (any H = W); outputs are at the generator's
     resolution unless stated otherwise.
+
+    Synthesis noise: ``noise_mode`` None means the model's own (``"random"`` for the released model, as
+    its code renders; ``"const"`` for semedit checkpoints, as they were trained). Random noise is drawn
+    from a ``torch.Generator`` seeded with ``noise_seed`` at every render, so a result is reproducible and
+    the frames of one strip (interpolation, edit strengths) share their noise and differ only by the edit.
     """
 
     def __init__(self, model: HairModel, regions: Optional[str] = None, region_weights: Optional[str] = None,
-                 device: str | torch.device = "cpu"):
-        from semedit.perception.regions import make_region_splitter
-
+                 device: str | torch.device = "cpu", noise_mode: Optional[str] = None, noise_seed: int = 0):
+        if noise_mode not in (None, *NOISE_MODES):
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES} (or None: the model's), got {noise_mode!r}")
         self.model = model
         self.device = torch.device(device)
+        self.noise_mode = noise_mode or model.noise_mode
+        self.noise_seed = int(noise_seed)
         kwargs = {"weights": region_weights} if region_weights else {}
         self.splitter = make_region_splitter(regions or model.regions, device=self.device, **kwargs)
 
@@ -154,27 +183,82 @@ class HairTransfer:
         return self.model.net.encode_hair(hair)
 
     @torch.no_grad()
-    def render(self, face_code: torch.Tensor, hair_code: torch.Tensor) -> torch.Tensor:
+    def render(self, face_code: torch.Tensor, hair_code: torch.Tensor, noise_seed: Optional[int] = None) -> torch.Tensor:
+        """Fuse and synthesise; random noise comes from ``noise_seed`` (default: ``self.noise_seed``)."""
         ws = self.model.net.fuse(face_code, hair_code)
-        return self.model.generator.synthesis(ws, noise_mode=self.model.noise_mode).float().clamp(-1, 1)
+        generator = None
+        if self.noise_mode == "random":
+            generator = torch.Generator(device=ws.device)
+            generator.manual_seed(self.noise_seed if noise_seed is None else int(noise_seed))
+        out = self.model.generator.synthesis(ws, noise_mode=self.noise_mode, generator=generator)
+        return out.float().clamp(-1, 1)
 
     @torch.no_grad()
     def transfer(self, face_images: torch.Tensor, hair_images: torch.Tensor, alpha_blend: bool = False,
-                 feather: float = 1 / 32) -> torch.Tensor:
+                 feather: float = 1 / 32, preprocess: str = "semedit",
+                 official_size: Optional[int] = None) -> torch.Tensor:
         """The faces of ``face_images`` with the hair of ``hair_images`` -> [N, 3, R, R].
 
         ``alpha_blend`` pastes the original inner face back over the result through a feathered face
         mask (the paper's remedy for identity loss on real photos); the output then has the face
-        image's size.
+        image's size. ``preprocess="official"`` runs the released code's geometry instead
+        (``transfer_official``; ``official_size`` defaults to the encoder input size).
         """
+        if preprocess not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         if face_images.shape[0] != hair_images.shape[0]:
             raise ValueError(f"{face_images.shape[0]} face images but {hair_images.shape[0]} hair images")
+        if preprocess == "official":
+            return self.transfer_official(face_images, hair_images, alpha_blend, official_size)
         out = self.render(self.embed_face(face_images), self.embed_hair(hair_images))
+        return self.paste_face(out, face_images, feather) if alpha_blend else out
+
+    @torch.no_grad()
+    def transfer_official(self, face_images: torch.Tensor, hair_images: torch.Tensor, alpha_blend: bool = False,
+                          size: Optional[int] = None) -> torch.Tensor:
+        """Hair transfer with the released code's preprocessing (subrtade662/hairstyle_transfer).
+
+        1. Both images at ``size`` (256, the encoder input): the official ``split_image`` aligns each photo
+           straight to 256 px (utils.py line 105); already aligned inputs of another size are resized
+           here (area averaging down, bilinear up).
+        2. Hard 0/1 face masks at that size (the convex hull of the landmarks filled by
+           ``cv2.fillConvexPoly``, utils.py lines 19-28 and 107-114, on landmarks of face_alignment's 2-D
+           FAN, line 13; here the model's region splitter, "dlib-hull" for the released model, computed on
+           the ``size`` px images); face input = image * mask, hair input = image * (1 - mask).
+        3. The generator's full-resolution output, not pooled (``forward(..., resize=False)``,
+           hairstyle_transfer_tool.py line 121).
+        4. Alpha blending: the 256 px mask blurred by a Gaussian of sigma 5 px (lines 29 and 127;
+           ``scipy.ndimage.gaussian_filter``), then the 256 px face image and the blurred mask are
+           upscaled bilinearly to the output size (``cv2.resize``, lines 129-132) and blended as
+           ``mask * original + (1 - mask) * generated`` (utils.py lines 15-17). Sigma is scaled by
+           size / 256 for other sizes (semedit's choice; 5 px at 256).
+
+        semedit's own path (``transfer``) keeps the inputs at full resolution, so the pasted face is not
+        an upscaled 256 px image. Returns [N, 3, R, R] at the generator resolution R.
+        """
+        size = int(size or self.model.input_size)
+        face_small = _resize_to(face_images.to(self.device).float(), size)
+        hair_small = _resize_to(hair_images.to(self.device).float(), size)
+        face_mask = (self.masks(face_small)["face"] > 0.5).to(face_small.dtype)
+        hair_mask = 1.0 - (self.masks(hair_small)["face"] > 0.5).to(hair_small.dtype)
+        face_code = self.model.net.encode_face(resize_for_encoder(face_small * face_mask, self.model.input_size))
+        hair_code = self.model.net.encode_hair(resize_for_encoder(hair_small * hair_mask, self.model.input_size))
+        out = self.render(face_code, hair_code)
         if not alpha_blend:
             return out
+        alpha = gaussian_filter_like_scipy(face_mask, OFFICIAL_BLEND_SIGMA * size / 256)
+        upscale = lambda x: F.interpolate(x, size=out.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
+        alpha, original = upscale(alpha), upscale(face_small)
+        return alpha * original + (1 - alpha) * out
+
+    @torch.no_grad()
+    def paste_face(self, rendered: torch.Tensor, face_images: torch.Tensor, feather: float = 1 / 32) -> torch.Tensor:
+        """Alpha blending: the inner face of ``face_images`` pasted over ``rendered`` through a face mask
+        feathered by ``feather`` x the image size -> [N, 3, H, W] at the face images' size."""
         face_images = face_images.to(self.device)
         size = face_images.shape[-1]
-        out = F.interpolate(out, size=face_images.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+        out = F.interpolate(rendered.to(self.device), size=face_images.shape[-2:], mode="bilinear",
+                            align_corners=False, antialias=True)
         alpha = _feather(self.masks(face_images)["face"], max(int(round(size * feather)), 0))
         return alpha * face_images + (1 - alpha) * out
 
@@ -215,6 +299,43 @@ class HairTransfer:
         return torch.stack([self.render(face, hair + s * step) for s in strengths])
 
 
+def _resize_to(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, C, H, W] -> [N, C, size, size]: area averaging when shrinking, bilinear when enlarging."""
+    if images.shape[-1] == size:
+        return images
+    if images.shape[-1] > size:
+        return F.interpolate(images, size=(size, size), mode="area")
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def gaussian_filter_like_scipy(mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``scipy.ndimage.gaussian_filter(mask, sigma)`` of each [H, W] of a [N, 1, H, W] tensor, in torch.
+
+    Same kernel as scipy (``exp(-x^2 / 2 sigma^2)`` normalised, radius ``int(4 sigma + 0.5)``) and the
+    same 'reflect' border (d c b a | a b c d | d c b a), separably along rows and columns.
+    """
+    if sigma <= 0:
+        return mask
+    radius = int(4.0 * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).to(mask)
+    out = mask
+    for dim in (-1, -2):
+        n = out.shape[dim]
+        # symmetric padding, repeated for kernels wider than the image
+        idx = torch.arange(-radius, n + radius)
+        period = 2 * n
+        idx = idx % period
+        idx = torch.where(idx >= n, period - 1 - idx, idx)
+        padded = out.index_select(dim, idx.to(out.device))
+        if dim == -1:
+            out = F.conv2d(padded, kernel.view(1, 1, 1, -1))
+        else:
+            out = F.conv2d(padded, kernel.view(1, 1, -1, 1))
+    return out
+
+
 def direction_in_embedding(direction, num_ws: int, w_dim: int) -> torch.Tensor:
     """A direction (``Direction`` or tensor) as a step [num_ws, w_dim] in the hair-embedding space."""
     vector = getattr(direction, "vector", direction)
@@ -240,7 +361,6 @@ def hair_pca_directions(embeddings: torch.Tensor, num_components: int) -> tuple[
     Each direction is a unit "wplus" ``Direction`` over all entries, scaled in use by the component's
     standard deviation (``meta["std"]``), so strength 1 means one standard deviation of the data.
     """
-    from semedit.directions.io import Direction
 
     n, num_ws, w_dim = embeddings.shape
     if num_components < 1 or num_components > min(n, num_ws * w_dim):
@@ -264,8 +384,6 @@ def hair_classifier_direction(embeddings: torch.Tensor, scores: torch.Tensor, fr
                               steps: int = 200, weight_decay: float = 1e-2):
     """InterFaceGAN-style direction in the hair-embedding space: the unit normal of a logistic
     regression separating the top and bottom ``fraction`` of ``scores`` (e.g. a hair-length scorer)."""
-    from semedit.directions.io import Direction
-    from semedit.directions.module import select_extremes
 
     n, num_ws, w_dim = embeddings.shape
     low, high = select_extremes(scores.detach().cpu().numpy(), fraction)

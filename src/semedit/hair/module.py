@@ -25,8 +25,12 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 
+from semedit.data import downsample
 from semedit.hair import losses
 from semedit.hair.encoders import EncoderConfig, build_hair_net, resize_for_encoder
+from semedit.images import image_grid, save_image
+from semedit.perception.identity import load_identity_encoder
+from semedit.perception.lpips import load_lpips
 
 __all__ = ["LossConfig", "OptimConfig", "HairTransferModule", "hair_inputs"]
 
@@ -154,14 +158,12 @@ class HairTransferModule(pl.LightningModule):
         return model
 
     def lpips(self) -> torch.nn.Module:
-        from semedit.perception.lpips import load_lpips
 
         cfg = self.loss_cfg
         return self._frozen_model("lpips", lambda: load_lpips(net=cfg.lpips_net,
                                                               pretrained_backbone=cfg.lpips_pretrained_backbone))
 
     def identity_encoder(self) -> torch.nn.Module:
-        from semedit.perception.identity import load_identity_encoder
 
         return self._frozen_model("identity", lambda: load_identity_encoder(self.loss_cfg.identity_encoder,
                                                                             device="cpu"))
@@ -180,7 +182,6 @@ class HairTransferModule(pl.LightningModule):
 
     def render(self, ws: torch.Tensor, size: int) -> torch.Tensor:
         """W+ -> images [N, 3, size, size] (area-downsampled to the training resolution)."""
-        from semedit.data import downsample
 
         images = self.generator.synthesis(ws, noise_mode=self.hparams.noise_mode)
         return downsample(images.float(), size)
@@ -247,7 +248,6 @@ class HairTransferModule(pl.LightningModule):
         """Rows of (face input | hair input | output | target): a PNG in <run>/samples and, with W&B, an image."""
         if self._trainer is None or not self.trainer.is_global_zero or self.trainer.sanity_checking:
             return None
-        from semedit.images import image_grid, save_image
 
         n = min(self.hparams.grid_samples, batch["image"].shape[0])
         size = batch["image"].shape[-1]

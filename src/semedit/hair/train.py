@@ -11,32 +11,28 @@ from dataclasses import dataclass, field
 
 import torch
 
-from semedit.config import ConfigError, GeneratorSpec, LoggerConfig, TrainerConfig, as_dict
-from semedit.data import DataConfig, PairsConfig, StyleGAN2DataModule
+from semedit.config import ConfigError, JobConfig, as_dict
+from semedit.data import PairsConfig, StyleGAN2DataModule, SyntheticDataConfig
 from semedit.hair.encoders import EncoderConfig
 from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
-from semedit.training import FitResult, RunConfig, fit
+from semedit.training import FitResult, fit
 
 __all__ = ["Config", "DEFAULT_CONFIG", "build", "train"]
 
-DEFAULT_CONFIG = "hair/tiny.yaml"
+DEFAULT_CONFIG = "hair/tiny.yaml"  # packaged default (semedit/configs/)
 
 
-def _pairs_data() -> DataConfig:
+def _pairs_data() -> SyntheticDataConfig:
     # Hair transfer always trains on pairs; "random" is only a placeholder direction for tiny runs.
-    return DataConfig(mode="pairs", pairs=PairsConfig(direction="random"))
+    return SyntheticDataConfig(mode="pairs", pairs=PairsConfig(direction="random"))
 
 
 @dataclass
-class Config:
-    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
-    data: DataConfig = field(default_factory=_pairs_data)
+class Config(JobConfig):
+    data: SyntheticDataConfig = field(default_factory=_pairs_data)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    run: RunConfig = field(default_factory=RunConfig)
     grid_samples: int = 4  # pairs per logged image grid
 
 

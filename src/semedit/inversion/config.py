@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
-from semedit.training import RunConfig
+from semedit.config import ConfigError, JobConfig
+from semedit.inversion.latents import SPACES
+from semedit.inversion.masks import MASK_INITS
 
-__all__ = ["InversionConfig", "DataConfig", "PerceptionConfig", "EvalConfig", "Config", "DEFAULT_CONFIG"]
+__all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig", "Config", "DEFAULT_CONFIG"]
 
-DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # relative to the repository's configs/
+DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # packaged default (semedit/configs/)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class InversionConfig:
 
 
 @dataclass
-class DataConfig:
+class PhotoDataConfig:
     """Real photos: which files, and how they are brought to the generator's framing."""
 
     # "ffhq": FFHQ alignment with the 68-point landmark model | "center-crop": crop the centre square |
@@ -80,26 +81,21 @@ class EvalConfig:
     lambda_reg: float = 1.0  # lambda_reg of the ":reg" rows (all other rows use 0, as in the paper)
     edit_rows: list[str] = field(default_factory=lambda: ["w:single", "wplus:single", "wplus:chunky", "wplus:chunky:reg"])
     edit_strengths: list[float] = field(default_factory=lambda: [3.0])
+    # Direction files for the identity-after-edit table (none: only the projection table).
+    directions: list[str] = field(default_factory=list)
+    output_dir: str = "runs/eval-inversion"  # where the row inversions and both tables go
 
 
 @dataclass
-class Config:
-    generator: GeneratorSpec = field(default_factory=GeneratorSpec)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+class Config(JobConfig):
     invert: InversionConfig = field(default_factory=InversionConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: PhotoDataConfig = field(default_factory=PhotoDataConfig)
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def validate(cfg: Config) -> Config:
     """Checks that OmegaConf's types cannot express; raises ConfigError naming the key."""
-    from semedit.config import ConfigError
-    from semedit.inversion.latents import SPACES
-    from semedit.inversion.masks import MASK_INITS
-
     inv = cfg.invert
     checks = [
         (inv.space in SPACES, "invert.space", f"one of {', '.join(SPACES)}", inv.space),

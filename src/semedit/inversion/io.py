@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from semedit.images import save_image
 
@@ -83,7 +85,6 @@ def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: l
 
     ``result.json`` is written last and atomically, so an interrupted write is simply redone on resume.
     """
-    from safetensors.torch import save_file
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +107,6 @@ def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: l
 
 def load_inversion(directory: str | os.PathLike) -> Inversion:
     """Read an image folder written by ``save_inversion``; clear errors for unfinished/foreign folders."""
-    from safetensors import safe_open
 
     directory = Path(directory)
     path = directory / CODES_FILE

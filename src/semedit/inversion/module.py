@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,15 @@ from semedit.inversion.masks import (
     uniform_mask_logits,
 )
 from semedit.inversion.optimize import invert_batch
+from semedit.perception.lpips import load_lpips
+from semedit.perception.parsing import load_face_parser
+from semedit.stylegan2 import generator_from_spec
 
-__all__ = ["ChunkyGANModule", "load_lpips_for", "face_parser_fn"]
+__all__ = ["ChunkyGANModule", "load_lpips_for", "face_parser_fn", "initial_mask_logits", "save_result"]
 
 
 def load_lpips_for(cfg: Config):
     """The LPIPS module of the config, frozen: ``fn(x, y) -> [N]`` with images in [-1, 1]."""
-    from semedit.perception.lpips import load_lpips
 
     fn = load_lpips(net=cfg.invert.lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
     fn.eval().requires_grad_(False)
@@ -43,7 +46,6 @@ def load_lpips_for(cfg: Config):
 
 def face_parser_fn(weights: str | None, device):
     """``parse(images [N,3,H,W] in [-1,1]) -> labels [N,H,W]`` from the perception face parser."""
-    from semedit.perception.parsing import load_face_parser
 
     parser = load_face_parser(weights, device=device) if weights else load_face_parser(device=device)
 
@@ -73,7 +75,6 @@ class ChunkyGANModule(pl.LightningModule):
                  generator: torch.nn.Module | None = None, lpips_fn: torch.nn.Module | None = None):
         super().__init__()
         if generator is None:
-            from semedit.stylegan2 import generator_from_spec
 
             generator = generator_from_spec(cfg.generator)
         self.G = generator.eval().requires_grad_(False)
@@ -101,17 +102,9 @@ class ChunkyGANModule(pl.LightningModule):
     # -- masks -----------------------------------------------------------------------------------
     def initial_mask_logits(self, images: torch.Tensor, names: list[str]) -> torch.Tensor:
         """[N, n, h, w] initial logits, seeded per image name (independent of rank and batch)."""
-        inv = self.cfg.invert
-        seeds = [image_seed(self.cfg.run.seed, name) for name in names]
-        if inv.mask_init == "uniform" or inv.n == 1:
-            return uniform_mask_logits(len(names), inv.n, inv.mask_resolution, inv.mask_noise, seeds)
-        if inv.mask_init == "kmeans":
-            return kmeans_mask_logits(images.cpu(), inv.n, inv.mask_resolution, inv.mask_init_sharpness,
-                                      inv.kmeans_position_weight, inv.kmeans_iters, seeds)
-        if self._parser is None:
+        if self._parser is None and self.cfg.invert.mask_init == "parsing" and self.cfg.invert.n > 1:
             self._parser = face_parser_fn(self.cfg.perception.parser_weights, images.device)
-        groups = parse_groups(inv.parsing_groups, inv.n)
-        return parsing_mask_logits(images, self._parser, groups, inv.mask_resolution, inv.mask_init_sharpness)
+        return initial_mask_logits(self.cfg, images, names, self._parser)
 
     # -- the work --------------------------------------------------------------------------------
     def predict_step(self, batch: dict, batch_idx: int) -> None:
@@ -126,31 +119,9 @@ class ChunkyGANModule(pl.LightningModule):
                                   noise_mode=self.cfg.generator.noise_mode)
         seconds = time.perf_counter() - start
         targets = images.detach().cpu()
-        l2 = (result.reconstruction - targets).pow(2).flatten(1).mean(dim=1)
         for i, name in enumerate(names):
-            result_json = {
-                "lpips": float(result.losses["lpips"][i]),
-                "reg": float(result.losses["reg"][i]),
-                "total": float(result.losses["total"][i]),
-                "l2": float(l2[i]),
-                "steps": self.cfg.invert.steps,
-                "seconds": seconds / len(names),
-                "rank": int(self.global_rank),
-                "history": {k: [round(float(x), 6) for x in v[:, i]] for k, v in result.history.items()},
-                "snapshot_steps": result.snapshot_steps,
-            }
-            meta = {
-                "resolution": int(self.G.img_resolution),
-                "num_ws": int(self.G.num_ws),
-                "lambda_reg": self.cfg.invert.lambda_reg,
-                "generator_ckpt": self.cfg.generator.ckpt,
-                "index": int(batch["index"][i]),
-            }
-            save_inversion(
-                self.image_dir(name), name, result.space, [c[i] for c in result.codes], result.mask_logits[i],
-                result.masks[i], targets[i], result.reconstruction[i], result.chunk_images[i],
-                result.snapshots[i], result_json, meta,
-            )
+            result_json = save_result(self.image_dir(name), name, result, i, targets[i], self.cfg, self.G,
+                                      seconds / len(names), int(self.global_rank), int(batch["index"][i]))
             self._done_this_run.append(name)
             if self.logger is not None:
                 self.logger.log_metrics({"invert/lpips": result_json["lpips"], "invert/l2": result_json["l2"],
@@ -168,6 +139,54 @@ class ChunkyGANModule(pl.LightningModule):
             if self.logger is not None and "mean" in summary:
                 # The run's figure of merit (what sweeps rank trials by): means over all finished images.
                 self.logger.log_metrics({f"invert/mean_{k}": v for k, v in summary["mean"].items()})
+
+
+def initial_mask_logits(cfg: Config, images: torch.Tensor, names: list[str],
+                        parser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """[N, n, h, w] initial mask logits of ``cfg.invert.mask_init``, seeded per image name.
+
+    ``parser`` (from ``face_parser_fn``) is needed only for mask_init=parsing.
+    """
+    inv = cfg.invert
+    seeds = [image_seed(cfg.run.seed, name) for name in names]
+    if inv.mask_init == "uniform" or inv.n == 1:
+        return uniform_mask_logits(len(names), inv.n, inv.mask_resolution, inv.mask_noise, seeds)
+    if inv.mask_init == "kmeans":
+        return kmeans_mask_logits(images.cpu(), inv.n, inv.mask_resolution, inv.mask_init_sharpness,
+                                  inv.kmeans_position_weight, inv.kmeans_iters, seeds)
+    if parser is None:
+        raise ValueError("invert.mask_init=parsing needs a face parser (face_parser_fn)")
+    groups = parse_groups(inv.parsing_groups, inv.n)
+    return parsing_mask_logits(images, parser, groups, inv.mask_resolution, inv.mask_init_sharpness)
+
+
+def save_result(directory: str | Path, name: str, result, i: int, target: torch.Tensor, cfg: Config, G,
+                seconds: float, rank: int = 0, index: int = 0) -> dict:
+    """Write image ``i`` of an ``InversionResult`` in the layout of io.py (what `semedit invert` writes);
+    returns its result.json content. ``target``: [3, R, R] on the CPU."""
+    l2 = float((result.reconstruction[i] - target).pow(2).mean())
+    result_json = {
+        "lpips": float(result.losses["lpips"][i]),
+        "reg": float(result.losses["reg"][i]),
+        "total": float(result.losses["total"][i]),
+        "l2": l2,
+        "steps": cfg.invert.steps,
+        "seconds": seconds,
+        "rank": rank,
+        "history": {k: [round(float(x), 6) for x in v[:, i]] for k, v in result.history.items()},
+        "snapshot_steps": result.snapshot_steps,
+    }
+    meta = {
+        "resolution": int(G.img_resolution),
+        "num_ws": int(G.num_ws),
+        "lambda_reg": cfg.invert.lambda_reg,
+        "generator_ckpt": cfg.generator.ckpt,
+        "index": index,
+    }
+    save_inversion(directory, name, result.space, [c[i] for c in result.codes], result.mask_logits[i],
+                   result.masks[i], target, result.reconstruction[i], result.chunk_images[i],
+                   result.snapshots[i], result_json, meta)
+    return result_json
 
 
 def _collate(items: list[dict]) -> dict[str, Any]:

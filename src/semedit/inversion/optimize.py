@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from semedit.inversion.composite import composite, masks_from_logits
-from semedit.inversion.latents import check_space, init_codes, latent_mean, latent_regulariser, render_chunks
+from semedit.inversion.latents import (
+    check_space,
+    init_codes,
+    latent_mean,
+    latent_regulariser,
+    latent_spread,
+    render_chunks,
+)
 
 __all__ = ["projector_lr", "lpips_input", "inversion_loss", "InversionResult", "invert_batch", "snapshot_steps"]
 
@@ -81,6 +88,7 @@ def invert_batch(
     mask_logits: torch.Tensor,
     cfg,
     noise_mode: str = "const",
+    on_step: Callable[[int, torch.Tensor], None] | None = None,
 ) -> InversionResult:
     """Optimise codes (and masks) of N images jointly.
 
@@ -90,7 +98,9 @@ def invert_batch(
         targets: [N, 3, R, R] in [-1, 1], R = G.img_resolution.
         mask_logits: [N, n, h, w] initial logits (see masks.py); n is the number of chunks.
         cfg: an ``InversionConfig`` (space, steps, lr, lr_masks, lr_rampup, lr_rampdown, beta1, beta2,
-            lambda_reg, reg_reduction, freeze_masks, lpips_resolution, snapshots).
+            lambda_reg, reg_form, freeze_masks, lpips_resolution, snapshots).
+        on_step: called as ``on_step(step, composite [N,3,R,R] detached)`` before each update, for live
+            previews (``semedit demo``); an exception it raises stops the optimisation (cancellation).
     """
     space = check_space(cfg.space)
     num_images, n = mask_logits.shape[:2]
@@ -100,6 +110,7 @@ def invert_batch(
     device = targets.device
     codes = init_codes(G, space, num_images, n)
     means = [m.to(device) for m in latent_mean(G, space)]
+    spread = latent_spread(G, space) if cfg.reg_form == "wstd" else None
     logits = mask_logits.detach().to(device).clone().requires_grad_(not cfg.freeze_masks)
     groups = [{"params": codes, "lr": cfg.lr, "base_lr": cfg.lr}]
     if not cfg.freeze_masks:
@@ -117,7 +128,7 @@ def invert_batch(
         masks = masks_from_logits(logits if masks_learn else logits.detach(), res)
         out = composite(chunks, masks)
         lp = lpips_fn(lpips_input(out, cfg.lpips_resolution), target_lp).reshape(num_images)
-        reg = latent_regulariser(codes, means, cfg.reg_reduction)
+        reg = latent_regulariser(codes, means, cfg.reg_form, spread)
         return chunks, masks, out, inversion_loss(lp, reg, cfg.lambda_reg)
 
     for step in range(cfg.steps):
@@ -130,6 +141,8 @@ def invert_batch(
         _, _, out, terms = evaluate(masks_learn=not still_symmetric)
         if step in frames_at:
             frames.append(out.detach().cpu())
+        if on_step is not None:
+            on_step(step, out.detach())
         for key in history:
             history[key].append(terms[key].detach().cpu())
         optimiser.zero_grad(set_to_none=True)

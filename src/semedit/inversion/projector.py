@@ -1,21 +1,40 @@
-"""Classic single-code projection (one code per image, no masks): the baseline ChunkyGAN reduces to.
+"""Classic single-code projection (one code per image, no masks): the "Optimization" rows of the ChunkyGAN
+projection table, in two recipes.
 
-It follows the NVlabs StyleGAN2 projector (Adam, learning-rate ramp, LPIPS) without its noise-map
-optimisation, in the same latent spaces as ChunkyGAN, and serves as the reference that ChunkyGAN with
-n = 1 and frozen masks must reproduce.
+- ``project_single_code`` ("chunkygan" recipe): Adam with the projector's learning-rate ramp and LPIPS, in
+  the same latent spaces as ChunkyGAN and without noise optimisation. It is the reference that ChunkyGAN
+  with n = 1 and frozen masks must reproduce, and what Chunkmogrify does per segment (it keeps the noise
+  buffers fixed: its _config.yaml line 21 sets noise_regularize_weight to 0 and only the w codes are given
+  to Adam, stylegan_project.py line 481).
+- ``project_nvlabs`` ("nvlabs" recipe): the NVlabs StyleGAN2-ADA projector (stylegan2-ada-pytorch
+  projector.py): the per-layer noise maps are optimised too, with the noise regulariser weighted 1e5
+  (lines 36, 104-114), re-normalised after every step (lines 125-128), and w gets Gaussian noise whose
+  scale ramps from 0.05 w_std to 0 over the first 75 % of the steps (lines 32, 35, 82, 91-92).
+  Differences: the perceptual distance is semedit's LPIPS (``lpips_fn``) at ``lpips_resolution`` (area
+  downsampling to 256 px as lines 66-67 / 97-98) instead of the sum of squared differences of the
+  LPIPS-normalised features of NVlabs' ``vgg16.pt`` (lines 60-62, 102), a file semedit cannot fetch; the
+  projector works in W only, and its recipe is carried to W+ (independent noise per layer) and S (noise
+  scaled by each style layer's spread), which is semedit's choice.
 """
 
 from __future__ import annotations
 
-import torch
+import contextlib
+import copy
+from collections.abc import Iterator
 
-from semedit.inversion.latents import check_space, flatten_codes, latent_mean
+import torch
+import torch.nn.functional as F
+
+from semedit.inversion.latents import check_space, latent_mean, latent_regulariser, latent_spread
 from semedit.inversion.optimize import lpips_input, projector_lr
 
-__all__ = ["project_single_code"]
+__all__ = ["project_single_code", "project_nvlabs", "noise_buffers", "use_noise", "noise_regulariser",
+           "render_single"]
 
 
-def _render(G, space: str, codes: list[torch.Tensor], noise_mode: str) -> torch.Tensor:
+def render_single(G, space: str, codes: list[torch.Tensor], noise_mode: str = "const") -> torch.Tensor:
+    """G(code) for codes without the chunk axis ([N, w_dim], [N, num_ws, w_dim] or a list of [N, C_l])."""
     if space == "w":
         return G.synthesis(codes[0].unsqueeze(1).expand(-1, G.num_ws, -1), noise_mode=noise_mode)
     if space == "wplus":
@@ -23,8 +42,16 @@ def _render(G, space: str, codes: list[torch.Tensor], noise_mode: str) -> torch.
     return G.synthesis.synthesize_from_styles(codes, noise_mode=noise_mode)
 
 
+_render = render_single  # kept for callers of the former private name
+
+
+def _reg(codes, means, cfg, spread):
+    """Regulariser of single codes (no chunk axis): the chunk functions with n = 1."""
+    return latent_regulariser([c.unsqueeze(1) for c in codes], [m.unsqueeze(1) for m in means], cfg.reg_form, spread)
+
+
 def project_single_code(G, lpips_fn, targets: torch.Tensor, cfg, noise_mode: str = "const"):
-    """Project N images [N, 3, R, R] to one code each.
+    """Project N images [N, 3, R, R] to one code each ("chunkygan" recipe, noise maps fixed).
 
     Returns (codes, images): codes in the layout of ``latents.py`` without the chunk axis ([N, w_dim],
     [N, num_ws, w_dim] or a list of [N, C_l]) and the final G(code) [N, 3, R, R].
@@ -34,21 +61,124 @@ def project_single_code(G, lpips_fn, targets: torch.Tensor, cfg, noise_mode: str
     codes = [m[0].expand(num, *m.shape[2:]).clone().to(targets.device).requires_grad_(True)
              for m in latent_mean(G, space)]
     means = [m[0].to(targets.device) for m in latent_mean(G, space)]
+    spread = latent_spread(G, space) if cfg.reg_form == "wstd" else None
     optimiser = torch.optim.Adam(codes, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     target_lp = lpips_input(targets, cfg.lpips_resolution)
     for step in range(cfg.steps):
         for group in optimiser.param_groups:
             group["lr"] = projector_lr(step, cfg.steps, cfg.lr, cfg.lr_rampup, cfg.lr_rampdown)
-        img = _render(G, space, codes, noise_mode)
+        img = render_single(G, space, codes, noise_mode)
         loss = lpips_fn(lpips_input(img, cfg.lpips_resolution), target_lp).reshape(num)
-        diff = flatten_codes([(c - m).unsqueeze(1) for c, m in zip(codes, means, strict=True)])[:, 0]
-        reg = diff.pow(2).sum(dim=1)
-        if cfg.reg_reduction == "mean":
-            reg = reg / diff.shape[1]
-        loss = loss + cfg.lambda_reg * reg
+        if cfg.lambda_reg:
+            loss = loss + cfg.lambda_reg * _reg(codes, means, cfg, spread)
         optimiser.zero_grad(set_to_none=True)
         loss.sum().backward()
         optimiser.step()
     with torch.no_grad():
-        img = _render(G, space, codes, noise_mode)
+        img = render_single(G, space, codes, noise_mode)
     return [c.detach() for c in codes], img
+
+
+def noise_buffers(G) -> dict[str, torch.Tensor]:
+    """The constant per-layer noise maps of the synthesis network (projector.py line 57)."""
+    return {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
+
+
+@contextlib.contextmanager
+def use_noise(G, maps: dict[str, torch.Tensor] | None) -> Iterator[None]:
+    """Temporarily render with the given noise maps (e.g. those a projection optimised); restored after."""
+    if not maps:
+        yield
+        return
+    bufs = noise_buffers(G)
+    unknown = sorted(set(maps) - set(bufs))
+    if unknown:
+        raise ValueError(f"noise maps {unknown[:3]} do not belong to this generator (it has {sorted(bufs)[:3]}...)")
+    saved = {k: bufs[k].detach().clone() for k in maps}
+    try:
+        with torch.no_grad():
+            for k, v in maps.items():
+                bufs[k].copy_(v.to(bufs[k].device, bufs[k].dtype))
+        yield
+    finally:
+        with torch.no_grad():
+            for k, v in saved.items():
+                bufs[k].copy_(v)
+
+
+def noise_regulariser(maps) -> torch.Tensor:
+    """Spatial autocorrelation of the noise maps at every octave (projector.py lines 105-113)."""
+    reg = 0.0
+    for v in maps:
+        noise = v[None, None, :, :]  # [1, 1, H, W] for avg_pool2d
+        while True:
+            reg = reg + (noise * torch.roll(noise, shifts=1, dims=3)).mean() ** 2
+            reg = reg + (noise * torch.roll(noise, shifts=1, dims=2)).mean() ** 2
+            if noise.shape[2] <= 8:
+                break
+            noise = F.avg_pool2d(noise, kernel_size=2)
+    return reg
+
+
+def project_nvlabs(G, lpips_fn, targets: torch.Tensor, cfg, noise_reg_weight: float = 1e5,
+                   initial_noise_factor: float = 0.05, noise_ramp_length: float = 0.75,
+                   optimise_noise: bool = True, seed: int = 0):
+    """Project N images one at a time with the NVlabs projector recipe (see the module docstring).
+
+    ``cfg`` supplies space, steps, lr (NVlabs: 0.1, line 31), lr_rampup/lr_rampdown (0.05 / 0.25, lines
+    33-34), beta1/beta2 (0.9, 0.999, line 72), lpips_resolution, and lambda_reg/reg_form (0 in NVlabs).
+    Returns (codes, noise_maps, images): codes without the chunk axis (as ``project_single_code``), one dict
+    of optimised noise maps per image ({} when ``optimise_noise`` is False), and G(code) with those maps.
+    """
+    space = check_space(cfg.space)
+    # A private copy, as projector.py line 46: the noise buffers become optimisation variables.
+    G = copy.deepcopy(G).eval().requires_grad_(False)
+    device = targets.device
+    means = [m[0].to(device) for m in latent_mean(G, space)]
+    spread = latent_spread(G, space)  # w_std scales the w noise (line 82) whatever the regulariser
+    bufs = noise_buffers(G)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    all_codes: list[list[torch.Tensor]] = []
+    all_noise: list[dict[str, torch.Tensor]] = []
+    images = []
+    for i in range(targets.shape[0]):
+        target = targets[i:i + 1]
+        codes = [m.clone().requires_grad_(True) for m in means]  # [1, ...]: means keep a batch axis of 1
+        params = list(codes)
+        if optimise_noise:
+            with torch.no_grad():
+                for buf in bufs.values():  # lines 75-77: random start, then optimised
+                    buf.copy_(torch.randn(buf.shape, generator=gen).to(buf))
+                    buf.requires_grad_(True)
+            params += list(bufs.values())
+        optimiser = torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        target_lp = lpips_input(target, cfg.lpips_resolution)
+        for step in range(cfg.steps):
+            t = step / cfg.steps
+            noise_scale = initial_noise_factor * max(0.0, 1.0 - t / noise_ramp_length) ** 2  # line 82 / w_std
+            for group in optimiser.param_groups:
+                group["lr"] = projector_lr(step, cfg.steps, cfg.lr, cfg.lr_rampup, cfg.lr_rampdown)
+            noisy = [c + torch.randn(c.shape, generator=gen).to(c) * (s.to(c) * noise_scale)
+                     for c, s in zip(codes, spread, strict=True)]
+            img = render_single(G, space, noisy)
+            loss = lpips_fn(lpips_input(img, cfg.lpips_resolution), target_lp).sum()
+            if optimise_noise:
+                loss = loss + noise_reg_weight * noise_regulariser(bufs.values())
+            if cfg.lambda_reg:
+                loss = loss + cfg.lambda_reg * _reg(codes, means, cfg, spread if cfg.reg_form == "wstd" else None).sum()
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            if optimise_noise:
+                with torch.no_grad():  # lines 125-128
+                    for buf in bufs.values():
+                        buf -= buf.mean()
+                        buf *= buf.square().mean().rsqrt()
+        for buf in bufs.values():
+            buf.requires_grad_(False)
+        with torch.no_grad():
+            images.append(render_single(G, space, codes))
+        all_codes.append([c.detach() for c in codes])
+        all_noise.append({k: v.detach().clone().cpu() for k, v in bufs.items()} if optimise_noise else {})
+    codes_out = [torch.cat([c[k] for c in all_codes]) for k in range(len(means))]
+    return codes_out, all_noise, torch.cat(images)

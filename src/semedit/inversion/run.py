@@ -7,8 +7,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytorch_lightning as pl
+
+from semedit.config import save_config
 from semedit.inversion.config import Config, validate
 from semedit.inversion.data import RealImageDataset, list_images
+from semedit.inversion.module import ChunkyGANModule
+from semedit.stylegan2 import generator_from_spec
+from semedit.training import build_logger, is_global_zero, run_folder
 
 log = logging.getLogger(__name__)
 
@@ -23,9 +29,7 @@ class InvertOutcome:
 
 
 def build_predict_trainer(cfg: Config, run_dir: Path):
-    import pytorch_lightning as pl
 
-    from semedit.training import build_logger
 
     t = cfg.trainer
     logger = build_logger(cfg.logger, run_dir, run_dir.name, cfg) if cfg.logger.wandb else False
@@ -56,16 +60,11 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
     process). Re-running into the same folder skips the images that are already finished.
     """
 
-    import pytorch_lightning as pl
 
-    from semedit.config import save_config
-    from semedit.inversion.module import ChunkyGANModule
-    from semedit.training import is_global_zero, run_folder
 
     validate(cfg)
     with run_folder(job, cfg.run, run_dir=run_dir) as run_dir:
         if generator is None:
-            from semedit.stylegan2 import generator_from_spec
 
             generator = generator_from_spec(cfg.generator)
         sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
@@ -82,11 +81,3 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
             warnings.filterwarnings("ignore", message=".*predict returned None.*")
             trainer.predict(module, return_predictions=False)
     return InvertOutcome(run_dir=run_dir, names=[s.name for s in sources], is_global_zero=trainer.is_global_zero)
-
-
-def load_invert_config(config: str | None, overrides: list[str]) -> Config:
-    from semedit.config import load_config
-    from semedit.inversion.config import DEFAULT_CONFIG
-    from semedit.train_commands import CONFIGS_DIR
-
-    return validate(load_config(Config, config or (CONFIGS_DIR / DEFAULT_CONFIG), overrides))

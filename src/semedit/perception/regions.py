@@ -3,24 +3,34 @@
 ``make_region_splitter(strategy)`` returns a module ``split(images [N, 3, H, W] in [-1, 1]) ->
 {"face": [N, 1, H, W], "hair": [N, 1, H, W]}`` with ``hair = 1 - face``:
 
-- ``"hull"``: the convex hull of the 68 facial landmarks (the split of the FG 2021 hairstyle paper);
-  needs the landmark model.
+- ``"dlib-hull"``: FG 2021's split as its official code computes it: the convex hull of 2-D 68-point
+  landmarks on the 256 px aligned image, scaled to the working size; landmarks from dlib's predictor on
+  the known face box (no detection). Offline (face-recognition-models); the default of the released FG
+  2021 model.
+- ``"hull"``: the convex hull of insightface's 3-D 68 landmarks (1k3d68) at the working size; needs
+  that landmark model. Its jaw contour differs from the visible silhouette on turned faces.
 - ``"parsing"``: BiSeNet's inner-face classes (skin, brows, eyes, nose, mouth, lips); needs the parser.
-- ``"ellipse"``: a fixed ellipse where FFHQ alignment puts the inner face; needs no weights, so tiny
-  configs and tests use it.
+- ``"ellipse"``: a fixed ellipse where FFHQ alignment puts the inner face; needs no weights. Tiny configs
+  and tests keep it: the tiny random generator makes no faces, so landmarks on its images (dlib-hull)
+  would be arbitrary points; the ellipse is the same prior on every image.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
+
+from semedit.perception.landmarks import convex_hull_mask, load_landmarker
+from semedit.perception.parsing import load_face_parser
 
 __all__ = [
     "FFHQ_FACE_ELLIPSE",
     "EllipseSplitter",
     "HullSplitter",
+    "DlibHullSplitter",
     "ParsingSplitter",
     "make_region_splitter",
     "REGION_STRATEGIES",
@@ -30,7 +40,8 @@ __all__ = [
 # fractions of the image size: from the eyebrows (~0.37) to the chin (~0.88), cheek to cheek. FFHQ
 # alignment puts the eyes at y = 0.475 and the mouth at y = 0.725 (see landmarks.FFHQ_EYE_LEFT).
 FFHQ_FACE_ELLIPSE = (0.5, 0.625, 0.24, 0.255)
-REGION_STRATEGIES = ("hull", "parsing", "ellipse")
+# strategy name -> builder(device, weights, **kwargs); filled by @register_splitter below.
+REGION_SPLITTERS: dict = {}
 
 
 def _split(face: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -81,11 +92,63 @@ class HullSplitter(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        from semedit.perception.landmarks import convex_hull_mask
-
         points = torch.from_numpy(self.landmarker(images))
         face = convex_hull_mask(points, images.shape[-2], images.shape[-1])
         return _split(face.to(device=images.device, dtype=images.dtype))
+
+
+class DlibHullSplitter(nn.Module):
+    """FG 2021's face/hair split, as the official code computes it, with dlib's 2-D 68 landmarks.
+
+    subrtade662/hairstyle_transfer (commit 6b49973): ``split_image`` (utils.py lines 102-122) aligns the
+    image to 256 px (line 105), takes 2-D 68 landmarks on it (line 107) and masks the convex hull
+    (``create_mask``, lines 19-28: scipy ConvexHull, vertices truncated to int32, cv2.fillConvexPoly);
+    the 256 px mask is brought to the 1024 px working size with cv2.resize (hairstyle_transfer_tool.py
+    lines 129-132, bilinear). The official landmarks come from face_alignment's FAN (LandmarksType._2D,
+    utils.py lines 10-13); dlib's 68-point predictor gives the same 2-D iBUG layout (the jaw follows the
+    visible silhouette, unlike 3-D landmarks on turned faces) and ships offline.
+
+    Images are FFHQ-aligned (generated ones by construction), so the predictor runs on the known face box
+    (``faces.DLIB_FFHQ_FACE_BOX``) without detection, for the whole batch. ``detect=True`` uses dlib's
+    HOG detector on each 256 px image instead, falling back to the known box where it finds no face.
+    Masks are soft only on the bilinear edge of the rescale (binary at 256 px).
+    """
+
+    def __init__(self, detect: bool = False, predictor_path: str | None = None, size: int = 256):
+        super().__init__()
+        from semedit.perception import faces
+
+        self.detect, self.size = bool(detect), int(size)
+        self.predictor_path = str(predictor_path) if predictor_path is not None else None
+        faces.shape_predictor(68, self.predictor_path)  # fail now, with the pip package name, if missing
+
+    def landmarks(self, images: torch.Tensor) -> np.ndarray:
+        """[N, 68, 2] dlib landmarks in pixels of the ``size`` px version of ``images``."""
+        from semedit.perception import faces
+
+        arrays = faces._aligned_uint8(images, self.size)
+        boxes = np.stack([faces.known_face_box(self.size)] * len(arrays))
+        if self.detect:
+            for i, im in enumerate(arrays):
+                found = faces.detect_faces(im, "hog")
+                if len(found):
+                    boxes[i] = found[0]
+        return faces.predict_landmarks(arrays, boxes, 68, predictor_path=self.predictor_path)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        import cv2  # opencv ships with insightface; imported where used like the other optional deps
+        from scipy.spatial import ConvexHull
+
+        n, _, h, w = images.shape
+        masks = np.zeros((n, 1, h, w), dtype=np.float32)
+        for i, points in enumerate(self.landmarks(images)):
+            mask = np.zeros((self.size, self.size), dtype=np.float64)
+            cv2.fillConvexPoly(mask, np.int32(points[ConvexHull(points).vertices]), 1)
+            if (h, w) != mask.shape:
+                mask = cv2.resize(mask, (w, h))  # INTER_LINEAR, as the official 256 -> 1024 resize
+            masks[i, 0] = mask
+        return _split(torch.from_numpy(masks).to(device=images.device, dtype=images.dtype))
 
 
 class ParsingSplitter(nn.Module):
@@ -102,21 +165,50 @@ class ParsingSplitter(nn.Module):
         return _split(face.to(images.dtype))
 
 
+def register_splitter(name: str):
+    """Decorator: ``builder(device, weights, **kwargs) -> nn.Module`` becomes the region strategy ``name``."""
+
+    def add(builder):
+        if name in REGION_SPLITTERS:
+            raise ValueError(f"region strategy '{name}' is registered twice")
+        REGION_SPLITTERS[name] = builder
+        return builder
+
+    return add
+
+
+@register_splitter("ellipse")
+def _ellipse(device, weights, **kwargs) -> nn.Module:
+    if weights is not None:
+        raise ValueError("the 'ellipse' region splitter uses no weights; drop `weights`")
+    return EllipseSplitter(**kwargs).to(device)
+
+
+@register_splitter("hull")
+def _hull(device, weights, **kwargs) -> nn.Module:
+    return HullSplitter(load_landmarker(weights, device=device, **kwargs))
+
+
+@register_splitter("dlib-hull")
+def _dlib_hull(device, weights, **kwargs) -> nn.Module:
+    # weights: None (the 68-point predictor of face-recognition-models) or a path to a file in its format.
+    return DlibHullSplitter(predictor_path=weights, **kwargs)
+
+
+@register_splitter("parsing")
+def _parsing(device, weights, **kwargs) -> nn.Module:
+    return ParsingSplitter(load_face_parser(weights, device=device), **kwargs).to(device)
+
+
 def make_region_splitter(strategy: str = "ellipse", device: str | torch.device = "cpu",
                          weights: str | None = None, **kwargs) -> nn.Module:
     """A face/hair splitter. ``weights``: landmark model (hull) or parser (parsing), registry name or path;
     None means the registry default. Extra keyword arguments go to the splitter (e.g. ``ellipse=``,
     ``feather=`` for "ellipse"; ``soft=`` for "parsing"; ``detector=`` for "hull")."""
-    if strategy == "ellipse":
-        if weights is not None:
-            raise ValueError("the 'ellipse' region splitter uses no weights; drop `weights`")
-        return EllipseSplitter(**kwargs).to(device)
-    if strategy == "hull":
-        from semedit.perception.landmarks import load_landmarker
+    if strategy not in REGION_SPLITTERS:
+        raise ValueError(f"unknown region strategy {strategy!r}; choose one of {', '.join(REGION_STRATEGIES)}")
+    return REGION_SPLITTERS[strategy](device, weights, **kwargs)
 
-        return HullSplitter(load_landmarker(weights, device=device, **kwargs))
-    if strategy == "parsing":
-        from semedit.perception.parsing import load_face_parser
 
-        return ParsingSplitter(load_face_parser(weights, device=device), **kwargs).to(device)
-    raise ValueError(f"unknown region strategy {strategy!r}; choose one of {', '.join(REGION_STRATEGIES)}")
+# Names in the order the configs document them (kept as a tuple for messages and argparse choices).
+REGION_STRATEGIES = tuple(REGION_SPLITTERS)

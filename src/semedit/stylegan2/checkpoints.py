@@ -25,15 +25,19 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
+from semedit.errors import SemeditError
 from semedit.stylegan2.networks import Generator, GeneratorConfig
 from semedit.stylegan2.ops import setup_filter
+from semedit.weights import load_state_dict_strict
 
 OWN_FORMAT = "semedit-stylegan2"
 OWN_FORMAT_VERSION = "1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(SemeditError, ValueError):
     """A checkpoint file is missing, corrupt, of an unknown format, or does not describe a StyleGAN2."""
 
 
@@ -365,7 +369,6 @@ def read_rosinality(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor
 
 def save_generator(G: Generator, path: str | Path) -> Path:
     """Write weights + JSON config as one ``.safetensors`` file (loadable by ``load_generator``)."""
-    from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +379,6 @@ def save_generator(G: Generator, path: str | Path) -> Path:
 
 
 def read_semedit(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
-    from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -403,21 +405,7 @@ def read_semedit(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
 
 def _load_into(G: Generator, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load with a readable report of what does not match."""
-    own = G.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-        if wrong:
-            parts.append("shape mismatch: " + ", ".join(
-                f"{k} {list(state[k].shape)} vs {list(own[k].shape)}" for k in wrong[:3]))
-        raise CheckpointError(f"{source}: weights do not match the inferred generator: " + "; ".join(parts))
-    G.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    load_state_dict_strict(G, state, f"{source}: weights of the inferred generator", error=CheckpointError)
 
 
 def _resolve_path(path: str | Path) -> Path:

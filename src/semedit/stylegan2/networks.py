@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from semedit.stylegan2.compile import compiled_entry, normalize_compile_setting, resolve_precision
 from semedit.stylegan2.ops import (
     LRELU_SLOPE,
     assert_shape,
@@ -35,6 +36,8 @@ from semedit.stylegan2.ops import (
 
 NOISE_MODES = ("const", "random", "none")
 REDUCED_PRECISIONS = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+# NVlabs stylegan2-ada-pytorch train.py:181-182 pairs reduced precision (num_fp16_res = 4) with conv_clamp = 256.
+REDUCED_PRECISION_CLAMP = 256.0
 
 
 @dataclass
@@ -116,9 +119,14 @@ class MappingNetwork(nn.Module):
             setattr(self, f"fc{idx}", layer)
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
+        self.compile_setting = "off"  # see semedit.stylegan2.compile; set by Generator.set_compile
+
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None) -> torch.Tensor:
         assert_shape(z, [None, self.z_dim], "z")
+        return compiled_entry(self, "_forward", z.device)(z, truncation_psi, truncation_cutoff)
+
+    def _forward(self, z: torch.Tensor, truncation_psi: float, truncation_cutoff: Optional[int]) -> torch.Tensor:
         x = normalize_2nd_moment(z.to(torch.float32))
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)
@@ -138,6 +146,7 @@ class SynthesisLayer(nn.Module):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution, self.up, self.conv_clamp = resolution, up, conv_clamp
+        self.base_conv_clamp = conv_clamp  # the checkpoint's; set_reduced_precision may add one
         self.padding = kernel_size // 2
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)  # w -> style [N, in_channels]
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
@@ -149,8 +158,12 @@ class SynthesisLayer(nn.Module):
 
     def _frozen(self, key: tuple, compute, *params: torch.Tensor):
         """``compute()``, cached while ``params`` are frozen and unchanged: the generator is frozen in semedit,
-        so tensors derived from its weights alone need not be rebuilt at every call."""
-        if any(p.requires_grad for p in params):
+        so tensors derived from its weights alone need not be rebuilt at every call.
+
+        Under ``torch.compile`` the cache is bypassed: its key (data pointers, version counters) cannot be
+        traced and would break the graph at every layer; the compiled graph recomputes these small tensors
+        and fuses them with their consumers instead."""
+        if torch.compiler.is_compiling() or any(p.requires_grad for p in params):
             return compute()
         version = tuple((p.data_ptr(), p._version, p.device) for p in params)
         hit = self._derived.get(key)
@@ -169,14 +182,15 @@ class SynthesisLayer(nn.Module):
         return offset.contiguous(memory_format=layout) if offset.shape[-1] > 1 else offset
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise_mode: str = "const", gain: float = 1.0,
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``noise`` [N, 1, R, R]: the random noise to use in "random" mode (None: draw it here)."""
         # noise + bias, added in the same pass as demodulation. lrelu(a) * g == lrelu(a * g) for g > 0,
         # so the activation gain is applied there too and the activation runs in place afterwards.
         act_gain = math.sqrt(2) * gain
         layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         if noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device,
-                                generator=generator)
+            if noise is None:
+                noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
             offset = (self.bias.reshape(1, -1, 1, 1) + noise * self.noise_strength).to(x.dtype) * act_gain
         else:
             offset = self._frozen(("offset", noise_mode, x.dtype, layout, act_gain),
@@ -202,6 +216,7 @@ class ToRGBLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: Optional[float] = None):
         super().__init__()
         self.in_channels, self.out_channels, self.conv_clamp = in_channels, out_channels, conv_clamp
+        self.base_conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, 1, 1]))
         self.bias = nn.Parameter(torch.zeros([out_channels]))
@@ -239,6 +254,7 @@ class SynthesisBlock(nn.Module):
         self.num_conv = 0
         self.num_torgb = 0
         self.compute_dtype: Optional[torch.dtype] = None  # reduced precision, set by Generator
+        self.precision_setting = "none"  # what was asked for ("auto" resolves per device at each call)
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn([out_channels, resolution, resolution]))
         else:
@@ -261,26 +277,32 @@ class SynthesisBlock(nn.Module):
         return layers
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], styles: list[torch.Tensor],
-                noise_mode: str = "const", generator: Optional[torch.Generator] = None):
-        dtype = self.compute_dtype if (self.compute_dtype is not None and styles[0].is_cuda) else torch.float32
+                noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None):
+        """``noises``: one [N, 1, R, R] tensor per convolution of the block for "random" mode, or None."""
+        noises = noises if noises is not None else [None, None]
+        # NVlabs training/networks.py:382 picks the block's dtype the same way (use_fp16 -> float16). bf16 runs
+        # on any device; fp16 only on a GPU (CPU convolution libraries have no fast fp16 kernels).
+        dtype = self.compute_dtype
+        if dtype is None or (dtype == torch.float16 and not styles[0].is_cuda):
+            dtype = torch.float32
         styles = [s.to(dtype) for s in styles]
         if self.in_channels == 0:
             # Activations are kept channels-last: convolution libraries run their fastest kernels on that
             # layout (about 1.3x for the 3x3 convolutions and 2.5x for the depthwise filters on CPU).
             x = self.const.to(dtype).unsqueeze(0).repeat([styles[0].shape[0], 1, 1, 1])
             x = x.contiguous(memory_format=torch.channels_last)
-            x = self.conv1(x, styles[0], noise_mode, generator=generator)
+            x = self.conv1(x, styles[0], noise_mode, noise=noises[0])
             next_style = 1
         else:
             x = x.to(dtype).contiguous(memory_format=torch.channels_last)
             if self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))
-                x = self.conv0(x, styles[0], noise_mode, generator=generator)
-                x = self.conv1(x, styles[1], noise_mode, gain=math.sqrt(0.5), generator=generator)
+                x = self.conv0(x, styles[0], noise_mode, noise=noises[0])
+                x = self.conv1(x, styles[1], noise_mode, gain=math.sqrt(0.5), noise=noises[1])
                 x = y + x
             else:
-                x = self.conv0(x, styles[0], noise_mode, generator=generator)
-                x = self.conv1(x, styles[1], noise_mode, generator=generator)
+                x = self.conv0(x, styles[0], noise_mode, noise=noises[0])
+                x = self.conv1(x, styles[1], noise_mode, noise=noises[1])
             next_style = 2
         if img is not None:
             img = upsample2d(img, self.resample_filter)
@@ -325,6 +347,7 @@ class SynthesisNetwork(nn.Module):
                 self.style_layer_names.append(f"b{res}.{name}")
             w_idx += block.num_conv
         self.style_dims: list[int] = [layer.in_channels for b in self.blocks() for layer in b.style_layers()]
+        self.compile_setting = "off"  # see semedit.stylegan2.compile; set by Generator.set_compile
 
     def block(self, res: int) -> SynthesisBlock:
         return getattr(self, f"b{res}")
@@ -351,17 +374,50 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"expected {self.num_style_layers} style vectors, got {len(styles)}")
         for i, (s, dim) in enumerate(zip(styles, self.style_dims)):
             assert_shape(s, [styles[0].shape[0], dim], f"styles[{i}] ({self.style_layer_names[i]})")
+        self._resolve_precision(styles[0].device)
+        noises = self._seeded_noise(styles[0].shape[0], styles[0].device, noise_mode, generator)
+        return compiled_entry(self, "_synthesize", styles[0].device)(styles, noise_mode, noises)
+
+    def _seeded_noise(self, n: int, device: torch.device, noise_mode: str,
+                      generator: Optional[torch.Generator]) -> Optional[list[torch.Tensor]]:
+        """Random noise from a seeded ``generator``, one [n, 1, R, R] per convolution in layer order, drawn
+        before the (possibly compiled) synthesis: torch.compile cannot trace a ``torch.Generator``."""
+        if noise_mode != "random" or generator is None:
+            return None
+        return [torch.randn([n, 1, block.resolution, block.resolution], device=device, generator=generator)
+                for block in self.blocks() for _ in range(block.num_conv)]
+
+    def _resolve_precision(self, device: torch.device) -> None:
+        """Blocks set to "auto" take bf16 or fp32 by what ``device`` supports; decided outside the compiled
+        graph (it reads /proc/cpuinfo), and the graph then sees a constant dtype."""
+        for block in self.blocks():
+            if block.precision_setting == "auto":
+                block.compute_dtype = REDUCED_PRECISIONS[resolve_precision("auto", device)]
+
+    def _synthesize(self, styles: list[torch.Tensor], noise_mode: str,
+                    noises: Optional[list[torch.Tensor]]) -> torch.Tensor:
         x = img = None
-        k = 0
+        k = j = 0
         for block in self.blocks():
             n = len(block.style_layers())
-            x, img = block(x, img, styles[k:k + n], noise_mode=noise_mode, generator=generator)
+            x, img = block(x, img, styles[k:k + n], noise_mode=noise_mode,
+                           noises=None if noises is None else noises[j:j + block.num_conv])
             k += n
+            j += block.num_conv
         return img.contiguous()
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const",
                 generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        return self.synthesize_from_styles(self.ws_to_styles(ws), noise_mode=noise_mode, generator=generator)
+        assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
+        if noise_mode not in NOISE_MODES:
+            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
+        self._resolve_precision(ws.device)
+        # ws -> styles -> image as one compiled graph (the affine layers fuse with the first convolutions).
+        noises = self._seeded_noise(ws.shape[0], ws.device, noise_mode, generator)
+        return compiled_entry(self, "_forward", ws.device)(ws, noise_mode, noises)
+
+    def _forward(self, ws: torch.Tensor, noise_mode: str, noises: Optional[list[torch.Tensor]]) -> torch.Tensor:
+        return self._synthesize(self.ws_to_styles(ws), noise_mode, noises)
 
 
 class Generator(nn.Module):
@@ -396,18 +452,33 @@ class Generator(nn.Module):
         return self.synthesis.ws_to_styles(self.mean_ws(1))
 
     def set_reduced_precision(self, precision: str = "none", num_res: int = 4) -> None:
-        """Run the ``num_res`` highest-resolution blocks in bf16/fp16 when on a GPU (CPU stays fp32)."""
-        if precision not in REDUCED_PRECISIONS:
-            raise ValueError(f"precision must be one of {list(REDUCED_PRECISIONS)}, got '{precision}'")
-        dtype = REDUCED_PRECISIONS[precision]
+        """Run the ``num_res`` highest-resolution synthesis blocks in reduced precision, as NVlabs does.
+
+        precision: "none" | "bf16" | "fp16" | "auto" (bf16 where the device has bf16 matrix units, decided
+        at each call from the input's device; see ``semedit.stylegan2.compile.bf16_capable``). bf16 runs on
+        CPUs and GPUs; fp16 on GPUs only (a CPU keeps those blocks in fp32).
+        Which blocks: NVlabs training/networks.py:442 and :448, ``fp16_resolution = max(2 ** (log2(R) + 1 -
+        num_fp16_res), 8)`` and ``use_fp16 = res >= fp16_resolution``. Those blocks' layers clamp their
+        outputs to +-256 when the checkpoint sets no clamp (train.py:182 pairs conv_clamp=256 with reduced
+        precision); mapping, affine layers, demodulation coefficients and the RGB skip path stay fp32.
+        """
+        if precision not in REDUCED_PRECISIONS and precision != "auto":
+            raise ValueError(f"precision must be one of {list(REDUCED_PRECISIONS) + ['auto']}, got '{precision}'")
         threshold = max(2 ** (int(math.log2(self.img_resolution)) + 1 - num_res), 8)
         for block in self.synthesis.blocks():
-            block.compute_dtype = dtype if block.resolution >= threshold else None
-            # fp16 needs the clamp against overflow; NVlabs sets conv_clamp=256 for that reason.
-            if dtype == torch.float16:
-                for layer in block.style_layers():
-                    if layer.conv_clamp is None:
-                        layer.conv_clamp = 256.0
+            reduced = precision != "none" and num_res > 0 and block.resolution >= threshold
+            block.precision_setting = precision if reduced else "none"
+            block.compute_dtype = REDUCED_PRECISIONS[precision] if reduced and precision != "auto" else None
+            for layer in block.style_layers():
+                layer.conv_clamp = layer.base_conv_clamp
+                if reduced and layer.conv_clamp is None:
+                    layer.conv_clamp = REDUCED_PRECISION_CLAMP
+
+    def set_compile(self, setting: str | bool = "auto") -> None:
+        """Compile mapping and synthesis with ``torch.compile`` ("auto": on CUDA; see stylegan2/compile.py).
+        Decided at each call from the input's device, so the generator can be moved after this."""
+        setting = normalize_compile_setting(setting)
+        self.mapping.compile_setting = self.synthesis.compile_setting = setting
 
     @torch.no_grad()
     def compute_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:

@@ -147,6 +147,9 @@ def modulated_conv2d(
         w_sq = demodulation_weights(weight) if weight_sq is None else weight_sq
         dcoefs = (styles.float().square() @ w_sq.t() + 1e-8).rsqrt()  # [N, O]
 
+    if n == 1:
+        return _modulated_conv2d_single(x, weight, styles, dcoefs, noise, up, padding, resample_filter, out_gain)
+
     x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
     w = weight.to(x.dtype)
     if up == 1:
@@ -169,6 +172,25 @@ def modulated_conv2d(
     if out_gain != 1:
         x = x * out_gain
     return x if noise is None else x + noise.to(x.dtype)
+
+
+def _modulated_conv2d_single(x, weight, styles, dcoefs, noise, up, padding, resample_filter, out_gain):
+    """``modulated_conv2d`` for one sample: style, demodulation and gain are folded into the [O, I, k, k]
+    weight (NVlabs' ``fused_modconv`` at batch 1, training/networks.py:51-60 and 74-82), which saves two passes over
+    the activations, the largest tensors at the high resolutions. The FIR filter commutes with a scale per
+    output channel, so folding is exact for the upsampling layers too."""
+    w = weight.float() * styles.float().reshape(1, -1, 1, 1)
+    scale = dcoefs * out_gain if dcoefs is not None else torch.full_like(w[:, 0, 0, 0], out_gain).unsqueeze(0)
+    w = (w * scale.reshape(-1, 1, 1, 1)).to(x.dtype)
+    if up == 1:
+        x = F.conv2d(x, w, padding=padding)
+    else:
+        if up != 2 or w.shape[-1] != 3 or w.shape[-2] != 3 or padding != 1 or resample_filter.shape[-1] != 4:
+            raise ValueError("upsampling modulated convolutions support up=2 with 3x3 kernels and a 4-tap filter")
+        x = _upconv3x3_fir(x, phase_kernels(w), resample_filter)
+    if noise is None:
+        return x
+    return torch.add(x, noise.to(x.dtype))  # the output takes the layout of the first argument
 
 
 def demodulation_weights(weight: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from semedit.errors import SemeditError
+
 __all__ = ["ShardStore", "ShardStoreError"]
 
 
-class ShardStoreError(ValueError):
+class ShardStoreError(SemeditError, ValueError):
     """A shard folder does not belong to the current settings, or a shard file is damaged."""
 
 

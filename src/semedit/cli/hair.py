@@ -3,50 +3,47 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
+from PIL import Image
 
-from semedit.train_commands import CONFIGS_DIR
-
-EVAL_DEFAULT_CONFIG = "hair/eval_identity_tiny.yaml"
-
-
-def _error(message: str):
-    from semedit.cli import CLIError
-
-    return CLIError(message)
+from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
+from semedit.cli.jobs import run_job
+from semedit.cli.perception import read_photo
+from semedit.directions.io import load_direction, save_direction
+from semedit.errors import ImageError
+from semedit.hair.inference import HairTransfer, align_photo, hair_pca_directions, load_hair_model
+from semedit.images import image_grid, load_image, save_image
+from semedit.stylegan2.seeds import zs_from_seeds
 
 
 def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.Tensor:
     """Images [N, 3, size, size] in [-1, 1]; raw photos are FFHQ-aligned first."""
-    import numpy as np
-    from PIL import Image
 
-    from semedit.images import load_image
 
     images = []
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"image not found: {path}")
         if raw:
-            from semedit.hair.inference import align_photo
-
-            with Image.open(path) as im:
-                photo = np.asarray(im.convert("RGB"))
-            images.append(align_photo(photo, output_size=size, device=device))
+            try:
+                photo = read_photo(path)  # the reader of `semedit align`: EXIF rotation, clear reasons
+            except ImageError as err:
+                raise ImageError(f"{path}: {err}") from None
+            images.append(align_photo(photo, output_size=size, device=device, source=path))
             continue
         with Image.open(path) as im:
             width, height = im.size
         if width != height:
-            raise _error(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
+            raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
                          "and align the face first")
         images.append(load_image(path, size=size))
     return torch.cat(images)
 
 
 def _setup(args):
-    from semedit.hair.inference import HairTransfer, load_hair_model
 
     model = load_hair_model(args.ckpt, device=args.device)
     tool = HairTransfer(model, regions=args.regions, region_weights=args.region_weights, device=args.device)
@@ -56,7 +53,6 @@ def _setup(args):
 
 def _save_rows(frames: torch.Tensor, out: str) -> Path:
     """frames [K, N, 3, H, W] -> one grid, a row per input pair, K columns."""
-    from semedit.images import image_grid, save_image
 
     k, n = frames.shape[:2]
     grid = image_grid(frames.transpose(0, 1).reshape(k * n, *frames.shape[2:]).cpu(), ncols=k)
@@ -64,7 +60,6 @@ def _save_rows(frames: torch.Tensor, out: str) -> Path:
 
 
 def cmd_transfer(args) -> int:
-    from semedit.images import save_image
 
     tool, size = _setup(args)
     faces = _load_inputs([args.face], args.raw, size, args.device)
@@ -85,9 +80,6 @@ def cmd_interpolate(args) -> int:
 
 def cmd_pca(args) -> int:
     """PCA of hair embeddings of generated images -> one direction file per component."""
-    from semedit.directions.io import save_direction
-    from semedit.hair.inference import hair_pca_directions
-    from semedit.stylegan2.seeds import zs_from_seeds
 
     tool, _ = _setup(args)
     G = tool.model.generator
@@ -98,7 +90,7 @@ def cmd_pca(args) -> int:
             images = G.synthesis(G.mapping(zs_from_seeds(seeds, G.z_dim).to(args.device)), noise_mode="const")
         codes.append(tool.embed_hair(images.float().clamp(-1, 1)).cpu())
     directions, ratio = hair_pca_directions(torch.cat(codes), args.components)
-    out = Path(args.out_dir)
+    out = Path(args.out)
     for i, direction in enumerate(directions):
         save_direction(out / f"hair_pc{i:02d}.safetensors", direction)
     print(f"wrote {len(directions)} hair-embedding directions to {out} (explained variance: "
@@ -107,11 +99,10 @@ def cmd_pca(args) -> int:
 
 
 def cmd_hair_edit(args) -> int:
-    from semedit.directions.io import load_direction
 
     tool, size = _setup(args)
     direction = load_direction(args.direction)
-    strengths = [float(s) for s in args.strengths.split(",")]
+    strengths = parse_floats(args.strengths, "--strengths")
     scale = float(direction.meta.get("std", 1.0)) if args.in_std else 1.0
     frames = tool.manipulate_hair(_load_inputs([args.face], args.raw, size, args.device),
                                   _load_inputs([args.hair or args.face], args.raw, size, args.device),
@@ -121,17 +112,7 @@ def cmd_hair_edit(args) -> int:
 
 
 def cmd_eval_identity(args) -> int:
-    from semedit.config import load_config
-    from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
-
-    cfg = load_config(EvalIdentityConfig, args.config or CONFIGS_DIR / EVAL_DEFAULT_CONFIG, args.overrides)
-    report = run_eval_identity(cfg)
-    if report is not None:
-        print(report["table"])
-        s = report["seconds"]
-        print(f"seconds: generation {s['generation']:.2f}, transfer {s['transfer']:.2f}, embedding "
-              f"{s['embedding']:.2f}, retrieval {s['retrieval']:.2f}; {len(report['computed_shards'])} shards computed")
-        print(f"results: {Path(cfg.output_dir) / 'results.json'}")
+    run_job("eval-identity", args.config, args.overrides)
     return 0
 
 
@@ -140,9 +121,10 @@ def _common(p, face: bool = True) -> None:
                                                  "released FG 2021 model")
     if face:
         p.add_argument("--face", required=True, help="image whose face is kept")
-        p.add_argument("--raw", action="store_true", help="inputs are unaligned photos: detect the face, find 68 "
-                                                          "landmarks and FFHQ-align (needs the landmark weights)")
-    p.add_argument("--regions", default=None, help="face/hair regions: ellipse | hull | parsing (default: the model's)")
+        p.add_argument("--raw", action="store_true", help="inputs are unaligned photos: detect the largest face "
+                                                          "and FFHQ-align it on dlib's 68 landmarks (as `semedit align`)")
+    p.add_argument("--regions", default=None, help="face/hair regions: ellipse | dlib-hull | hull | parsing "
+                                                   "(default: the model's)")
     p.add_argument("--region-weights", default=None, help="weights of the region model (hull, parsing)")
     p.add_argument("--device", default="cpu")
 
@@ -171,20 +153,21 @@ def register(subparsers) -> None:
     p.add_argument("--components", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--out-dir", default="hair_directions")
+    add_out_argument(p, "hair_directions", "output folder of the direction files", old=("--out-dir",))
     p.set_defaults(func=cmd_pca)
 
     p = subparsers.add_parser("hair-edit", help="move the hair embedding along a direction (hair-pca or direction tools)")
     _common(p)
     p.add_argument("--hair", default=None, help="hair source (default: the face image's own hair)")
     p.add_argument("--direction", required=True, help="direction file over the hair embedding")
-    p.add_argument("--strengths", default="-2,-1,0,1,2", help="comma-separated steps along the direction")
+    add_strengths_argument(p, ["-2", "-1", "0", "1", "2"], "steps along the direction, e.g. --strengths -2 0 2")
+    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")  # the old comma form "-2,0,2" too
     p.add_argument("--in-std", action="store_true", help="strengths in standard deviations (PCA directions)")
     p.add_argument("--out", default="hair_edit.png")
     p.set_defaults(func=cmd_hair_edit)
 
     p = subparsers.add_parser("eval-identity", help="identity retrieval after hair transfer (the FG 2021 protocol)")
-    p.add_argument("--config", default=None, help=f"YAML config (default: configs/{EVAL_DEFAULT_CONFIG})")
+    p.add_argument("--config", default=None, help="YAML config (default: configs/hair/eval_identity_tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. hair_ckpt=runs/x/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_eval_identity)
 

@@ -24,16 +24,19 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import submitit
+import submitit  # a runtime dependency: `semedit launch` submits through it
 
-from semedit.config import load_config
-from semedit.train_commands import CONFIGS_DIR
-from semedit.training import REQUEUE_OWNER_ENV, SLURM_LAUNCH_ENV, save_preemption_checkpoint
+from semedit.cli.common import CLIError
+from semedit.cli.jobs import get_job, split_items
+from semedit.cli.sweeps import check_sweep, expand_sweep, load_sweep
+from semedit.config import load_config, packaged_config
+from semedit.training import REQUEUE_OWNER_ENV, SLURM_LAUNCH_ENV, FitResult, save_preemption_checkpoint
 
 __all__ = [
     "ClusterConfig",
@@ -47,8 +50,7 @@ __all__ = [
     "register",
 ]
 
-REPO_DIR = CONFIGS_DIR.parent
-CLUSTER_DIR = CONFIGS_DIR / "cluster"
+CLUSTER_DIR = packaged_config("cluster/slurm.yaml").parent  # the packaged cluster configs
 EXECUTORS = ("slurm", "local", "debug")
 # Set by the launcher; a user override would contradict the allocation SLURM grants.
 ALLOCATION_KEYS = ("trainer.devices", "trainer.num_nodes", "trainer.accelerator")
@@ -84,8 +86,6 @@ class ClusterConfig:
 
 def load_cluster_config(name_or_path: str, overrides: list[str] | None = None) -> ClusterConfig:
     """``configs/cluster/<name>.yaml`` (or a YAML path) plus ``key=value`` overrides."""
-    from semedit.cli import CLIError
-
     path = Path(name_or_path)
     if not path.suffix:
         path = CLUSTER_DIR / f"{name_or_path}.yaml"
@@ -124,7 +124,7 @@ def _pairs(items: list[str], what: str, flags: bool = False) -> dict[str, Any]:
     for item in items:
         key, sep, value = str(item).partition("=")
         if not key or (not sep and not flags):
-            raise _cli_error(f"cluster {what}: expected KEY=VALUE, got '{item}'")
+            raise CLIError(f"cluster {what}: expected KEY=VALUE, got '{item}'")
         out[key.strip()] = value if sep else True
     return out
 
@@ -206,17 +206,18 @@ class TrainTask(submitit.helpers.Checkpointable):
         return shlex.join(["semedit", "train", self.job, *config, *self.overrides])
 
     def __call__(self) -> dict:
-        from semedit.train_commands import job_module, load_job_config
-
         os.environ.update(self.env)
         os.environ[REQUEUE_OWNER_ENV] = "submitit"
-        cfg = load_job_config(self.job, self.config, self.overrides)
-        result = job_module(self.job).train(cfg)
-        return {
-            "run_dir": str(result.run_dir),
-            "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
-            "metrics": result.metrics,
-        }
+        job = get_job(self.job)
+        inputs, overrides = split_items(job, self.overrides)
+        result = job.entry(job.load_config(self.config, overrides), inputs)
+        if isinstance(result, FitResult):
+            return {
+                "run_dir": str(result.run_dir),
+                "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
+                "metrics": result.metrics,
+            }
+        return {"job": self.job, "result": repr(result)}
 
     def checkpoint(self, *args: Any, **kwargs: Any):
         # Called by submitit on global rank 0 when the job is about to be preempted or time out.
@@ -238,8 +239,6 @@ class AgentTask(submitit.helpers.Checkpointable):
         return [str(wandb) if wandb.is_file() else "wandb", "agent", *count, self.sweep_id]
 
     def __call__(self) -> int:
-        import subprocess
-
         env = {**os.environ, **self.env, SLURM_LAUNCH_ENV: "lightning"}
         # Trials run `semedit ...`: make the environment's scripts findable by the agent.
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -250,34 +249,18 @@ class AgentTask(submitit.helpers.Checkpointable):
 # CLI.
 
 
-def _cli_error(message: str):
-    from semedit.cli import CLIError
-
-    return CLIError(message)
-
-
-def _split_items(items: list[str]) -> list[str]:
-    bad = [item for item in items if "=" not in item]
-    if bad:
-        raise _cli_error(f"expected key=value overrides, got: {' '.join(bad)}")
-    return items
-
-
 def _train_tasks(args: argparse.Namespace, cluster: ClusterConfig) -> list[TrainTask]:
-    from semedit.train_commands import load_job_config
-
-    overrides = _split_items(list(args.overrides))
+    job = get_job(args.job)
+    inputs, overrides = split_items(job, list(args.overrides))
     clash = [o for o in overrides if o.lstrip("-").split("=", 1)[0] in ALLOCATION_KEYS]
     if clash:
-        raise _cli_error(f"{', '.join(clash)}: set by the cluster allocation; change nodes / gpus_per_node "
+        raise CLIError(f"{', '.join(clash)}: set by the cluster allocation; change nodes / gpus_per_node "
                          "with --set instead")
     trials: list[list[str]] = [[]]
     if args.sweep:
-        from semedit.sweeps import check_sweep, expand_sweep, load_sweep
-
         spec = load_sweep(args.sweep)
-        if spec.command[:2] != ["train", args.job]:
-            raise _cli_error(f"{args.sweep} sweeps `semedit {' '.join(spec.command[:2])}`, not `train {args.job}`")
+        if args.job not in spec.command[:2]:
+            raise CLIError(f"{args.sweep} sweeps `semedit {' '.join(spec.command[:2])}`, not `train {args.job}`")
         check_sweep(spec)
         trials = expand_sweep(spec, args.trials, seed=args.sweep_seed)
         group = f"logger.group={Path(args.sweep).stem}"
@@ -285,8 +268,8 @@ def _train_tasks(args: argparse.Namespace, cluster: ClusterConfig) -> list[Train
     tasks = []
     for trial in trials:
         task_overrides = [*overrides, *trial, *trainer_overrides(cluster)]
-        load_job_config(args.job, args.config, task_overrides)  # fail here, not on the cluster
-        tasks.append(TrainTask(args.job, args.config, task_overrides, _task_env(cluster)))
+        job.load_config(args.config, task_overrides)  # fail here, not on the cluster
+        tasks.append(TrainTask(args.job, args.config, [*inputs, *task_overrides], _task_env(cluster)))
     return tasks
 
 
@@ -298,7 +281,7 @@ def cmd_launch(args: argparse.Namespace) -> int:
         lines = [f"task {i}: {task.command_line()}" for i, task in enumerate(tasks)]
     else:
         if cluster.nodes != 1:
-            raise _cli_error("sweep agents run on one node each (nodes=1); use --agents for more agents")
+            raise CLIError("sweep agents run on one node each (nodes=1); use --agents for more agents")
         tasks = [AgentTask(args.sweep_id, args.count, _task_env(cluster)) for _ in range(args.agents)]
         tasks_per_node = 1  # one agent per job; its trials start one process per GPU themselves
         lines = [f"task {i}: {shlex.join(task.command())}" for i, task in enumerate(tasks)]
@@ -327,8 +310,6 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_check(args: argparse.Namespace) -> int:
-    from semedit.sweeps import check_sweep, load_sweep
-
     spec = load_sweep(args.sweep)
     checked = check_sweep(spec)
     print(f"{spec.path}: {spec.raw['method']} sweep of `semedit {' '.join(spec.command)}` "
@@ -339,8 +320,6 @@ def cmd_sweep_check(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep_expand(args: argparse.Namespace) -> int:
-    from semedit.sweeps import check_sweep, expand_sweep, load_sweep
-
     spec = load_sweep(args.sweep)
     check_sweep(spec)
     for trial in expand_sweep(spec, args.trials, seed=args.seed):
@@ -362,12 +341,12 @@ def register(subparsers) -> None:
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
     t = what.add_parser("train", help="a training run (or one run per trial of an offline sweep)")
-    t.add_argument("job", help="the job, as in `semedit train JOB`")
+    t.add_argument("job", help="a registered job, as in `semedit train JOB`")
     t.add_argument("--config", default=None, help="YAML config (default: the job's tiny config)")
     t.add_argument("--sweep", default=None, help="a sweep file: one array task per trial, without W&B's server")
     t.add_argument("--trials", type=int, default=None, help="trials of a random sweep (grid: all by default)")
     t.add_argument("--sweep-seed", type=int, default=0, help="seed of the random trials")
-    t.add_argument("overrides", nargs="*", help="key=value overrides of the job config")
+    t.add_argument("overrides", nargs="*", help="key=value overrides of the job config (and inputs of jobs that take photos)")
 
     a = what.add_parser("agent", help="W&B sweep agents, one per array task (needs network to W&B)")
     a.add_argument("sweep_id", help="ENTITY/PROJECT/SWEEP_ID as printed by `wandb sweep`")

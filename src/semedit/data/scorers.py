@@ -24,16 +24,24 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-SCORERS = ("centroid_x", "landmarks_yaw", "parsing_yaw", "torch", "onnx", "file", "projection")
+from semedit.directions.io import load_direction
+from semedit.errors import SemeditError
+from semedit.perception.landmarks import load_landmarker
+from semedit.perception.parsing import load_face_parser
+from semedit.weights import resolve_weights
+
+# name -> builder(cfg, device); filled by @register_scorer below.
+SCORERS: dict[str, Callable[[Any, Any], Scorer]] = {}
 
 
-class ScorerError(ValueError):
+class ScorerError(SemeditError, ValueError):
     """A scorer is misconfigured or its inputs are missing."""
 
 
@@ -244,7 +252,7 @@ class OnnxScorer(Scorer):
 
     def __init__(self, path: str | Path, output_index: int = 0, input_size: Optional[int] = None,
                  input_range: str = "-1,1"):
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional heavy dependency: only user ONNX classifiers need it
 
         self.path = Path(path)
         providers = ["CPUExecutionProvider"]
@@ -268,8 +276,6 @@ class LandmarksYawScorer(Scorer):
     name = "landmarks_yaw"
 
     def __init__(self, weights: Optional[str], device):
-        from semedit.perception.landmarks import load_landmarker
-
         self.landmarker = load_landmarker(weights, device=device) if weights else load_landmarker(device=device)
 
     @torch.no_grad()
@@ -285,8 +291,6 @@ class ParsingYawScorer(Scorer):
     name = "parsing_yaw"
 
     def __init__(self, weights: Optional[str], device):
-        from semedit.perception.parsing import load_face_parser
-
         self.parser = load_face_parser(weights, device=device) if weights else load_face_parser(device=device)
 
     @torch.no_grad()
@@ -309,11 +313,70 @@ def _import_factory(spec: str) -> Callable[[], torch.nn.Module]:
 
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
     return state.get("state_dict", state) if isinstance(state, dict) else state
+
+
+def register_scorer(name: str):
+    """Decorator: ``builder(cfg, device) -> Scorer`` becomes the scorer called ``name`` in configs."""
+
+    def add(builder: Callable[[ScorerConfig, Any], Scorer]):
+        if name in SCORERS:
+            raise ValueError(f"scorer '{name}' is registered twice")
+        SCORERS[name] = builder
+        return builder
+
+    return add
+
+
+@register_scorer("centroid_x")
+def _centroid_x(cfg: ScorerConfig, device) -> Scorer:
+    return CentroidXScorer()
+
+
+@register_scorer("landmarks_yaw")
+def _landmarks_yaw(cfg: ScorerConfig, device) -> Scorer:
+    return LandmarksYawScorer(cfg.weights, device)
+
+
+@register_scorer("parsing_yaw")
+def _parsing_yaw(cfg: ScorerConfig, device) -> Scorer:
+    return ParsingYawScorer(cfg.weights, device)
+
+
+@register_scorer("torch")
+def _torch_module(cfg: ScorerConfig, device) -> Scorer:
+    module = _import_factory(cfg.module)()
+    if cfg.weights:
+        module.load_state_dict(_load_state_dict(resolve_weights(cfg.weights)), strict=True)
+    return TorchModuleScorer(module, cfg.output_index, cfg.input_size, cfg.input_range)
+
+
+@register_scorer("onnx")
+def _onnx(cfg: ScorerConfig, device) -> Scorer:
+    if not cfg.weights:
+        raise ScorerError("scorer 'onnx' needs scorer.weights (an .onnx file)")
+    return OnnxScorer(resolve_weights(cfg.weights), cfg.output_index, cfg.input_size, cfg.input_range)
+
+
+@register_scorer("file")
+def _score_file(cfg: ScorerConfig, device) -> Scorer:
+    if not cfg.path:
+        raise ScorerError("scorer 'file' needs scorer.path (a .npy or .npz score file)")
+    return ScoreFileScorer(cfg.path)
+
+
+@register_scorer("projection")
+def _projection(cfg: ScorerConfig, device) -> Scorer:
+    vector = None
+    if cfg.path:
+        direction = load_direction(cfg.path)
+        if direction.space != cfg.space:
+            raise ScorerError(f"projection scorer: direction {cfg.path} is in '{direction.space}', "
+                              f"scorer.space is '{cfg.space}'")
+        vector = direction.vector
+    return ProjectionScorer(vector, cfg.space, cfg.vector_seed)
 
 
 def build_scorer(cfg: ScorerConfig, device="cpu") -> Optional[Scorer]:
@@ -321,37 +384,5 @@ def build_scorer(cfg: ScorerConfig, device="cpu") -> Optional[Scorer]:
     if cfg.name is None:
         return None
     if cfg.name not in SCORERS:
-        raise ScorerError(f"unknown scorer '{cfg.name}'; valid scorers: {', '.join(SCORERS)}")
-    if cfg.name == "centroid_x":
-        return CentroidXScorer()
-    if cfg.name == "projection":
-        vector = None
-        if cfg.path:
-            from semedit.directions.io import load_direction
-
-            direction = load_direction(cfg.path)
-            if direction.space != cfg.space:
-                raise ScorerError(f"projection scorer: direction {cfg.path} is in '{direction.space}', "
-                                  f"scorer.space is '{cfg.space}'")
-            vector = direction.vector
-        return ProjectionScorer(vector, cfg.space, cfg.vector_seed)
-    if cfg.name == "file":
-        if not cfg.path:
-            raise ScorerError("scorer 'file' needs scorer.path (a .npy or .npz score file)")
-        return ScoreFileScorer(cfg.path)
-    if cfg.name == "torch":
-        module = _import_factory(cfg.module)()
-        if cfg.weights:
-            from semedit.weights import resolve_weights
-
-            module.load_state_dict(_load_state_dict(resolve_weights(cfg.weights)), strict=True)
-        return TorchModuleScorer(module, cfg.output_index, cfg.input_size, cfg.input_range)
-    if cfg.name == "onnx":
-        if not cfg.weights:
-            raise ScorerError("scorer 'onnx' needs scorer.weights (an .onnx file)")
-        from semedit.weights import resolve_weights
-
-        return OnnxScorer(resolve_weights(cfg.weights), cfg.output_index, cfg.input_size, cfg.input_range)
-    if cfg.name == "landmarks_yaw":
-        return LandmarksYawScorer(cfg.weights, device)
-    return ParsingYawScorer(cfg.weights, device)
+        raise ScorerError(f"unknown scorer '{cfg.name}'; valid scorers: {', '.join(sorted(SCORERS))}")
+    return SCORERS[cfg.name](cfg, device)

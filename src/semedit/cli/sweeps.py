@@ -14,6 +14,7 @@ random parameters into override lists for clusters without network, where agents
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 import random
@@ -21,7 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semedit.config import ConfigError, load_config, valid_keys
+import yaml
+
+from semedit.cli.jobs import JOBS
+from semedit.config import ConfigError, load_config, packaged_config, resolve_config_path, valid_keys
+from semedit.errors import SemeditError
 
 __all__ = ["SweepError", "SweepSpec", "load_sweep", "check_sweep", "expand_sweep", "format_override"]
 
@@ -31,7 +36,7 @@ ARGS_MACROS = ("${args_no_hyphens}", "${args}")
 _CONTINUOUS = {"uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values", "normal", "log_normal"}
 
 
-class SweepError(ValueError):
+class SweepError(SemeditError, ValueError):
     """A sweep file is invalid; the message names the parameter or section and what is expected."""
 
 
@@ -57,8 +62,6 @@ class SweepSpec:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Parse a sweep file and find the semedit command (and so the config schema) its trials run."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"sweep file not found: {path}")
@@ -81,26 +84,16 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 
 def _command_schema(args: list[str], path: Path) -> tuple[type, Path | None]:
-    from semedit.train_commands import CONFIGS_DIR, job_module
-
+    """The config schema and starting YAML of the job a sweep's command runs, from the job registry."""
     config = args[args.index("--config") + 1] if "--config" in args[:-1] else None
-    if args[:1] == ["train"] and len(args) >= 2:
-        module = job_module(args[1])
-        default = CONFIGS_DIR / module.DEFAULT_CONFIG
-    elif args[:1] == ["invert"]:
-        from semedit.inversion import config as module
-
-        default = CONFIGS_DIR / module.DEFAULT_CONFIG
-    else:
-        raise SweepError(f"{path}: the command must be `semedit train JOB ...` or `semedit invert ...`, "
-                         f"got `semedit {' '.join(args)}`")
-    if config is not None:
-        config_path = Path(config)
-        if not config_path.is_absolute() and not config_path.is_file():
-            config_path = CONFIGS_DIR.parent / config  # relative to the repository, where agents start
-    else:
-        config_path = default
-    return module.Config, config_path
+    name = args[1] if args[:1] == ["train"] and len(args) >= 2 else (args[0] if args else "")
+    if name not in JOBS:
+        raise SweepError(f"{path}: the command must run a registered job (`semedit train JOB ...`, or "
+                         f"`semedit JOB ...` for {', '.join(j for j in sorted(JOBS) if j not in ('hair', 'direction'))});"
+                         f" got `semedit {' '.join(args)}`")
+    job = JOBS[name]
+    config_path = resolve_config_path(config) if config is not None else packaged_config(job.default_config)
+    return job.schema, config_path
 
 
 def _candidate_values(name: str, spec: Any) -> list:
@@ -157,8 +150,6 @@ def check_sweep(spec: SweepSpec) -> dict[str, list]:
     checked: dict[str, list] = {}
     for name, param in spec.parameters.items():
         if name not in keys:
-            import difflib
-
             hint = difflib.get_close_matches(name, sorted(keys), n=3, cutoff=0.5)
             raise SweepError(f"{spec.path}: parameter '{name}' is not a config key of "
                              f"`semedit {' '.join(spec.command[:2])}`"

@@ -6,22 +6,32 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
+from semedit.cli.common import CLIError, add_out_argument
+from semedit.config import GeneratorSpec
+from semedit.images import save_image
+from semedit.stylegan2 import (
+    describe,
+    generator_from_spec,
+    load_generator,
+    parse_seeds,
+    save_generator,
+    zs_from_seeds,
+)
+
 
 def _device(name: str):
-    import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        from semedit.cli import CLIError
-
         raise CLIError(f"--device {name} requested but CUDA is not available; use --device cpu")
     return torch.device(name)
 
 
 def _load(ckpt: str | None, device):
-    from semedit.config import GeneratorSpec
-    from semedit.stylegan2 import generator_from_spec, load_generator
 
     if ckpt is None:
         return generator_from_spec(GeneratorSpec(), device)
@@ -29,25 +39,17 @@ def _load(ckpt: str | None, device):
 
 
 def generate(args: argparse.Namespace) -> int:
-    import torch
-    from tqdm import tqdm
 
-    from semedit.images import save_image
-    from semedit.stylegan2 import parse_seeds, zs_from_seeds
 
     if args.noise_mode not in ("const", "random", "none"):
-        from semedit.cli import CLIError
-
         raise CLIError(f"--noise-mode must be const, random or none, got '{args.noise_mode}'")
     try:
         seeds = parse_seeds(args.seeds)
     except ValueError as err:
-        from semedit.cli import CLIError
-
         raise CLIError(str(err)) from None
     device = _device(args.device)
     G = _load(args.ckpt, device)
-    outdir = Path(args.outdir)
+    outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), tqdm(total=len(seeds), unit="img", desc="generate") as bar:
         for start in range(0, len(seeds), args.batch_size):
@@ -71,7 +73,6 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    from semedit.stylegan2 import load_generator, save_generator
 
     G = load_generator(args.input)
     out = Path(args.output)
@@ -83,7 +84,6 @@ def convert(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from semedit.stylegan2 import describe, load_generator
 
     G = load_generator(args.ckpt)
     details = describe(G)
@@ -102,7 +102,7 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", required=True, help="e.g. 0,1,7 or 0-99")
     p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1 = none)")
     p.add_argument("--noise-mode", default="const", help="const | random | none")
-    p.add_argument("--outdir", required=True)
+    add_out_argument(p, "outputs/generate", "output folder (seedNNNN.png)", old=("--outdir",))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.set_defaults(func=generate)

@@ -6,29 +6,23 @@ import json
 import re
 from pathlib import Path
 
+import torch
+
+from semedit.cli.common import CLIError, add_strengths_argument, parse_floats
+from semedit.config import GeneratorSpec
+from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
+from semedit.directions.io import Direction, load_direction, save_direction
+from semedit.directions.pca import pca_w
+from semedit.images import image_grid, save_image
+from semedit.stylegan2 import generator_from_spec, parse_seeds, zs_from_seeds
+
 
 def _generator(args):
-    from semedit.config import GeneratorSpec
-    from semedit.stylegan2 import generator_from_spec
 
     return generator_from_spec(GeneratorSpec(ckpt=args.ckpt), device=args.device)
 
 
-def _floats(text: str) -> list[float]:
-    from semedit.cli import CLIError
-
-    try:
-        values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise CLIError(f"--strengths must be comma-separated numbers like -3,0,3, got '{text}'") from None
-    if not values:
-        raise CLIError("--strengths is empty")
-    return values
-
-
 def _ints(text, what: str):
-    from semedit.cli import CLIError
-    from semedit.stylegan2 import parse_seeds
 
     try:
         return parse_seeds(text)
@@ -37,16 +31,10 @@ def _ints(text, what: str):
 
 
 def run_edit(args) -> int:
-    import torch
 
-    from semedit.cli import CLIError
-    from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
-    from semedit.directions.io import Direction, load_direction
-    from semedit.images import image_grid, save_image
-    from semedit.stylegan2 import zs_from_seeds
 
     seeds = _ints(args.seeds, "--seeds")
-    strengths = _floats(args.strengths)
+    strengths = parse_floats(args.strengths, "--strengths")
     layers = _ints(args.layers, "--layers") if args.layers else None
     direction = load_direction(args.direction)
     if args.condition:
@@ -87,8 +75,6 @@ def run_edit(args) -> int:
 
 
 def run_pca(args) -> int:
-    from semedit.directions.io import Direction, save_direction
-    from semedit.directions.pca import pca_w
 
     G = _generator(args)
     result = pca_w(G, args.samples, args.components, seed=args.seed, batch_size=args.batch_size, device=args.device)
@@ -112,7 +98,7 @@ def register(subparsers) -> None:
     p.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
     p.add_argument("--direction", required=True, help="direction file (.safetensors)")
     p.add_argument("--seeds", default="0-3", help="seeds, e.g. 0-3 or 1,5,9")
-    p.add_argument("--strengths", default="-3,0,3", help="comma-separated edit strengths, one image each")
+    add_strengths_argument(p, ["-3", "0", "3"], "edit strengths, one image each, e.g. --strengths -3 0 3")
     p.add_argument("--layers", default=None, help="W+ (or style) layers to edit, e.g. 0-5 (default: direction's)")
     p.add_argument("--space", choices=["w", "s"], default="w", help="edit in W/W+ or in StyleSpace S")
     p.add_argument("--condition", default=None, help="comma-separated directions to project out")
@@ -121,7 +107,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="edits", help="output folder (one PNG strip per seed)")
     p.set_defaults(func=run_edit)
-    # Let `--strengths -3,0,3` through: argparse takes "-3,0,3" for an option unless it looks like a number.
+    # Let the old `--strengths -3,0,3` through: argparse takes "-3,0,3" for an option unless it looks like a number.
     p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
 
     q = subparsers.add_parser("pca", help="GANSpace: principal components of W as direction files")

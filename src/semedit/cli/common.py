@@ -1,0 +1,84 @@
+"""What the command modules share: the CLI's own error, flag spellings, lists of numbers, output checks."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from semedit.errors import SemeditError
+
+__all__ = ["CLIError", "add_out_argument", "add_strengths_argument", "parse_floats", "check_output_dir",
+           "check_output_file"]
+
+
+class CLIError(SemeditError):
+    """A user error on the command line: printed without a traceback, exit code 2."""
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: still works, and says which spelling to use instead."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"semedit: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_out_argument(p: argparse.ArgumentParser, default: str | None, help: str,
+                     old: tuple[str, ...] = ()) -> None:
+    """``--out`` is the one spelling of an output path in every subcommand; ``old`` spellings still work."""
+    p.add_argument("--out", default=default, help=help)
+    for flag in old:
+        p.add_argument(flag, dest="out", action=_DeprecatedFlag, new="--out", help=argparse.SUPPRESS)
+
+
+def parse_floats(values: list[str] | str, flag: str) -> list[float]:
+    """Repeated numbers (``--strengths -3 0 3``); the old comma form ``-3,0,3`` still works, with a notice."""
+    items = [values] if isinstance(values, str) else list(values)
+    if any("," in item for item in items):
+        print(f"semedit: comma-separated {flag} is deprecated; give the numbers separated by spaces "
+              f"({flag} {' '.join(x for item in items for x in item.split(',') if x.strip())})", file=sys.stderr)
+        items = [x for item in items for x in item.split(",") if x.strip()]
+    try:
+        numbers = [float(x) for x in items]
+    except ValueError:
+        raise CLIError(f"{flag} takes numbers, e.g. {flag} -3 0 3; got {' '.join(items)}") from None
+    if not numbers:
+        raise CLIError(f"{flag} is empty")
+    return numbers
+
+
+def add_strengths_argument(p: argparse.ArgumentParser, default: list[float] | None, help: str) -> None:
+    p.add_argument("--strengths", nargs="+", default=default, metavar="K", help=help)
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` (a folder) now and make sure it is writable, before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CLIError(f"--out {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"cannot create output folder {path}: {err.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise CLIError(f"output folder {path} is not writable; choose another --out")
+    return path
+
+
+def check_output_file(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")) -> Path:
+    """Check an output image path before any work: not a folder, a known image suffix, a writable parent."""
+    path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"--out {path} is a folder; give a file name such as {path / 'result.png'}")
+    if path.suffix.lower() not in suffixes:
+        raise CLIError(f"--out {path}: the file name must end in one of {', '.join(suffixes)}")
+    check_output_dir(path.parent if str(path.parent) else ".")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CLIError(f"--out {path} exists and is not writable")
+    return path

@@ -1,0 +1,107 @@
+"""Hair-transfer tab: plain functions (no Gradio) so they can be tested and reused.
+
+``prepare_pair`` aligns the two photos and embeds them once; ``render_hair`` then renders any mix of
+the face's own hair and the transferred hair (the interpolation slider), moved along hair directions
+(the direction sliders), with optional alpha blending, from the cached embeddings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from semedit.demo.framing import frame_face
+from semedit.demo.limits import UploadLimits, read_photo
+from semedit.demo.models import DemoModels
+from semedit.hair.inference import direction_in_embedding
+from semedit.images import from_uint8, to_uint8
+
+__all__ = ["HairPair", "prepare_pair", "render_hair", "region_overlay", "DISPLAY_SIZE"]
+
+FACE_COLOUR = (60, 180, 75)  # green, as the first chunk colours of inversion.io
+HAIR_COLOUR = (230, 25, 75)  # red
+DISPLAY_SIZE = 256  # semedit's choice: crops are aligned at least this large so they are legible in the page
+
+
+@dataclass
+class HairPair:
+    """Two aligned photos and their embeddings (kept per browser session)."""
+
+    face: torch.Tensor  # [1, 3, R, R] in [-1, 1], R = the hair model's generator resolution
+    hair: torch.Tensor
+    face_crop: np.ndarray  # uint8 [S, S, 3] as shown
+    hair_crop: np.ndarray
+    face_code: torch.Tensor  # [1, num_ws, w_dim]
+    own_hair_code: torch.Tensor  # the face image's own hair
+    new_hair_code: torch.Tensor  # the hair image's hair
+    notes: list[str]
+
+
+def _aligned_tensor(crop: np.ndarray, resolution: int) -> torch.Tensor:
+    x = from_uint8(crop)
+    if x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="area" if x.shape[-1] > resolution else "bilinear")
+    return x
+
+
+def prepare_pair(models: DemoModels, face_path, hair_path, limits: UploadLimits,
+                 aligned: bool = False) -> tuple[HairPair, np.ndarray, np.ndarray]:
+    """Read, align and embed a face photo and a hair photo.
+
+    Returns (pair, face-image overlay of its face region, hair-image overlay of its hair region).
+    """
+    tool = models.hair
+    res = tool.model.generator.img_resolution
+    size = max(res, DISPLAY_SIZE)
+    notes, crops = [], []
+    for path, what in ((face_path, "face photo"), (hair_path, "hair photo")):
+        framed = frame_face(read_photo(path, limits, what), size, source=_name(path), aligned=aligned)
+        notes.append(f"{what}: {framed.method}")
+        crops.append(framed.image)
+    face, hair = (_aligned_tensor(c, res).to(tool.device) for c in crops)
+    pair = HairPair(face, hair, crops[0], crops[1], tool.embed_face(face), tool.embed_hair(face),
+                    tool.embed_hair(hair), notes)
+    # Shown on the crops as shown: the face region of the face photo, the hair region of the hair photo.
+    face_view = region_overlay(crops[0], tool.masks(face)["face"], FACE_COLOUR)
+    hair_view = region_overlay(crops[1], tool.masks(hair)["hair"], HAIR_COLOUR)
+    return pair, face_view, hair_view
+
+
+def region_overlay(crop: np.ndarray, mask: torch.Tensor, colour: Sequence[int], opacity: float = 0.5) -> np.ndarray:
+    """uint8 crop [S, S, 3] with a soft region mask [1, 1, h, w] tinted in ``colour`` (RGB 0-255)."""
+    size = crop.shape[:2]
+    m = F.interpolate(mask.detach().float().cpu(), size=size, mode="bilinear", align_corners=False)[0, 0]
+    m = (opacity * m.clamp(0, 1)).numpy()[..., None]
+    return np.clip(crop * (1 - m) + np.asarray(colour, dtype=np.float32) * m, 0, 255).round().astype(np.uint8)
+
+
+def render_hair(models: DemoModels, pair: HairPair, mix: float = 1.0, strengths: Sequence[float] = (),
+                alpha_blend: bool = False) -> np.ndarray:
+    """The face of ``pair`` with hair ``lerp(own, transferred, mix)`` moved along the hair directions.
+
+    ``strengths[i]`` is in the unit of direction i (one std for PCA directions). Returns uint8 [R, R, 3]
+    (the face crop's size with alpha blending).
+    """
+    tool = models.hair
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"the interpolation must be in [0, 1], got {mix}")
+    if len(strengths) > len(models.hair_directions):
+        raise ValueError(f"{len(strengths)} strengths for {len(models.hair_directions)} hair directions")
+    code = torch.lerp(pair.own_hair_code, pair.new_hair_code, float(mix))
+    num_ws, w_dim = code.shape[1:]
+    for named, s in zip(models.hair_directions, strengths):
+        if s:
+            code = code + float(s) * named.scale * direction_in_embedding(named.direction, num_ws, w_dim).to(code)
+    out = tool.render(pair.face_code, code)
+    if alpha_blend:
+        out = tool.paste_face(out, from_uint8(pair.face_crop).to(tool.device))
+    return to_uint8(out)[0]
+
+
+def _name(path) -> str:
+    return Path(str(path)).name if path else "photo"

@@ -1,0 +1,164 @@
+"""The models behind the demo: generator, hair-transfer model, directions and the inversion settings.
+
+Everything is loaded through the package's own loaders (``load_generator``, ``load_hair_model``,
+``load_direction``, the packaged configs), so a flag such as ``--generator ffhq.pkl`` or a registry name
+resolves and fails exactly as on the command line. With no flags the demo runs offline on the embedded
+default: the tiny random 32 px generator of the tiny configs and a hair model built from
+``hair/tiny.yaml`` with random (untrained) weights, which the page says.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from semedit.config import GeneratorSpec, load_config, packaged_config
+from semedit.directions.io import Direction, DirectionFileError, load_direction
+from semedit.directions.pca import pca_w
+from semedit.hair.encoders import build_hair_net
+from semedit.hair.inference import HairModel, HairTransfer, hair_pca_directions, load_hair_model
+from semedit.hair.train import DEFAULT_CONFIG
+from semedit.hair.train import Config as HairConfig
+from semedit.inversion.config import Config as InvertConfig
+from semedit.inversion.config import validate
+from semedit.inversion.edit import EditError, direction_delta_styles
+from semedit.inversion.module import load_lpips_for
+from semedit.stylegan2 import generator_from_spec, load_generator, zs_from_seeds
+
+log = logging.getLogger(__name__)
+
+__all__ = ["NamedDirection", "DemoModels", "load_models", "EMBEDDED_HAIR_LABEL"]
+
+EMBEDDED_HAIR_LABEL = ("embedded default: hair model built from hair/tiny.yaml with random, untrained weights on "
+                       "the tiny random 32 px generator (it exercises the pipeline; pass --hair-ckpt for real "
+                       "results)")
+
+
+@dataclass
+class NamedDirection:
+    """A direction with a slider: strength 1 moves ``scale`` along the unit vector (PCA: one std)."""
+
+    name: str
+    direction: Direction
+    scale: float = 1.0
+
+    @property
+    def label(self) -> str:
+        unit = "std" if "std" in self.direction.meta else "units"
+        return f"{self.name} ({self.direction.space}, {unit})"
+
+
+@dataclass
+class DemoModels:
+    generator: torch.nn.Module  # for the ChunkyGAN and Generate tabs
+    generator_label: str
+    hair: HairTransfer  # its model carries its own generator
+    hair_label: str
+    hair_directions: list[NamedDirection]
+    latent_directions: list[NamedDirection]
+    invert_config: InvertConfig
+    device: torch.device = torch.device("cpu")
+    _lpips: Optional[torch.nn.Module] = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def lpips(self) -> torch.nn.Module:
+        """The inversion's LPIPS, loaded on first use (a missing backbone file is an error in the page)."""
+        with self._lock:
+            if self._lpips is None:
+
+                self._lpips = load_lpips_for(self.invert_config).to(self.device)
+            return self._lpips
+
+
+def _embedded_hair_model(G, device) -> HairModel:
+
+    cfg = load_config(HairConfig, packaged_config(DEFAULT_CONFIG))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.run.seed)  # the same initial weights `semedit train hair` starts from
+        net = build_hair_net(cfg.encoder, G.num_ws, G.w_dim)
+    model = HairModel(net, G, cfg.encoder.input_size, cfg.data.pairs.regions, cfg.generator.noise_mode, "semedit")
+    model.net.eval().requires_grad_(False).to(device)
+    return model
+
+
+def _load_direction_dir(folder: str | Path) -> list[NamedDirection]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DirectionFileError(f"--directions {folder}: not a folder; pass a folder of direction files "
+                                 "(*.safetensors written by `semedit train direction`, `semedit pca` or `hair-pca`)")
+    found = [NamedDirection(p.stem, d, float(d.meta.get("std", 1.0)))
+             for p in sorted(folder.glob("*.safetensors")) for d in [load_direction(p)]]
+    if not found:
+        raise DirectionFileError(f"--directions {folder}: no *.safetensors direction files in it")
+    return found
+
+
+@torch.no_grad()
+def _hair_pca(tool: HairTransfer, samples: int, components: int, batch_size: int = 16) -> list[NamedDirection]:
+    """PCA of the hair embeddings of generated faces (what `semedit hair-pca` computes), on the fly."""
+    G = tool.model.generator
+    codes = []
+    for start in range(0, samples, batch_size):
+        z = zs_from_seeds(list(range(start, min(start + batch_size, samples))), G.z_dim).to(tool.device)
+        images = G.synthesis(G.mapping(z), noise_mode=tool.model.noise_mode).float().clamp(-1, 1)
+        codes.append(tool.embed_hair(images).cpu())
+    directions, _ = hair_pca_directions(torch.cat(codes), min(components, samples - 1))
+    return [NamedDirection(f"hair PC{i}", d, d.meta["std"]) for i, d in enumerate(directions)]
+
+
+def _latent_pca(G, samples: int, components: int, device) -> list[NamedDirection]:
+    """GANSpace components of W (what `semedit pca` computes), on the fly."""
+    result = pca_w(G, samples, components, device=device)
+    return [NamedDirection(f"W PC{i}", Direction.from_vector(v, "w", None, {"method": "pca", "std": float(s)}),
+                           float(s)) for i, (v, s) in enumerate(zip(result.components, result.std, strict=True))]
+
+
+def load_models(hair_ckpt: str | None = None, generator: str | None = None, directions: str | None = None,
+                device: str = "cpu", hair_pca_samples: int = 64, latent_pca_samples: int = 2000,
+                pca_components: int = 3) -> DemoModels:
+    """Load what the three tabs need; raises the package's usual errors for bad paths or names.
+
+    ``directions``: a folder of direction files. Those over the hair embedding (meta ``embedding:
+    hair``, from `hair-pca`) get sliders in the hair tab, the others in the ChunkyGAN and Generate tabs.
+    Where a tab gets none, PCA directions are computed on the fly (``*_pca_samples``; 0 disables).
+    """
+    dev = torch.device(device)
+    spec = GeneratorSpec(ckpt=generator)
+    G = load_generator(generator, device=dev) if generator else generator_from_spec(spec, device=dev)
+    generator_label = f"{generator}" if generator else "embedded default: tiny random 32 px StyleGAN2 (tiny configs)"
+    if hair_ckpt:
+        model = load_hair_model(hair_ckpt, device=dev, generator=G if generator else None)
+        hair_label = f"{hair_ckpt} ({model.source})"
+    else:
+        model = _embedded_hair_model(G, dev)
+        hair_label = EMBEDDED_HAIR_LABEL
+    tool = HairTransfer(model, device=dev)
+
+    loaded = _load_direction_dir(directions) if directions else []
+    hair_dirs = [d for d in loaded if d.direction.meta.get("embedding") == "hair"]
+    latent_dirs = [d for d in loaded if d.direction.meta.get("embedding") != "hair"]
+    for d in latent_dirs:  # fail at start-up, naming the file, rather than on the first slider move
+        if d.direction.space == "z":
+            continue
+        try:
+            direction_delta_styles(G, d.direction)
+        except EditError as err:
+            raise DirectionFileError(f"direction '{d.name}' does not fit the generator: {err}") from err
+    if not hair_dirs and hair_pca_samples > 1:
+        hair_dirs = _hair_pca(tool, hair_pca_samples, pca_components)
+    if not latent_dirs and latent_pca_samples > 1:
+        latent_dirs = _latent_pca(G, latent_pca_samples, pca_components, dev)
+
+    # The inversion settings of `semedit invert`: the tiny config for the embedded generator, the paper
+    # config for a real one; the page lets the user change n, the space and the steps.
+    name = "chunkygan/ffhq1024.yaml" if generator else "chunkygan/tiny.yaml"
+    overrides = [f"generator.ckpt={generator}"] if generator else []
+    invert_cfg = validate(load_config(InvertConfig, packaged_config(name), overrides))
+    log.info("demo models: generator %s, hair %s, %d hair and %d latent directions", generator_label, hair_label,
+             len(hair_dirs), len(latent_dirs))
+    return DemoModels(G, generator_label, tool, hair_label, hair_dirs, latent_dirs, invert_cfg, dev)

@@ -1,0 +1,133 @@
+"""Pivotal Tuning Inversion (Roich et al., danielroich/PTI): the "Generator parameters modification" row.
+
+Per image (PTI training/coaches/single_id_coach.py):
+1. pivot: a W code from the NVlabs-style projector (training/projectors/w_projector.py, first_inv_type 'w',
+   configs/hyperparameters.py line 3) with noise-map optimisation and ramped w noise; the projector's own
+   noise maps are discarded afterwards, as PTI's projector works on a deep copy of G (w_projector.py
+   line 47) and tuning renders with G's constant noise (base_coach.py line 130);
+2. a fresh copy of the generator (``restart_training``, single_id_coach.py line 25) is fine-tuned with
+   Adam(lr 3e-4) (base_coach.py line 104, hyperparameters.py line 25) for up to 350 steps (line 20) on
+   pt_l2_lambda * MSE + pt_lpips_lambda * LPIPS-Alex (base_coach.py lines 108-121, hyperparameters.py
+   lines 2, 15-16), stopping early once LPIPS <= 0.06 (single_id_coach.py line 56, hyperparameters.py
+   line 19);
+3. optionally the locality regulariser (criteria/localitly_regulizer.py): sample w = mapping(z) with
+   truncation 0.5 (lines 30-32), move it to pivot + alpha * (w - pivot) / ||w - pivot|| with alpha = 30
+   (lines 15-22, hyperparameters.py line 12), and penalise 0.1 * MSE + 0.1 * LPIPS between the original
+   and the tuned generator there (lines 35-55, hyperparameters.py lines 10-11), at every step (line 8).
+   PTI ships it switched off (``use_locality_regularization = False``, hyperparameters.py line 9); semedit
+   keeps that default and the switch.
+
+Edits move the pivot along a direction and render with the image's tuned generator.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from semedit.inversion.optimize import lpips_input
+from semedit.inversion.projector import project_nvlabs
+
+__all__ = ["PTIConfig", "PivotConfig", "pivotal_tuning", "locality_regulariser", "tune_generator"]
+
+
+@dataclass
+class PivotConfig:
+    """The projector settings of PTI's pivot (w_projector.py), in the fields ``project_nvlabs`` reads."""
+
+    space: str = "w"  # first_inv_type = 'w' (hyperparameters.py line 3)
+    steps: int = 450  # first_inv_steps (hyperparameters.py line 21)
+    lr: float = 0.01  # initial_learning_rate of the ramp (w_projector.py lines 28, 92)
+    lr_rampup: float = 0.05  # w_projector.py line 31
+    lr_rampdown: float = 0.25  # w_projector.py line 30
+    beta1: float = 0.9  # w_projector.py line 76
+    beta2: float = 0.999
+    lambda_reg: float = 0.0
+    reg_form: str = "sum"
+    lpips_resolution: int = 256  # the VGG features are taken at 256 px (w_projector.py lines 70-71, 103-104)
+
+
+@dataclass
+class PTIConfig:
+    pivot_steps: int = 450
+    steps: int = 350  # max_pti_steps
+    lr: float = 3e-4  # pti_learning_rate
+    l2_lambda: float = 1.0  # pt_l2_lambda
+    lpips_lambda: float = 1.0  # pt_lpips_lambda
+    lpips_threshold: float = 0.06  # LPIPS_value_threshold
+    locality_regularization: bool = False  # use_locality_regularization (off in PTI's release)
+    locality_samples: int = 1  # latent_ball_num_of_samples
+    locality_alpha: float = 30.0  # regulizer_alpha
+    locality_l2_lambda: float = 0.1  # regulizer_l2_lambda
+    locality_lpips_lambda: float = 0.1  # regulizer_lpips_lambda
+    # PTI applies LPIPS to the full-resolution images (base_coach.py line 117); None keeps that.
+    lpips_resolution: int | None = None
+
+
+def _lp(fn, x, y, resolution):
+    res = resolution or max(x.shape[-1], 32)
+    return fn(lpips_input(x, res), lpips_input(y, res))
+
+
+def locality_regulariser(G_orig, G_new, w_pivot: torch.Tensor, lpips_fn, cfg: PTIConfig,
+                         rng: np.random.RandomState) -> torch.Tensor:
+    """PTI's ``Space_Regulizer.ball_holder_loss_lazy`` (criteria/localitly_regulizer.py lines 27-55)."""
+    z = torch.from_numpy(rng.randn(cfg.locality_samples, G_orig.z_dim)).float().to(w_pivot.device)
+    with torch.no_grad():
+        w_samples = G_orig.mapping(z, truncation_psi=0.5)
+    loss = 0.0
+    for w in w_samples:
+        direction = w.unsqueeze(0) - w_pivot
+        w_code = w_pivot + cfg.locality_alpha * direction / direction.norm(p=2)
+        new_img = G_new.synthesis(w_code, noise_mode="none")
+        with torch.no_grad():
+            old_img = G_orig.synthesis(w_code, noise_mode="none")
+        if cfg.locality_l2_lambda > 0:
+            loss = loss + cfg.locality_l2_lambda * torch.nn.functional.mse_loss(old_img, new_img)
+        if cfg.locality_lpips_lambda > 0:
+            loss = loss + cfg.locality_lpips_lambda * _lp(lpips_fn, old_img, new_img, cfg.lpips_resolution).mean()
+    return loss / len(w_samples)
+
+
+def tune_generator(G, w_pivot: torch.Tensor, target: torch.Tensor, lpips_fn, cfg: PTIConfig, seed: int = 0):
+    """Fine-tune a copy of G so that G(w_pivot) reproduces ``target`` [1, 3, R, R]. Returns (G_tuned, steps)."""
+    G_orig = G
+    # Only parameters are tuned, as Adam(G.parameters()); noise_const and w_avg are buffers.
+    G_new = copy.deepcopy(G).eval().requires_grad_(True)
+    optimiser = torch.optim.Adam(G_new.parameters(), lr=cfg.lr)
+    rng = np.random.RandomState(seed)
+    steps_done = 0
+    for _ in range(cfg.steps):
+        img = G_new.synthesis(w_pivot, noise_mode="const")
+        l2 = torch.nn.functional.mse_loss(img, target)
+        lp = _lp(lpips_fn, img, target, cfg.lpips_resolution).mean()
+        loss = cfg.l2_lambda * l2 + cfg.lpips_lambda * lp
+        if float(lp.detach()) <= cfg.lpips_threshold:  # single_id_coach.py line 56: stop before stepping
+            break
+        if cfg.locality_regularization:
+            loss = loss + locality_regulariser(G_orig, G_new, w_pivot, lpips_fn, cfg, rng)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        steps_done += 1
+    return G_new.requires_grad_(False).eval(), steps_done
+
+
+def pivotal_tuning(G, targets: torch.Tensor, projector_lpips, tuning_lpips, cfg: PTIConfig,
+                   pivot_cfg: PivotConfig | None = None, seed: int = 0):
+    """Yield (index, w_pivot [1, num_ws, w_dim], tuned generator, reconstruction [1, 3, R, R], steps) per image.
+
+    ``projector_lpips`` drives the pivot projection; ``tuning_lpips`` is PTI's LPIPS-Alex.
+    """
+    pivot_cfg = pivot_cfg or PivotConfig(steps=cfg.pivot_steps)
+    for i in range(targets.shape[0]):
+        target = targets[i:i + 1]
+        codes, _, _ = project_nvlabs(G, projector_lpips, target, pivot_cfg, seed=seed + i)
+        w_pivot = codes[0].unsqueeze(1).expand(-1, G.num_ws, -1).contiguous()  # W repeated: [1, num_ws, w_dim]
+        G_tuned, steps = tune_generator(G, w_pivot, target, tuning_lpips, cfg, seed=seed + i)
+        with torch.no_grad():
+            recon = G_tuned.synthesis(w_pivot, noise_mode="const")
+        yield i, w_pivot, G_tuned, recon, steps

@@ -1,0 +1,41 @@
+"""Helpers of the ChunkyGAN tests (``from tests.inversion.helpers import ...``)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from semedit.inversion.config import Config, InversionConfig
+
+
+class PyramidDistance(torch.nn.Module):
+    """A deterministic stand-in for LPIPS in the maths tests: mean squared error over a 3-level pyramid.
+
+    The functions under test accept any ``fn(x, y) -> [N]``; this one is cheap and exactly reproducible.
+    """
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for _ in range(3):
+            total = total + (x - y).pow(2).flatten(1).mean(dim=1)
+            x, y = F.avg_pool2d(x, 2), F.avg_pool2d(y, 2)
+        return total
+
+
+def small_invert_cfg(**overrides) -> InversionConfig:
+    base = dict(space="wplus", n=2, steps=20, batch_size=2, lr=0.05, lr_masks=0.05, lambda_reg=0.0,
+                mask_resolution=4, lpips_resolution=256, snapshots=3)
+    base.update(overrides)
+    return InversionConfig(**base)
+
+
+def tiny_config(tmp_path, **invert_overrides) -> Config:
+    cfg = Config()
+    cfg.generator.tiny.resolution = 16
+    cfg.logger.wandb = False
+    cfg.trainer.enable_progress_bar = False
+    cfg.run.output_dir = str(tmp_path)
+    cfg.invert = small_invert_cfg(**invert_overrides)
+    cfg.invert.lpips_net = "alex"
+    cfg.invert.lpips_pretrained = False
+    return cfg
