@@ -19,7 +19,7 @@ PROJECT ?=
 ENTITY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast test-gpu lint generate bench train-hair train-direction eval-identity invert \
+.PHONY: align help install test test-fast test-gpu lint generate bench bench-record train-hair train-direction eval-identity demo invert \
         eval-inversion sweep agent clean
 
 help: ## list the targets
@@ -48,12 +48,21 @@ lint: $(STAMP) ## ruff
 generate: $(STAMP) ## images from seeds: make generate CKPT=ffhq.pkl ARGS="--seeds 0-7 --trunc 0.7"
 	$(SEMEDIT) generate $(if $(CKPT),--ckpt $(CKPT),) $(if $(ARGS),$(ARGS),--seeds 0-7 --trunc 0.7) --out outputs/generate
 
-bench: $(STAMP) ## run the benchmarks; JSON goes to benchmarks/results/
-	$(PY) benchmarks/generator.py
-	$(PY) benchmarks/perception.py
-	$(PY) benchmarks/datamodule.py
-	$(PY) benchmarks/hair.py
-	$(PY) benchmarks/chunkygan.py
+# `make bench` writes benchmarks/results/latest/ (git-ignored); `make bench-record` updates the tracked JSON.
+BENCH_OUT ?= benchmarks/results/latest
+NVLABS ?= $(NVLABS_STYLEGAN2_ADA)
+
+bench: $(STAMP) ## run the benchmarks with progress bars; JSON goes to benchmarks/results/latest/ (untracked)
+	@mkdir -p $(BENCH_OUT)
+	$(PY) benchmarks/speed.py --out $(BENCH_OUT)/speed.json $(if $(NVLABS),--nvlabs $(NVLABS),)
+	$(PY) benchmarks/perception.py --out $(BENCH_OUT)/perception.json
+	$(PY) benchmarks/datamodule.py --out $(BENCH_OUT)/datamodule.json
+	$(PY) benchmarks/hair.py --out $(BENCH_OUT)/hair.json
+	$(PY) benchmarks/chunkygan.py --out $(BENCH_OUT)/chunkygan.json
+	$(PY) benchmarks/faces.py --out $(BENCH_OUT)/faces.json
+
+bench-record: ## run the benchmarks and update the tracked JSON in benchmarks/results/
+	$(MAKE) bench BENCH_OUT=benchmarks/results
 
 train-hair: $(STAMP) ## train hair transfer (tiny CPU default; ARGS="key=value ..." or ARGS="--config configs/hair/ffhq1024.yaml")
 	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train hair $(ARGS)
@@ -61,9 +70,16 @@ train-hair: $(STAMP) ## train hair transfer (tiny CPU default; ARGS="key=value .
 train-direction: $(STAMP) ## train a latent direction classifier (tiny default: centroid_x scorer)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train direction $(ARGS)
 
-eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_CKPT=...; default: the newest train-hair run)
+eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_CKPT=...; default: the newest train-hair run); results in <hair run>/eval-identity-<protocol hash>/
 	@test -n "$(HAIR_CKPT)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_CKPT=path/to/last.ckpt"; exit 2)
 	$(SEMEDIT) eval-identity hair_ckpt=$(HAIR_CKPT) $(ARGS)
+
+demo: $(STAMP) ## local web app on http://127.0.0.1:7860 (embedded default; ARGS="--hair-ckpt P --generator G --directions DIR")
+	$(SEMEDIT) demo $(ARGS)
+
+align: $(STAMP) ## FFHQ-align raw photos with dlib, offline: make align INPUT="photos/ a.jpg" [OUT=aligned] [ARGS="--size 256"]
+	@test -n "$(INPUT)" || (echo "set INPUT to photos or folders, e.g. make align INPUT=photos/ (or INPUT=skimage:astronaut)"; exit 2)
+	$(SEMEDIT) align $(INPUT) --out $(or $(OUT),aligned) $(ARGS)
 
 invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default; INPUT=photos or folder)
 	$(SEMEDIT) invert $(or $(INPUT),skimage:astronaut) $(ARGS)
@@ -73,6 +89,10 @@ eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (t
 
 sweep: $(STAMP) ## check and register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml [PROJECT=..] [ENTITY=..]
 	$(SEMEDIT) sweep check $(SWEEP)
+	@if [ "$${WANDB_MODE:-}" = offline ] || [ "$${WANDB_MODE:-}" = disabled ] || { [ -z "$${WANDB_API_KEY:-}" ] && ! grep -qs "api.wandb.ai" "$${HOME}/.netrc"; }; then \
+	  echo "make sweep registers the sweep on the W&B server, which needs a W&B account (wandb login)."; \
+	  echo "Offline, expand the sweep into plain runs instead: WANDB_MODE=offline $(SEMEDIT) sweep expand $(SWEEP)"; \
+	  echo "(or as a SLURM array: $(SEMEDIT) launch --cluster slurm train JOB --sweep $(SWEEP))"; exit 2; fi
 	$(VENV)/bin/wandb sweep $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) $(SWEEP)
 
 agent: $(STAMP) ## run a W&B sweep agent locally: make agent SWEEP_ID=entity/project/id COUNT=4

@@ -15,17 +15,18 @@ evaluation cancel out. Writes benchmarks/results/chunkygan.json.
 
 ``--rows`` instead times one image through every row of the ChunkyGAN tables (Optimization W / W+ / S with the
 NVlabs recipe, Ours in W / W+ / W+ reg. / S, pSp, e4e, PTI) with the step counts of a config:
-
     python benchmarks/chunkygan.py --rows                          # tiny default (chunkygan/tiny.yaml), CPU
-    python benchmarks/chunkygan.py --rows --full-1024 --timed-steps 1 2   # random config-f 1024 px G, CPU
+    python benchmarks/chunkygan.py --rows --full-1024     # random config-f 1024 px G, ffhq1024.yaml steps, CPU
 
 Each optimising row is run with two small step counts; seconds per image = fixed cost + per-step cost x
-the config's steps (extrapolated for the 1024 px run). Writes benchmarks/results/chunkygan_rows[_1024].json.
+the config's steps. At 1024 px (minutes per step on a CPU) one step of each kind is measured and every row
+is extrapolated from it. Writes benchmarks/results/chunkygan_rows[_1024].json.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import time
@@ -33,10 +34,17 @@ from pathlib import Path
 
 import torch
 
+from semedit.config import GeneratorSpec, load_config, packaged_config
 from semedit.inversion.composite import composite, masks_from_logits
-from semedit.inversion.config import InversionConfig
+from semedit.inversion.config import Config, InversionConfig
+from semedit.inversion.encoders import EncoderInverter, build_encoder, encode_images, load_encoder
 from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
 from semedit.inversion.optimize import invert_batch, lpips_input
+from semedit.inversion.projector import project_nvlabs
+from semedit.inversion.pti import PivotConfig, tune_generator
+from semedit.perception.lpips import load_lpips
+from semedit.stylegan2 import generator_from_spec
+from semedit.stylegan2.networks import Generator, GeneratorConfig
 
 
 def _sync(device: torch.device) -> None:
@@ -101,11 +109,6 @@ def _extrapolate(run, short: int, long: int, steps: int) -> dict:
 
 def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> list[dict]:
     """Seconds per image of every table row for one image (batch 1), at the step counts of ``cfg``."""
-    import copy
-
-    from semedit.inversion.encoders import build_encoder, encode_images, load_encoder
-    from semedit.inversion.projector import project_nvlabs
-    from semedit.inversion.pti import PivotConfig, tune_generator
 
     res = G.img_resolution
     target = (torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
@@ -129,14 +132,13 @@ def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> 
         rows.append({"row": key, "recipe": f"chunkygan n={inv.n} (batch 1)", **_extrapolate(run, short, long, inv.steps)})
     for kind in ("psp", "e4e"):
         if res >= 256:  # the released architecture: IR-SE50, 256 px input, 512-wide style blocks
-            from semedit.inversion.encoders import EncoderInverter
 
             enc = build_encoder(kind, G.num_ws, G.w_dim, depth=50, seed=0).to(device)
             inverter = EncoderInverter(enc, None, "random IR-SE50").to(device)
         else:
             inverter = load_encoder(kind, "random", G).to(device)
 
-        def run_enc():
+        def run_enc(inverter=inverter):
             codes = encode_images(inverter, target)
             with torch.no_grad():
                 G.synthesis(codes.to(device), noise_mode="const")
@@ -160,24 +162,58 @@ def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> 
     return rows
 
 
-def main_rows(args) -> None:
-    from semedit.config import load_config, packaged_config
-    from semedit.inversion.config import Config
-    from semedit.perception.lpips import load_lpips
-    from semedit.stylegan2 import generator_from_spec
-    from semedit.stylegan2.networks import Generator, GeneratorConfig
+def time_rows_1024(G, lpips_fn, cfg, device) -> list[dict]:
+    """1024 px on a CPU: one step of each kind is measured and the rows are extrapolated from it.
 
+    A config-f forward + backward takes minutes on a CPU, so timing every row at its step count is out of
+    reach; each row's cost is (generator passes per step) x (steps) x (measured step), plus the encoders'
+    measured forward passes.
+    """
+    from semedit.inversion.encoders import EncoderInverter, build_encoder, encode_images
+    from semedit.inversion.optimize import lpips_input
+
+    res = G.img_resolution
+    target = (torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    w = G.mean_ws(1).to(device).requires_grad_(True)
+    t_target = lpips_input(target, cfg.invert.lpips_resolution)
+
+    def step():
+        img = G.synthesis(w)
+        lpips_fn(lpips_input(img, cfg.invert.lpips_resolution), t_target).sum().backward()
+        _sync(device)
+
+    step_s = _timed(step)  # generator forward + LPIPS at 256 px + backward, one image
+    with torch.no_grad():
+        forward_s = _timed(lambda: (G.synthesis(w.detach()), _sync(device)))
+    enc = build_encoder("psp", G.num_ws, G.w_dim, depth=50, seed=0).to(device)
+    inverter = EncoderInverter(enc, None, "random IR-SE50").to(device)
+    encode_s = _timed(lambda: encode_images(inverter, target))
+    steps, n, pti = cfg.invert.steps, cfg.invert.n, cfg.eval.pti
+    rows = [{"row": f"{sp}:single", "recipe": "nvlabs", "generator_passes_per_step": 1, "steps": steps,
+             "s_per_image": steps * step_s} for sp in ("w", "wplus", "s")]
+    rows += [{"row": key, "recipe": f"chunkygan n={n}", "generator_passes_per_step": n, "steps": steps,
+              "s_per_image": n * steps * step_s} for key in ("w:chunky", "wplus:chunky", "wplus:chunky:reg", "s:chunky")]
+    rows += [{"row": kind, "recipe": "IR-SE50 encoder at 256 px + generator forward",
+              "s_per_image": encode_s + forward_s} for kind in ("psp", "e4e")]
+    rows.append({"row": "pti", "recipe": f"pivot {pti.pivot_steps} + tuning {pti.steps} steps (no early stop)",
+                 "generator_passes_per_step": 1, "steps": pti.pivot_steps + pti.steps,
+                 "s_per_image": (pti.pivot_steps + pti.steps) * step_s})
+    for row in rows:
+        row["extrapolated_from"] = {"step_s": step_s, "generator_forward_s": forward_s, "encoder_forward_s": encode_s}
+    return rows
+
+
+def main_rows(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = load_config(Config, packaged_config(args.config), [])
+    cfg = load_config(Config, packaged_config("chunkygan/ffhq1024.yaml" if args.full_1024 else args.config), [])
     if args.full_1024:
         # Random weights in the FFHQ config-f architecture: the cost does not depend on the weights.
         gcfg = GeneratorConfig(img_resolution=1024, channels=GeneratorConfig.channels_from_base(1024, 32768, 512))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             G = Generator(gcfg).eval().requires_grad_(False).to(device)
-        cfg.invert.lpips_net = "vgg"  # the paper config's inversion LPIPS
         label = "random config-f 1024 px"
     else:
         G = generator_from_spec(cfg.generator, device=device)
@@ -185,7 +221,10 @@ def main_rows(args) -> None:
     lpips_fn = load_lpips(cfg.invert.lpips_net, pretrained_backbone=False, device=device).eval().requires_grad_(False)
     metric = load_lpips("alex", pretrained_backbone=False, device=device).eval().requires_grad_(False)
     short, long = args.timed_steps
-    rows = time_rows(G, lpips_fn, metric, cfg, short, long, device)
+    if args.full_1024:
+        rows = time_rows_1024(G, lpips_fn, cfg, device)
+    else:
+        rows = time_rows(G, lpips_fn, metric, cfg, short, long, device)
     for row in rows:
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
                           if not isinstance(v, dict)}))
@@ -193,7 +232,7 @@ def main_rows(args) -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "generator": label, "config": args.config, "inversion_lpips": cfg.invert.lpips_net,
-        "timed_steps": [short, long], "extrapolated": True, "torch": torch.__version__, "rows": rows,
+        "timed_steps": None if args.full_1024 else [short, long], "extrapolated": True, "torch": torch.__version__, "rows": rows,
     }
     out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / (
         "chunkygan_rows_1024.json" if args.full_1024 else "chunkygan_rows.json")
@@ -207,7 +246,7 @@ def main() -> None:
     parser.add_argument("--rows", action="store_true", help="time every row of the ChunkyGAN tables instead")
     parser.add_argument("--full-1024", action="store_true", help="with --rows: random config-f 1024 px generator")
     parser.add_argument("--config", default="chunkygan/tiny.yaml", help="with --rows: packaged config for step counts")
-    parser.add_argument("--timed-steps", type=int, nargs=2, default=[3, 6], help="with --rows: two step counts")
+    parser.add_argument("--timed-steps", type=int, nargs=2, default=[10, 30], help="with --rows: two step counts")
     parser.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
     parser.add_argument("--resolution", type=int, default=32, help="tiny generator resolution")
     parser.add_argument("--device", default="cpu")
@@ -224,10 +263,6 @@ def main() -> None:
         main_rows(args)
         return
     args.out = args.out or str(Path(__file__).resolve().parent / "results" / "chunkygan.json")
-
-    from semedit.config import GeneratorSpec
-    from semedit.perception.lpips import load_lpips
-    from semedit.stylegan2 import generator_from_spec
 
     if args.threads:
         torch.set_num_threads(args.threads)

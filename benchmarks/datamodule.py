@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from semedit.config import GeneratorSpec, TinyGeneratorConfig
-from semedit.data import SyntheticDataConfig, PairsConfig, StyleGAN2DataModule
+from semedit.data import PairsConfig, StyleGAN2DataModule, SyntheticDataConfig
 
 
 def timed(fn, device, iters: int) -> float:

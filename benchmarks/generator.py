@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from semedit.stylegan2 import Generator, GeneratorConfig
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -69,8 +71,6 @@ def _sync(device):
 
 
 def build(resolution: int, device: torch.device):
-    from semedit.stylegan2 import Generator, GeneratorConfig
-
     torch.manual_seed(0)
     config = GeneratorConfig(z_dim=512, w_dim=512, img_resolution=resolution, mapping_layers=8,
                              channels=GeneratorConfig.channels_from_base(resolution, 32768, 512))

@@ -20,13 +20,16 @@ from pathlib import Path
 
 import torch
 
+from semedit.config import GeneratorSpec, as_dict, load_config
+from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
+from semedit.hair.module import HairTransferModule
+from semedit.hair.train import Config, build
+from semedit.stylegan2 import generator_from_spec
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_training(steps: int, device: str, overrides: list[str]) -> dict:
-    from semedit.config import load_config
-    from semedit.hair.train import Config, build
-
     cfg = load_config(Config, REPO / "configs" / "hair" / "tiny.yaml", overrides)
     module, dm = build(cfg)
     module.to(device)
@@ -58,12 +61,6 @@ def bench_training(steps: int, device: str, overrides: list[str]) -> dict:
 
 
 def bench_eval(gallery: int, transfers: int, device: str) -> dict:
-    from semedit.config import GeneratorSpec, as_dict, load_config
-    from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
-    from semedit.hair.module import HairTransferModule
-    from semedit.hair.train import Config
-    from semedit.stylegan2 import generator_from_spec
-
     train_cfg = load_config(Config, REPO / "configs" / "hair" / "tiny.yaml")
     G = generator_from_spec(GeneratorSpec())
     module = HairTransferModule(train_cfg.encoder, train_cfg.loss, train_cfg.optim, G.num_ws, G.w_dim,

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from semedit.cli import main
 from semedit.cli.jobs import JOBS
@@ -47,11 +48,16 @@ def test_top_level_configs_are_the_packaged_defaults():
     assert not mismatch and not errors, f"configs/ differs from src/semedit/configs/: {mismatch + errors}"
 
 
+def _required_keys(job) -> list[str]:
+    cfg = OmegaConf.merge(OmegaConf.structured(job.schema), OmegaConf.load(packaged_config(job.default_config)))
+    return sorted(OmegaConf.missing_keys(cfg))
+
+
 def test_every_job_loads_its_packaged_default_and_prints_it(capsys):
     assert {"hair", "direction", "invert", "eval-identity", "eval-inversion"} <= set(JOBS)
     for name, job in JOBS.items():
         assert packaged_config(job.default_config).is_file(), name
-        overrides = ["hair_ckpt=x.ckpt"] if name == "eval-identity" else []
+        overrides = [f"{key}=x.ckpt" for key in _required_keys(job)]  # e.g. hair_ckpt of the eval jobs
         cfg = job.load_config(None, overrides)
         assert isinstance(cfg, job.schema)
         assert main(["config", "show", name, *overrides]) == 0

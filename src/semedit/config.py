@@ -41,6 +41,8 @@ __all__ = [
     "save_config",
     "to_yaml",
     "valid_keys",
+    "validate_run_name",
+    "validate_shared_sections",
 ]
 
 
@@ -75,9 +77,16 @@ class GeneratorSpec:
     tiny: TinyGeneratorConfig = field(default_factory=TinyGeneratorConfig)
     truncation_psi: float = 1.0  # w_avg + psi * (w - w_avg); 1.0 means no truncation
     noise_mode: str = "const"  # "const" | "random" | "none"
-    # Run the highest-resolution synthesis blocks in reduced precision on a GPU: "none" | "bf16" | "fp16".
+    # Run the highest-resolution synthesis blocks in reduced precision, as NVlabs does (their conv_clamp=256
+    # comes with it): "none" | "bf16" | "fp16" (GPU only) | "auto" = bf16 where the device multiplies bf16
+    # natively (CUDA compute capability >= 8, CPU with AMX-BF16/AVX512-BF16), fp32 elsewhere. Training and
+    # equivalence checks keep "none"; inference commands (generate, hair transfer, demo) default to "auto".
     reduced_precision: str = "none"
-    num_reduced_precision_res: int = 4  # how many of the highest resolutions use it
+    num_reduced_precision_res: int = 4  # how many of the highest resolutions use it (NVlabs train.py:181: 4)
+    # torch.compile mapping and synthesis: "auto" (on with CUDA; off on a CPU, where the benchmark shows no
+    # gain: benchmarks/results/speed.json) | "on" | "off". The compile time is logged once; compiled graphs are
+    # cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
+    compile: str = "auto"
 
 
 @dataclass
@@ -124,8 +133,14 @@ class RunConfig:
     # "<job>-<date>-<time>-<random>". Pin it to resume by re-running the same command.
     name: str | None = None
     seed: int = 0
-    resume: str = "auto"  # "auto": continue from the run folder's newest checkpoint if any | "never" | a .ckpt path
+    # "auto": continue the run folder if its config.yaml has the same result-affecting settings (see
+    # semedit.runs.RESUME_SAFE_KEYS), from its newest checkpoint | "never": start over (the old contents move
+    # to <run>/replaced-<time>/) | a .ckpt path
+    resume: str = "auto"
     checkpoint_every_n_steps: int = 100
+    # CPU threads of each process (torch.set_num_threads). 0: the CPUs this process may use (its affinity,
+    # and SLURM_CPUS_PER_TASK when set) divided among the local DDP processes; OMP_NUM_THREADS, when set, wins.
+    threads: int = 0
 
 
 
@@ -274,9 +289,102 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
     if missing:
         raise ConfigError(f"required config keys have no value: {', '.join(missing)}")
     try:
-        return OmegaConf.to_object(merged)
+        cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _explain(err, schema, "merged configuration") from err
+    validate_shared_sections(cfg)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------------
+# Checks of the shared sections that OmegaConf's types cannot express (run for every job at load time,
+# so a bad value stops before a run folder exists).
+
+# Lightning's precision spellings (lightning_fabric/connector.py _PRECISION_INPUT).
+PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+              "32-true", "64-true", "64", "32", "16", "bf16")
+
+
+def validate_run_name(name: str, source: str = "run.name") -> str:
+    """``name`` if it is one plain path component (a folder directly inside run.output_dir), else ConfigError."""
+    text = str(name)
+    problem = None
+    if not text.strip():
+        problem = "is empty"
+    elif text in (".", ".."):
+        problem = f"is '{text}'"
+    elif "/" in text or "\\" in text or os.sep in text or (os.altsep and os.altsep in text):
+        problem = "contains a path separator"
+    elif "\0" in text:
+        problem = "contains a NUL character"
+    elif text != text.strip():
+        problem = "starts or ends with white space"
+    if problem:
+        raise ConfigError(f"{source}={text!r} {problem}: a run name must be a single folder name such as "
+                          "hair-lr1e-4 (no '/', not '.' or '..'); the folder is created inside run.output_dir")
+    return text
+
+
+def _devices_ok(devices: Any) -> bool:
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1 or devices == -1
+    if isinstance(devices, str):
+        text = devices.strip()
+        return text == "auto" or text == "-1" or all(p.strip().isdigit() for p in text.rstrip(",").split(","))
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 0 and all(isinstance(d, int) and d >= 0 for d in devices)
+    return False
+
+
+def validate_trainer(t: TrainerConfig, prefix: str = "trainer") -> None:
+    checks = [
+        (t.max_steps == -1 or t.max_steps >= 1, "max_steps", "-1 (no limit) or an integer >= 1", t.max_steps),
+        (t.max_epochs is None or t.max_epochs == -1 or t.max_epochs >= 1, "max_epochs",
+         "null, -1 (no limit) or an integer >= 1", t.max_epochs),
+        (t.log_every_n_steps >= 1, "log_every_n_steps", "an integer >= 1", t.log_every_n_steps),
+        (t.accumulate_grad_batches >= 1, "accumulate_grad_batches", "an integer >= 1", t.accumulate_grad_batches),
+        (t.num_nodes >= 1, "num_nodes", "an integer >= 1", t.num_nodes),
+        (_devices_ok(t.devices), "devices", "an integer >= 1, -1, 'auto' or a list of device ids", t.devices),
+        (str(t.precision) in PRECISIONS, "precision", "one of " + ", ".join(PRECISIONS), t.precision),
+        (t.gradient_clip_val is None or t.gradient_clip_val >= 0, "gradient_clip_val", "null or a number >= 0",
+         t.gradient_clip_val),
+        (t.check_val_every_n_epoch is None or t.check_val_every_n_epoch >= 1, "check_val_every_n_epoch",
+         "null or an integer >= 1", t.check_val_every_n_epoch),
+        (t.val_check_interval is None or t.val_check_interval > 0, "val_check_interval", "null or a number > 0",
+         t.val_check_interval),
+        (t.limit_val_batches is None or t.limit_val_batches >= 0, "limit_val_batches", "null or a number >= 0",
+         t.limit_val_batches),
+    ]
+    for ok, key, valid, value in checks:
+        if not ok:
+            raise ConfigError(f"{prefix}.{key}={value!r} is not valid: expected {valid}")
+
+
+def validate_run(r: RunConfig, prefix: str = "run") -> None:
+    if r.name is not None:
+        validate_run_name(r.name, f"{prefix}.name")
+    if r.checkpoint_every_n_steps < 0:
+        raise ConfigError(f"{prefix}.checkpoint_every_n_steps={r.checkpoint_every_n_steps} is not valid: expected "
+                          "0 (checkpoint at the end only) or an integer >= 1")
+    if r.threads < 0:
+        raise ConfigError(f"{prefix}.threads={r.threads} is not valid: expected 0 (automatic) or an integer >= 1")
+    if not str(r.resume).strip():
+        raise ConfigError(f"{prefix}.resume is empty: expected auto, never or the path of a .ckpt file")
+
+
+def validate_shared_sections(cfg: Any) -> None:
+    """Check the shared sections (trainer, run) of any job config; ConfigError names the key."""
+    trainer = getattr(cfg, "trainer", None)
+    if isinstance(trainer, TrainerConfig):
+        validate_trainer(trainer)
+    run = getattr(cfg, "run", None)
+    if isinstance(run, RunConfig):
+        validate_run(run)
+    threads = getattr(cfg, "threads", None)
+    if isinstance(threads, int) and not isinstance(threads, bool) and threads < 0:
+        raise ConfigError(f"threads={threads} is not valid: expected 0 (automatic) or an integer >= 1")
 
 
 def to_yaml(cfg: Any) -> str:

@@ -35,7 +35,8 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     if array.ndim != 3 or array.shape[2] not in (3, 4):
         raise ValueError(f"expected an RGB image of shape [H, W, 3], got {list(array.shape)}")
     array = array[..., :3]
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float() / 127.5 - 1
+    # np.array copies: a read-only buffer (PIL's, or a read-only view) makes torch.from_numpy warn.
+    return torch.from_numpy(np.array(array, copy=True, order="C")).permute(2, 0, 1)[None].float() / 127.5 - 1
 
 
 def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:

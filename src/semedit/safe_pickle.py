@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from semedit.errors import SemeditError
+
 __all__ = ["UnsafePickleError", "load_numpy_dict"]
 
 
-class UnsafePickleError(ValueError):
+class UnsafePickleError(SemeditError, ValueError):
     """The file is not a plain pickle of a dict of numeric numpy arrays (nothing from it was run)."""
 
 

@@ -4,10 +4,13 @@ Every trainable job (hair transfer, direction classifier) calls ``fit(...)`` so 
 
 - a unique run folder per run (``run.output_dir/run.name``), with the resolved config saved in it.
   Without ``run.name`` the folder is named after the W&B sweep run (agents), the SLURM job (so a
-  requeued job finds its own folder again), or the date plus a random suffix;
+  requeued job finds its own folder again), or the date plus a random suffix. The folder is locked by
+  the one process that writes it, and its config.yaml is never rewritten (``semedit.runs``);
 - checkpoints every ``run.checkpoint_every_n_steps`` steps plus ``last.ckpt``; with ``run.resume=auto``
-  a run whose folder already holds a checkpoint continues from the newest one (preemption, requeue,
-  re-running the same command with the same ``run.name``);
+  a run whose folder already holds a checkpoint continues from the newest complete one (preemption,
+  requeue, re-running the same command with the same ``run.name``), provided its result-affecting
+  settings equal the stored config.yaml. Unreadable checkpoints are moved aside (``*.corrupt-<time>``),
+  and every checkpoint is loaded with ``weights_only=True`` whatever the environment says;
 - preemption safety: SIGTERM (what SLURM and most schedulers send first) makes Lightning stop after the
   current batch, and the ``SaveOnPreemption`` callback then writes ``last.ckpt`` from that consistent
   state on every rank; SLURM's early-warning signal (``#SBATCH --signal=USR1@90``) is handled by
@@ -19,24 +22,31 @@ Every trainable job (hair transfer, direction classifier) calls ``fit(...)`` so 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
+import pickle
 import secrets
+import shutil
 import signal
 import time
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from semedit.config import ConfigError, LoggerConfig, RunConfig, TrainerConfig, as_dict, save_config
+from semedit.config import ConfigError, LoggerConfig, RunConfig, TrainerConfig, as_dict, validate_run_name
+from semedit.errors import RunFolderError
+from semedit.runs import RunFolder, open_run_folder
+from semedit.threads import configure_threads, local_processes
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +115,14 @@ def resolve_run_dir(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None 
     if inherited:
         return Path(inherited)
     sweep_run = _sweep_run_id()
-    name = run.name or (f"{job}-{sweep_run}" if sweep_run else None) or _slurm_run_name(job)
+    if run.name is not None:
+        name = validate_run_name(run.name)
+    elif sweep_run:
+        name = validate_run_name(f"{job}-{sweep_run}", "the W&B run id (WANDB_RUN_ID)")
+    else:
+        name = _slurm_run_name(job)
+        if name is not None:
+            name = validate_run_name(name, "the SLURM job id")
     if name is None:
         if trainer_cfg is not None and int(trainer_cfg.num_nodes) > 1:
             raise ConfigError(
@@ -132,6 +149,16 @@ def run_folder(job: str, run: RunConfig, trainer_cfg: TrainerConfig | None = Non
             os.environ.pop(RUN_DIR_ENV, None)
         else:
             os.environ[RUN_DIR_ENV] = previous
+
+
+@contextlib.contextmanager
+def job_run_folder(job: str, config: Any, run: RunConfig, trainer_cfg: TrainerConfig | None = None,
+                   run_dir: str | Path | None = None):
+    """``run_folder`` plus the folder rules of ``semedit.runs``: global rank 0 locks the folder, checks its
+    config.yaml against ``config`` (or writes it), and the other ranks check only. Yields a ``RunFolder``."""
+    with run_folder(job, run, trainer_cfg, run_dir) as path:
+        with open_run_folder(path, job, config, resume=run.resume, lead=is_global_zero()) as folder:
+            yield folder
 
 
 def _is_readable_checkpoint(path: Path) -> bool:
@@ -162,16 +189,105 @@ def find_resume_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
-def resume_checkpoint(run_dir: Path, run: RunConfig) -> str | None:
+def set_aside_unreadable_checkpoints(run_dir: Path) -> list[Path]:
+    """Rename every checkpoint of ``run_dir`` that is not a complete archive to ``<name>.corrupt-<UTC time>``.
+
+    Nothing is deleted, and neither the resume search nor ``make eval-identity`` picks such a file again.
+    """
+    moved = []
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for path in [*(run_dir / "checkpoints").glob("*.ckpt"), *run_dir.glob("hpc_ckpt_*.ckpt")]:
+        if path.is_file() and not _is_readable_checkpoint(path):
+            target = path.with_name(f"{path.name}.corrupt-{stamp}")
+            os.replace(path, target)
+            log.warning("checkpoint %s is incomplete or corrupt; moved it to %s", path, target)
+            print(f"checkpoint {path} is incomplete or corrupt: moved it to {target.name}", flush=True)
+            moved.append(target)
+    return moved
+
+
+def _restore_last(run_dir: Path, found: Path) -> None:
+    """Make ``checkpoints/last.ckpt`` a copy of ``found`` (the real last state) when it is missing.
+
+    A copy, not a link: Lightning later rewrites last.ckpt in place, which must not change ``found``.
+    """
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if last.exists() or found == last:
+        return
+    tmp = last.with_name(f".last.ckpt.{os.getpid()}.tmp")
+    shutil.copy2(found, tmp)
+    os.replace(tmp, last)
+
+
+def resume_checkpoint(run_dir: Path, run: RunConfig, lead: bool = True) -> str | None:
     if run.resume == "never":
         return None
     if run.resume == "auto":
+        if lead:
+            set_aside_unreadable_checkpoints(run_dir)
         found = find_resume_checkpoint(run_dir)
+        if found is not None and lead:
+            _restore_last(run_dir, found)
         return str(found) if found else None
     path = Path(run.resume)
     if not path.is_file():
         raise FileNotFoundError(f"run.resume={run.resume}: no such checkpoint file")
     return str(path)
+
+
+class WeightsOnlyCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, but every load is ``torch.load(..., weights_only=True)``.
+
+    The explicit ``True`` is what ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` cannot override (torch/serialization.py
+    overrides only a call that leaves ``weights_only`` unset, which Lightning's own loader does). semedit's
+    checkpoints hold tensors, numbers, strings and plain containers only (hyper-parameters are saved as dicts),
+    which the weights-only unpickler accepts. A file that asks for anything else is refused before any of
+    it runs.
+    """
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only=None):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"Checkpoint file not found: {path}")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as err:
+            reason = next((line.strip() for line in str(err).splitlines()
+                           if "Unsupported global" in line or "Unsupported operand" in line), "")
+            raise RunFolderError(
+                f"refusing to load checkpoint {path}: it is not a weights-only checkpoint"
+                + (f" ({reason})" if reason else "") + "; nothing from it was run. semedit writes only "
+                "weights-only checkpoints, so this file comes from elsewhere: delete it, or start over with "
+                "run.resume=never") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Lightning's known harmless messages, silenced where they come from.
+
+
+class _DropLightningTips(logging.Filter):
+    """Lightning advertises its cloud products ("💡 Tip: ... litlogger / litmodels") on every Trainer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip" not in record.getMessage()
+
+
+for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
+    logging.getLogger(_name).addFilter(_DropLightningTips())
+
+HARMLESS_WARNINGS = (
+    r".*predict returned None.*",  # semedit's predict steps write their results to disk on purpose
+    r"Total length of .* is zero.*",  # a re-run whose work is all done has nothing left to load
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 internals on newer torch
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning():
+    """Ignore ``HARMLESS_WARNINGS`` inside the block (a Trainer's fit or predict)."""
+    with warnings.catch_warnings():
+        for pattern in HARMLESS_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -180,14 +296,15 @@ def resume_checkpoint(run_dir: Path, run: RunConfig) -> str | None:
 
 def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config: Any):
     if not logger_cfg.wandb or logger_cfg.mode == "disabled":
-
         return CSVLogger(save_dir=str(run_dir), name="csv", version="")
     os.environ.setdefault("WANDB_MODE", logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
 
     # A stable id per run folder, so that a resumed run appends to the same W&B run. In a sweep the agent
     # has chosen the id already; using another one would detach the run from its sweep.
-    run_id = _sweep_run_id() or run_name.replace("/", "-")
+    # After run.resume=never replaced a folder's run, the new run gets its own id (-r<n>).
+    replaced = sum(1 for p in run_dir.glob("replaced-*") if p.is_dir())
+    run_id = _sweep_run_id() or run_name.replace("/", "-") + (f"-r{replaced}" if replaced else "")
     return WandbLogger(
         project=logger_cfg.project,
         entity=logger_cfg.entity,
@@ -218,7 +335,6 @@ def cluster_environment_plugins() -> list:
 
 
 def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunConfig, callbacks: list | None = None):
-
     checkpointing = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="step{step:08d}",
@@ -226,6 +342,9 @@ def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunCon
         every_n_train_steps=run.checkpoint_every_n_steps,
         save_last=True,
         save_top_k=-1 if run.checkpoint_every_n_steps else 1,
+        # One file per name: a run folder belongs to one run (it is locked), so an existing last.ckpt is this
+        # run's own and is replaced, never joined by last-v1.ckpt.
+        enable_version_counter=False,
     )
     kwargs = dict(vars(trainer_cfg)) if not hasattr(trainer_cfg, "__dataclass_fields__") else {
         k: getattr(trainer_cfg, k) for k in trainer_cfg.__dataclass_fields__
@@ -234,7 +353,7 @@ def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunCon
         default_root_dir=str(run_dir),
         logger=logger,
         callbacks=[checkpointing, save_on_preemption_callback(run_dir), *(callbacks or [])],
-        plugins=cluster_environment_plugins(),
+        plugins=[*cluster_environment_plugins(), WeightsOnlyCheckpointIO()],
         **kwargs,
     )
 
@@ -324,22 +443,22 @@ class Preempted(SystemExit):
 # fit.
 
 
-def _fit_in(run_dir: Path, module, datamodule, config: Any, trainer_cfg: TrainerConfig, logger_cfg: LoggerConfig,
-            run: RunConfig, callbacks: list | None):
+def _fit_in(folder: RunFolder, module, datamodule, config: Any, trainer_cfg: TrainerConfig,
+            logger_cfg: LoggerConfig, run: RunConfig, callbacks: list | None):
     global _ACTIVE_TRAINER
 
-    ckpt = resume_checkpoint(run_dir, run)
-    if is_global_zero():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(config, run_dir / "config.yaml")
-        if ckpt:
-            print(f"resuming {run_dir} from {ckpt}", flush=True)
+    run_dir = folder.path
+    ckpt = resume_checkpoint(run_dir, run, lead=folder.lead)
+    if folder.lead and ckpt:
+        print(f"resuming {run_dir} from {ckpt}", flush=True)
     pl.seed_everything(run.seed, workers=True, verbose=False)
     logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
     trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
     _ACTIVE_TRAINER = trainer
+    folder.keep()  # from here on the folder holds this run's work
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
+        with quiet_lightning():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     except SIGTERMException as exc:
         preempted = Preempted(run_dir, trainer.global_step)
         if trainer.is_global_zero:
@@ -355,9 +474,11 @@ def fit(job: str, module, datamodule, config: Any, trainer_cfg: TrainerConfig, l
     Raises ``Preempted`` (a ``SystemExit`` with status 143) when SIGTERM stopped the fit after saving.
     """
     global _ACTIVE_TRAINER
+    configure_threads(run.threads, local_processes(trainer_cfg))
     try:
-        with run_folder(job, run, trainer_cfg) as run_dir:
-            trainer, logger = _fit_in(run_dir, module, datamodule, config, trainer_cfg, logger_cfg, run, callbacks)
+        with job_run_folder(job, config, run, trainer_cfg) as folder:
+            run_dir = folder.path
+            trainer, logger = _fit_in(folder, module, datamodule, config, trainer_cfg, logger_cfg, run, callbacks)
     finally:
         _ACTIVE_TRAINER = None
     last = run_dir / "checkpoints" / "last.ckpt"

@@ -463,10 +463,8 @@ def _check_parses(kind: str, path: Path) -> str | None:
         if kind == "torch":
             load_torch_state_dict(path, check_entry=False)
         elif kind == "directions-pickle":
-
             load_numpy_dict(path)
         elif kind == "npy":
-
             np.load(path, allow_pickle=False)
         elif kind == "onnx":
             import onnx

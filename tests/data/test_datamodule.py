@@ -9,14 +9,15 @@ import torch
 
 from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
 from semedit.data import (
-    SyntheticDataConfig,
     DataConfigError,
     PairsConfig,
     ResumableIndexSampler,
     StyleGAN2DataModule,
+    SyntheticDataConfig,
     pair_shifts,
     z_for_indices,
 )
+from semedit.data.scorers import ScorerConfig
 from semedit.directions.io import Direction, save_direction
 from semedit.stylegan2 import z_from_seed
 from semedit.training import RUN_DIR_ENV, RunConfig, fit
@@ -152,8 +153,6 @@ def test_bad_config_is_explained(tmp_path):
 
 
 def test_scores_are_attached():
-    from semedit.data.scorers import ScorerConfig
-
     dm = StyleGAN2DataModule(TINY, SyntheticDataConfig(resolution=16, scorer=ScorerConfig(name="centroid_x")))
     batch = dm.synthesize(torch.arange(3))
     assert batch["score"].shape == (3,) and np.isfinite(batch["score"].numpy()).all()

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+# A server process and a browser: left out of `make test-fast` with the other multi-process tests.
+pytestmark = pytest.mark.multiprocess
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 START_TIMEOUT = 150  # seconds: importing torch + gradio and building the models on a busy 2-core machine
@@ -79,6 +82,8 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+    # The demo's temporary folder (uploads, results) is removed when the server stops.
+    assert not list(tmp.glob("semedit-demo-*")), "the demo left its temporary folder behind"
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +125,12 @@ def _wait(driver, condition, what: str, timeout: float = WAIT):
         raise AssertionError(f"timed out waiting for {what}; page text ends with:\n{body}") from err
 
 
+def _fresh_page(driver, url: str) -> None:
+    """A new page (a new Gradio session) with empty upload fields."""
+    driver.get(url)
+    _wait(driver, lambda d: d.find_elements("css selector", "#hair-run"), "the page to load")
+
+
 def _upload(driver, elem_id: str, path: Path) -> None:
     field = driver.find_element("css selector", f"#{elem_id} input[type=file]")
     field.send_keys(str(path))
@@ -130,6 +141,13 @@ def _upload(driver, elem_id: str, path: Path) -> None:
 def _image_src(driver, elem_id: str) -> str | None:
     imgs = driver.find_elements("css selector", f"#{elem_id} img")
     return imgs[0].get_attribute("src") if imgs and imgs[0].get_attribute("src") else None
+
+
+def _images_loaded(driver, elem_id: str, count: int = 1) -> bool:
+    return bool(driver.execute_script(
+        "const imgs = [...document.querySelectorAll(arguments[0])];"
+        "return imgs.length >= arguments[1] && imgs.every(i => i.complete && i.naturalWidth > 0);",
+        f"#{elem_id} img", count))
 
 
 def _open_tab(driver, name: str) -> None:
@@ -150,7 +168,7 @@ def _screenshot(driver, name: str, tmp: Path) -> Path:
         im = im.convert("RGB")
         im = im.resize((im.width * 3 // 4, im.height * 3 // 4), Image.LANCZOS)
         out = folder / f"demo-{name}.png"
-        im.quantize(colors=96).save(out, optimize=True)
+        im.quantize(colors=256).save(out, optimize=True)
     return out
 
 
@@ -162,6 +180,7 @@ def test_page_serves_three_tabs_on_localhost(server, browser):
 
 
 def test_hair_transfer_of_the_example_photos(server, browser, photos):
+    _fresh_page(browser, server["url"])
     _open_tab(browser, "Hair transfer")
     _upload(browser, "hair-face-upload", photos[0])
     _upload(browser, "hair-hair-upload", photos[1])
@@ -172,41 +191,72 @@ def test_hair_transfer_of_the_example_photos(server, browser, photos):
     assert "face photo:" in notes and "hair photo:" in notes
     _wait(browser, lambda d: "hair-transfer" in d.find_element("css selector", "#hair-download").text,
           "the download link")
+    _wait(browser, lambda d: _images_loaded(d, "hair-result"), "the result image to load")
+    # The uploads went to the demo's own temporary folder (TMPDIR of the server is this test's folder).
+    assert list(server["tmp"].glob("semedit-demo-*/gradio/**/astronaut.png"))
     _screenshot(browser, "hair", server["tmp"])
 
 
 def test_short_inversion_shows_its_masks(server, browser, photos):
-    from selenium.webdriver.common.keys import Keys
-
+    _fresh_page(browser, server["url"])
     _open_tab(browser, "ChunkyGAN")
     _upload(browser, "chunky-upload", photos[1])
-    steps = browser.find_element("css selector", "#chunky-steps input[type=number]")
-    steps.send_keys(Keys.CONTROL, "a")
-    steps.send_keys("20", Keys.ENTER)
+    _set_steps(browser, 20)
     browser.find_element("css selector", "#chunky-run").click()
     _wait(browser, lambda d: "done: 20 steps" in d.find_element("css selector", "#chunky-status").text,
           "the inversion to finish")
     assert _wait(browser, lambda d: _image_src(d, "chunky-masks"), "the chunk masks")
     assert _image_src(browser, "chunky-preview")
+    _wait(browser, lambda d: _images_loaded(d, "chunky-edited"), "the images to load")
     files = browser.find_element("css selector", "#chunky-download").text.replace("\n", "")  # name and suffix are separate elements
     for name in ("codes.safetensors", "masks.png", "reconstruction.png", "result.json"):
         assert name in files
     _screenshot(browser, "chunkygan", server["tmp"])
 
 
+def _set_steps(driver, steps: int) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element("css selector", "#chunky-steps input[type=number]")
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys(str(steps), Keys.ENTER)
+
+
+def test_closing_the_page_cancels_its_inversion(server, browser, photos):
+    """A 1000-step inversion (minutes here) is abandoned by closing its page: the server stops it (and
+    says so in its log), and the next inversion runs at once."""
+    _fresh_page(browser, server["url"])
+    _open_tab(browser, "ChunkyGAN")
+    _upload(browser, "chunky-upload", photos[0])
+    _set_steps(browser, 1000)
+    browser.find_element("css selector", "#chunky-run").click()
+    _wait(browser, lambda d: "step " in d.find_element("css selector", "#chunky-status").text, "the first steps")
+    browser.get("about:blank")  # the page is gone
+    _wait(browser, lambda d: "inversion of astronaut cancelled at step" in server["log"].read_text(),
+          "the server to log that the closed page's inversion was cancelled")
+    _fresh_page(browser, server["url"])
+    _open_tab(browser, "ChunkyGAN")
+    _upload(browser, "chunky-upload", photos[0])
+    _set_steps(browser, 20)
+    start = time.monotonic()
+    browser.find_element("css selector", "#chunky-run").click()
+    _wait(browser, lambda d: "done: 20 steps" in d.find_element("css selector", "#chunky-status").text,
+          "the second inversion (queued behind the first unless that one was cancelled)")
+    assert time.monotonic() - start < WAIT
+
+
 def test_generate_tab_shows_images(server, browser):
     _open_tab(browser, "Generate")
     browser.find_element("css selector", "#generate-run").click()
-    _wait(browser, lambda d: len(d.find_elements("css selector", "#generate-gallery img")) >= 4, "4 images")
+    _wait(browser, lambda d: _images_loaded(d, "generate-gallery", 4), "4 generated images")
     _screenshot(browser, "generate", server["tmp"])
 
 
 def test_text_file_upload_shows_an_error_and_the_server_keeps_serving(server, browser):
     bad = server["tmp"] / "notes.txt"
     bad.write_text("this is not a photo\n")
+    _fresh_page(browser, server["url"])
     _open_tab(browser, "Hair transfer")
-    browser.refresh()
-    _wait(browser, lambda d: d.find_elements("css selector", "#hair-run"), "the page to reload")
     _upload(browser, "hair-face-upload", bad)
     _upload(browser, "hair-hair-upload", bad)
     browser.find_element("css selector", "#hair-run").click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 
@@ -225,6 +226,16 @@ def test_directions_folder_is_split_between_tabs(tmp_path, models):
     loaded = load_models(directions=str(tmp_path), hair_pca_samples=0, latent_pca_samples=0)
     assert [d.name for d in loaded.hair_directions] == ["hair_pc00"]
     assert [d.name for d in loaded.latent_directions] == ["smile"]
+    # The FG 2021 release's latent_directions.pkl (a pickled dict of numpy arrays), on its own scale.
+    num_ws, w_dim = models.hair.model.net.num_ws, models.hair.model.net.w_dim
+    color = np.random.default_rng(0).standard_normal((1, num_ws, w_dim)).astype(np.float32)
+    with open(tmp_path / "latent_directions.pkl", "wb") as f:
+        pickle.dump({"color": color}, f)
+    with_official = load_models(directions=str(tmp_path), hair_pca_samples=0, latent_pca_samples=0)
+    official = with_official.hair_directions[-1]
+    assert official.name == "official color" and official.limit == 27.5
+    step = official.scale * official.direction.vector.view(num_ws, w_dim)
+    assert torch.allclose(step, torch.from_numpy(color[0]), atol=1e-5)  # strength 1 = the stored step
     save_direction(tmp_path / "wrong.safetensors", Direction.from_vector(torch.randn(G.w_dim + 1), "w"))
     with pytest.raises(DirectionFileError, match="wrong"):
         load_models(directions=str(tmp_path), hair_pca_samples=0, latent_pca_samples=0)
@@ -243,3 +254,23 @@ def test_app_queues_heavy_work_and_writes_only_to_its_workspace(models, tmp_path
     assert {p.name for p in workspace.examples.iterdir()} == {"astronaut.png", "grace_hopper.jpg"}
     workspace.remove()
     assert not workspace.root.exists()
+
+
+def test_cli_binds_localhost_and_shares_nothing_by_default():
+    from semedit.cli import build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert args.host == "127.0.0.1" and args.share is False
+    assert args.max_upload_mb > 0 and args.max_pixels > 0
+
+
+def test_browser_tests_skip_without_chromium_but_fail_under_ci(monkeypatch):
+    from tests.demo import test_demo_browser as browser_tests
+
+    monkeypatch.setattr(browser_tests, "CHROMIUM", "/nonexistent/chromium-xyz")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="chromium-xyz.*CI is set"):
+        browser_tests._require_browser()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="chromium-xyz"):
+        browser_tests._require_browser()

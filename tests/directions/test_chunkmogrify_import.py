@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from semedit.directions.chunkmogrify import CHUNKMOGRIFY_DIRECTIONS, import_chunkmogrify_npy, parse_layer_range
+from semedit.directions.chunkmogrify import (
+    CHUNKMOGRIFY_DIRECTIONS,
+    import_chunkmogrify_npy,
+    parse_layer_range,
+)
 from semedit.directions.io import DirectionFileError, load_direction
 from semedit.inversion.edit import direction_delta_wplus
 from semedit.weights import get_entry, verify_file
@@ -70,10 +74,10 @@ def test_cli_import_error_is_clean(tmp_path, capsys):
     from semedit.cli import main
 
     _npy(tmp_path / "age.npy")
-    with pytest.raises(SystemExit) as exc:
-        main(["directions", "import", str(tmp_path / "age.npy"), "--name", "age", "--layers", "0-20",
-              "--out", str(tmp_path / "o")])
-    assert exc.value.code == 2 and "exceed its 18 W+ rows" in capsys.readouterr().err
+    code = main(["directions", "import", str(tmp_path / "age.npy"), "--name", "age", "--layers", "0-20",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and "exceed its 18 W+ rows" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_registry_entries_name_the_source_and_digest(tmp_path):

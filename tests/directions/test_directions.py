@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
+from semedit.cli import main
 from semedit.config import load_config
-from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
-from semedit.directions.io import Direction, DirectionFileError, load_direction, save_direction
-from semedit.directions.pca import StreamingCovariance, pca_w, principal_components
 from semedit.data.scorers import (
     ScoreFileScorer,
     centroid_x,
@@ -22,6 +21,10 @@ from semedit.data.scorers import (
     yaw_from_landmarks,
     yaw_from_parsing,
 )
+from semedit.directions import train as job
+from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
+from semedit.directions.io import Direction, DirectionFileError, load_direction, save_direction
+from semedit.directions.pca import StreamingCovariance, pca_w, principal_components
 from semedit.stylegan2 import build_tiny_generator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,8 +122,6 @@ def test_pca_recovers_planted_variance():
 
 
 def _train_direction(tmp_path, name, overrides):
-    from semedit.directions import train as job
-
     os.environ.pop("SEMEDIT_RUN_DIR", None)
     cfg = load_config(job.Config, REPO / "configs" / job.DEFAULT_CONFIG, [
         f"run.output_dir={tmp_path}", f"run.name={name}", "logger.wandb=false", *overrides])
@@ -165,12 +166,9 @@ def test_default_config_runs_end_to_end_with_centroid_x(tmp_path):
 
 
 def test_edit_command_writes_strips(tmp_path):
-    from semedit.cli import main
-
     path = save_direction(tmp_path / "d.safetensors", Direction.from_vector(torch.randn(64), "w"))
     assert main(["edit", "--direction", str(path), "--seeds", "0-1", "--strengths", "-3,0,3",
                  "--layers", "0-3", "--out", str(tmp_path / "out")]) == 0
-    from PIL import Image
 
     strip = Image.open(tmp_path / "out" / "seed0001.png")
     assert strip.size == (3 * 32, 32)

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from semedit.config import as_dict, load_config, packaged_config
+from semedit.cli import main
+from semedit.config import GeneratorSpec, as_dict, load_config, packaged_config
+from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
+from semedit.errors import RunFolderError
+from semedit.eval.shards import ShardStoreError
+from semedit.hair.encoders import EncoderConfig
+from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
+from semedit.stylegan2 import generator_from_spec
 
 
 @pytest.fixture(scope="module")
 def tiny_hair_ckpt(tmp_path_factory):
     """A randomly initialised semedit hair checkpoint (same format as a training run's last.ckpt)."""
-    from semedit.config import GeneratorSpec
-    from semedit.hair.encoders import EncoderConfig
-    from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
-    from semedit.stylegan2 import generator_from_spec
 
     spec = GeneratorSpec()
     spec.tiny.resolution = 16  # the CPU cost here is the generator; 16 px keeps the test quick
@@ -32,18 +39,12 @@ def tiny_hair_ckpt(tmp_path_factory):
 
 
 def _cfg(ckpt, out, *extra):
-    from semedit.eval.identity import EvalIdentityConfig
-
     return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
         f"hair_ckpt={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
         "batch_size=3", *extra])
 
 
 def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_path, capsys):
-    from semedit.cli import main
-    from semedit.eval.identity import run_eval_identity
-    from semedit.eval.shards import ShardStoreError
-
     out = tmp_path / "eval"
     first = run_eval_identity(_cfg(tiny_hair_ckpt, out))
     assert sorted(first["computed_shards"]) == ["gallery/0", "gallery/1", "reconstruction/0", "transfer/0"]
@@ -63,7 +64,11 @@ def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_p
     assert sorted(again["computed_shards"]) == ["gallery/1", "transfer/0"]
     assert again["results"] == first["results"]
 
-    # Other settings never reuse these shards.
+    # Other settings never reuse these shards: the folder's config.yaml refuses them (and the shards'
+    # own fingerprints would).
+    with pytest.raises(RunFolderError, match="gallery_seed: 0 -> 5.*Leave output_dir unset"):
+        run_eval_identity(_cfg(tiny_hair_ckpt, out, "gallery_seed=5"))
+    (out / "config.yaml").unlink()
     with pytest.raises(ShardStoreError, match="other settings"):
         run_eval_identity(_cfg(tiny_hair_ckpt, out, "gallery_seed=5"))
 
@@ -77,10 +82,6 @@ def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_p
 
 @pytest.mark.multiprocess
 def test_two_process_ddp_predict_writes_all_shards(tiny_hair_ckpt, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "semedit.cli", "eval-identity", f"hair_ckpt={tiny_hair_ckpt}", f"output_dir={out}",
@@ -97,14 +98,10 @@ def test_two_process_ddp_predict_writes_all_shards(tiny_hair_ckpt, tmp_path):
 
 
 def run_single(ckpt, out):
-    from semedit.eval.identity import run_eval_identity
-
     return run_eval_identity(_cfg(ckpt, out))
 
 
 def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_ckpt, tmp_path):
-    from semedit.eval.identity import run_eval_identity
-
     first = run_eval_identity(_cfg(tiny_hair_ckpt, tmp_path / "model_a"))
     other = tmp_path / "other.ckpt"
     ckpt = torch.load(tiny_hair_ckpt, weights_only=True)
@@ -114,3 +111,50 @@ def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_ckpt,
     # Same generator: no gallery shard is recomputed; the other model's transfers are.
     assert sorted(second["computed_shards"]) == ["reconstruction/0", "transfer/0"]
     assert second["results"]["hair_source"] == first["results"]["hair_source"]
+
+
+def _default_cfg(ckpt, *extra):
+    return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
+        f"hair_ckpt={ckpt}", "gallery_size=6", "num_transfers=2", "shard_size=3", "batch_size=3", *extra])
+
+
+def test_default_folder_is_named_after_the_hair_run_and_the_protocol(tiny_hair_ckpt, tmp_path, capsys):
+    # Two hair runs (as two `make train-hair`), each evaluated into its own folder, side by side.
+    runs = []
+    for name, shift in (("hair-a", 0.0), ("hair-b", 0.01)):
+        ckpt = torch.load(tiny_hair_ckpt, weights_only=True)
+        ckpt["state_dict"] = {k: v + shift if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        path = tmp_path / name / "checkpoints" / "last.ckpt"
+        path.parent.mkdir(parents=True)
+        torch.save(ckpt, path)
+        runs.append(path)
+    first = run_eval_identity(_default_cfg(runs[0]))
+    folder = Path(first["output_dir"])
+    assert folder.parent == tmp_path / "hair-a" and folder.name.startswith("eval-identity-")
+    assert (folder / "results.json").is_file() and (folder / "config.yaml").is_file()
+    second = run_eval_identity(_default_cfg(runs[1]))
+    assert Path(second["output_dir"]).parent == tmp_path / "hair-b"
+    # A re-run reuses its own shards; another protocol gets another folder next to it.
+    again = run_eval_identity(_default_cfg(runs[0]))
+    assert again["output_dir"] == first["output_dir"] and again["computed_shards"] == []
+    other = run_eval_identity(_default_cfg(runs[0], "gallery_seed=5"))
+    assert Path(other["output_dir"]).parent == folder.parent and other["output_dir"] != first["output_dir"]
+    # Harmless settings (progress bar, threads) keep the folder.
+    same = run_eval_identity(_default_cfg(runs[0], "trainer.enable_progress_bar=false", "threads=1"))
+    assert same["output_dir"] == first["output_dir"] and same["computed_shards"] == []
+    assert main(["eval-identity", f"hair_ckpt={runs[0]}", "gallery_size=6", "num_transfers=2", "shard_size=3",
+                 "batch_size=3"]) == 0
+    assert f"results: {folder / 'results.json'}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all"], ids=["empty", "garbage"])
+def test_a_bad_hair_checkpoint_is_explained_without_unsafe_advice(tmp_path, content, capsys):
+    bad = tmp_path / "bad-run" / "checkpoints" / "last.ckpt"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(content)
+    assert main(["eval-identity", f"hair_ckpt={bad}", "gallery_size=6", "num_transfers=2", "shard_size=3"]) == 2
+    err = capsys.readouterr().err
+    assert "weights_only" not in err and "Re-running" not in err
+    assert str(bad) in err and "semedit train hair" in err and "hairstyle-fg2021" in err
+    assert ("empty file" in err) if not content else ("not a PyTorch checkpoint" in err)
+    assert sorted(p.name for p in (tmp_path / "bad-run").iterdir()) == ["checkpoints"]  # no folder left behind

@@ -28,6 +28,10 @@ def released_ckpt(tmp_path_factory):
     return path
 
 
+# norm_crop feeds 112 px ArcFace crops: an ArcFace-shaped stand-in (the tiny default, dlib-resnet, cuts its own chip).
+NORM_CROP_ENCODER = "identity_encoder=random-irse:10"
+
+
 def _cfg(ckpt, out, *extra):
     return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
         f"hair_ckpt={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
@@ -56,7 +60,7 @@ def test_released_model_protocol_with_norm_crop_and_psi_sweep(released_ckpt, tmp
     reports = {}
     for psi in (0.7, 1.0):
         reports[psi] = run_eval_identity(_cfg(released_ckpt, tmp_path / f"psi{psi}", f"truncation_psi={psi}",
-                                              "identity_crop=norm_crop", "keypoints=ffhq"))
+                                              "identity_crop=norm_crop", "keypoints=ffhq", NORM_CROP_ENCODER))
     r = reports[1.0]
     assert r["noise_mode"] == "random" and r["noise_seed"] == 0  # the released model's default
     assert r["identity_crop"] == "norm_crop" and r["truncation_psi"] == 1.0
@@ -68,12 +72,50 @@ def test_released_model_protocol_with_norm_crop_and_psi_sweep(released_ckpt, tmp
         assert manifest["fingerprint"]["truncation_psi"] == psi
         assert manifest["fingerprint"]["identity_crop"] == "norm_crop"
     # Seeded random noise: a rerun in a fresh folder gives the same numbers; const noise is another setting.
-    again = run_eval_identity(_cfg(released_ckpt, tmp_path / "again", "identity_crop=norm_crop", "keypoints=ffhq"))
+    again = run_eval_identity(_cfg(released_ckpt, tmp_path / "again", "identity_crop=norm_crop", "keypoints=ffhq",
+                                   NORM_CROP_ENCODER))
     assert again["results"] == r["results"]
     transfer_manifest = json.loads((tmp_path / "psi1.0" / "transfer" / "manifest.json").read_text())
     assert transfer_manifest["fingerprint"]["noise_mode"] == "random"
-    cfg = _cfg(released_ckpt, tmp_path / "psi1.0", "identity_crop=norm_crop", "keypoints=ffhq", "noise_mode=const")
-    from semedit.eval.shards import ShardStoreError
+    cfg = _cfg(released_ckpt, tmp_path / "psi1.0", "identity_crop=norm_crop", "keypoints=ffhq", NORM_CROP_ENCODER,
+               "noise_mode=const")
+    from semedit.errors import SemeditError
 
-    with pytest.raises(ShardStoreError, match="other settings"):
+    with pytest.raises(SemeditError, match="other settings"):  # the run folder or its shards refuse it
         run_eval_identity(cfg)
+
+
+def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from semedit.config import GeneratorSpec, as_dict
+    from semedit.hair.encoders import EncoderConfig
+    from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
+    from semedit.stylegan2 import generator_from_spec
+
+    # a 16 px semedit hair model: the released-format one sees 256 px inputs and is slow on a CPU
+    spec = GeneratorSpec()
+    spec.tiny.resolution = 16
+    G = generator_from_spec(spec)
+    torch.manual_seed(0)
+    module = HairTransferModule(EncoderConfig(num_layers=10, channels=[8, 16, 32, 64], feature_dim=32, pool_size=2,
+                                              input_size=16), LossConfig(identity=0, identity_encoder=None),
+                                OptimConfig(), G.num_ws, G.w_dim, generator_spec=as_dict(spec))
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+
+    path = Path(__file__).resolve().parents[2] / "experiments" / "identity_retrieval.py"
+    loader = importlib.util.spec_from_file_location("identity_retrieval", path)
+    script = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(script)
+    out = tmp_path / "sweep"
+    assert script.main(["--tiny", "--hair-ckpt", str(ckpt), "--out", str(out), "--models", "insightface-arcface",
+                        "psp-irse50", "gallery_size=4", "num_transfers=2", "shard_size=4", "batch_size=4"]) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    cells = {(r["psi"], r["identity_model"]) for r in rows}
+    assert cells == {(p, m) for p in (0.7, 1.0) for m in ("insightface-arcface", "psp-irse50")}
+    assert {r["queries"] for r in rows} == {"transfer", "reconstruction", "hair_source", "chance"}
+    assert all(r["noise"] == "const" for r in rows)  # a semedit checkpoint's own noise
+    table = (out / "sweep.md").read_text()
+    assert table.count("\n") == 2 + len(rows) and "| 0.7 | psp-irse50 | chance | 25.00 % | 2.500 |" in table

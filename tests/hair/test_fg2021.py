@@ -9,16 +9,18 @@ import pytest
 import torch
 
 from semedit.hair.encoders import EncoderConfig, build_hair_net
-from semedit.weights import check_state_dict
 from semedit.hair.fg2021 import (
     FG2021CheckpointError,
     infer_encoder_config,
     load_fg2021,
     split_fg2021_state_dict,
 )
-
-from tests.helpers import require_fixtures
+from semedit.stylegan2 import Generator, build_tiny_generator
+from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit, semedit_to_rosinality
+from semedit.stylegan2.ops import setup_filter
+from semedit.weights import check_state_dict
 from tests.hair.fg2021_reference import random_original_state_dict, released_encoder_forward
+from tests.helpers import require_fixtures
 
 FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 FIXTURE = FIXTURES / "perception" / "hairstyle_fg2021.json"
@@ -41,9 +43,6 @@ def test_fixture_keys_and_shapes_match_semedit_model(fixture_shapes):
     assert len(net.state_dict()) == len(encoder_sd) == 790
 
     # Decoder: every rosinality key maps onto a semedit 1024 generator with the right shapes.
-    from semedit.stylegan2 import Generator
-    from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
-    from semedit.stylegan2.ops import setup_filter
 
     # Real (uninitialised) tensors for the decoder: the converter checks the blur kernels' values.
     decoder_sd = {k: (setup_filter() * 4 if k.endswith("kernel") else torch.empty(fixture_shapes["decoder." + k]))
@@ -97,8 +96,6 @@ def test_full_size_random_checkpoint_reproduces_reference_encoder(fixture_shapes
 def test_saved_checkpoint_with_decoder_round_trip(tmp_path):
     """A small checkpoint in the released layout (top-level or under state_dict) with a rosinality
     decoder: loading it reproduces reference encoder W+ and the original generator's images."""
-    from semedit.stylegan2 import build_tiny_generator
-    from semedit.stylegan2.checkpoints import semedit_to_rosinality
 
     G = build_tiny_generator(resolution=32, seed=3)
     net = build_hair_net(EncoderConfig(num_layers=10, channels=[8, 16, 32, 64], feature_dim=32, pool_size=2),

@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
+from semedit.cli import main
 from semedit.config import GeneratorSpec, as_dict
+from semedit.hair.encoders import EncoderConfig
+from semedit.hair.inference import (
+    HairTransfer,
+    direction_in_embedding,
+    hair_classifier_direction,
+    hair_pca_directions,
+    load_hair_model,
+)
+from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig, hair_inputs
+from semedit.images import save_image
+from semedit.stylegan2 import generator_from_spec
 
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
-    from semedit.hair.encoders import EncoderConfig
-    from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
-    from semedit.stylegan2 import generator_from_spec
-
     spec = GeneratorSpec()
     spec.tiny.resolution = 16
     G = generator_from_spec(spec)
@@ -31,9 +40,6 @@ def tiny_model(tmp_path_factory):
 
 
 def test_loaded_model_matches_the_trained_module(tiny_model):
-    from semedit.hair.inference import HairTransfer, load_hair_model
-    from semedit.hair.module import hair_inputs
-
     path, module, images, _ = tiny_model
     model = load_hair_model(path)
     assert model.source == "semedit" and model.regions == "ellipse" and model.input_size == 16
@@ -50,8 +56,6 @@ def test_loaded_model_matches_the_trained_module(tiny_model):
 
 
 def test_alpha_blend_keeps_the_inner_face(tiny_model):
-    from semedit.hair.inference import HairTransfer, load_hair_model
-
     path, _, images, _ = tiny_model
     tool = HairTransfer(load_hair_model(path))
     plain = tool.transfer(images[:1], images[1:2])
@@ -63,14 +67,6 @@ def test_alpha_blend_keeps_the_inner_face(tiny_model):
 
 
 def test_interpolation_endpoints_and_hair_directions(tiny_model):
-    from semedit.hair.inference import (
-        HairTransfer,
-        direction_in_embedding,
-        hair_classifier_direction,
-        hair_pca_directions,
-        load_hair_model,
-    )
-
     path, _, images, _ = tiny_model
     tool = HairTransfer(load_hair_model(path))
     frames = tool.interpolate(images[:1], images[1:2], images[2:3], steps=4, what="hair")
@@ -103,16 +99,12 @@ def test_interpolation_endpoints_and_hair_directions(tiny_model):
 
 
 def test_cli_transfer_and_errors(tiny_model, capsys):
-    from semedit.cli import main
-    from semedit.images import save_image
-
     path, _, images, folder = tiny_model
     a, b = save_image(images[0], folder / "a.png"), save_image(images[1], folder / "b.png")
     out = folder / "out.png"
     assert main(["transfer", "--ckpt", str(path), "--face", str(a), "--hair", str(b), "--alpha-blend",
                  "--out", str(out)]) == 0
     assert out.is_file()
-    from PIL import Image
 
     Image.new("RGB", (20, 10)).save(folder / "wide.png")
     assert main(["transfer", "--ckpt", str(path), "--face", str(folder / "wide.png"), "--hair", str(b)]) == 2

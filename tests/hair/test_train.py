@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from semedit.config import load_config
+from semedit.hair.train import Config, train
 from semedit.training import RUN_DIR_ENV
-
 from tests.hair.wandb_records import history_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +31,6 @@ SMALL = [
 
 
 def small_config(tmp_path: Path, *extra: str):
-    from semedit.hair.train import Config
-
     return load_config(Config, TINY, [*SMALL, f"run.output_dir={tmp_path}", *extra])
 
 
@@ -42,8 +41,6 @@ def _fresh_run_dir(monkeypatch):
 
 
 def test_fast_dev_run_prints_checkpoint_and_samples(tmp_path, capsys):
-    from semedit.hair.train import train
-
     cfg = small_config(tmp_path, "trainer.fast_dev_run=1", "logger.wandb=false", "generator.tiny.resolution=32",
                        "encoder.input_size=32", "loss.lpips=0.8",
                        "loss.identity=0.1", "loss.identity_encoder=random-irse:18", "loss.region_masks=true")
@@ -54,7 +51,6 @@ def test_fast_dev_run_prints_checkpoint_and_samples(tmp_path, capsys):
         assert key in result.metrics and torch.isfinite(torch.tensor(result.metrics[key])), key
     grids = sorted((result.run_dir / "samples").glob("*.png"))
     assert grids, "no sample grids written"
-    from PIL import Image
 
     with Image.open(grids[0]) as im:  # 4 columns: face input | hair input | output | target
         assert im.size[0] == 4 * 32
@@ -67,8 +63,6 @@ def _final_weights(ckpt: Path) -> dict:
 
 
 def test_resume_continues_exactly(tmp_path):
-    from semedit.hair.train import train
-
     common = ["logger.wandb=false", "run.checkpoint_every_n_steps=3", "optim.scheduler=cosine", "optim.total_steps=6"]
     full = train(small_config(tmp_path, *common, "run.name=full", "trainer.max_steps=6"))
     os.environ.pop(RUN_DIR_ENV, None)
@@ -92,8 +86,6 @@ def test_resume_continues_exactly(tmp_path):
 
 
 def test_wandb_offline_run_holds_logged_metrics(tmp_path, monkeypatch):
-    from semedit.hair.train import train
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     result = train(small_config(tmp_path, "trainer.max_steps=4", "logger.wandb=true", "logger.mode=offline"))
     files = glob.glob(str(result.run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))

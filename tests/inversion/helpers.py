@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from semedit.inversion.config import Config, InversionConfig
 
@@ -39,3 +43,15 @@ def tiny_config(tmp_path, **invert_overrides) -> Config:
     cfg.invert.lpips_net = "alex"
     cfg.invert.lpips_pretrained = False
     return cfg
+
+
+def write_images(folder: Path, count: int, size: int = 24) -> list[str]:
+    """``count`` random RGB PNGs img0.png, img1.png, ... in ``folder``; returns their names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    names = []
+    for i in range(count):
+        arr = (rng.rand(size, size, 3) * 255).astype(np.uint8)
+        Image.fromarray(arr).save(folder / f"img{i}.png")
+        names.append(f"img{i}")
+    return names

@@ -4,12 +4,14 @@ import json
 import math
 
 import torch
-from test_module import _write_images
 
-from tests.inversion.helpers import tiny_config
+from semedit.cli import main
 from semedit.config import save_config
 from semedit.directions.io import Direction, save_direction
 from semedit.eval.inversion import identity_distance, l2_error, parse_row, summarise
+from semedit.inversion.io import load_inversion
+from semedit.training import RUN_DIR_ENV
+from tests.inversion.helpers import tiny_config, write_images
 
 
 def test_metric_helpers():
@@ -20,15 +22,12 @@ def test_metric_helpers():
     torch.testing.assert_close(same, torch.zeros(2), atol=1e-6, rtol=0)
     s = summarise([1.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == 1.0 and s["count"] == 2
-    assert parse_row("wplus:chunky:reg").label == "ChunkyGAN in W+ reg."
+    assert parse_row("wplus:chunky:reg").label == "Ours in W+ reg."
 
 
 def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):
-    from semedit.cli import main
-    from semedit.training import RUN_DIR_ENV
-
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
-    _write_images(tmp_path / "faces", 2, size=16)
+    write_images(tmp_path / "faces", 2, size=16)
     cfg = tiny_config(tmp_path / "runs", steps=3, n=2)
     cfg.perception.identity = "random-irse:18"
     cfg.eval.rows = ["w:single", "wplus:single", "wplus:chunky", "wplus:chunky:reg"]
@@ -48,11 +47,10 @@ def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):
     assert [r["key"] for r in edits] == cfg.eval.edit_rows
     assert set(edits[0]["cells"]) == {"smile@1", "smile@2"}
     md = (out / "inversion_metrics.md").read_text()
-    assert "| ChunkyGAN in W+ reg. |" in md and "smile@2" in md
+    assert "| Ours in W+ reg. |" in md and "(b) smile@2" in md
     # Single-code rows really are single-code.
     meta = json.loads((out / "rows" / "w-single" / "img0" / "result.json").read_text())
     assert meta["space"] == "w"
-    from semedit.inversion.io import load_inversion
 
     assert load_inversion(out / "rows" / "w-single" / "img0").codes[0].shape == (1, 1, 64)
 

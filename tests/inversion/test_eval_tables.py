@@ -9,10 +9,14 @@ import torch
 from PIL import Image
 
 from semedit.config import save_config
-from semedit.eval.inversion import (NOT_IMPLEMENTED, image_metrics, parse_row, resize_for_metrics,
-                                    strength_scales)
-from tests.inversion.helpers import tiny_config
-from tests.inversion.test_module import _write_images
+from semedit.eval.inversion import (
+    NOT_IMPLEMENTED,
+    image_metrics,
+    parse_row,
+    resize_for_metrics,
+    strength_scales,
+)
+from tests.inversion.helpers import tiny_config, write_images
 
 ALL_ROWS = ["w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
             "e4e", "psp", "restyle", "pti", "hyperstyle"]
@@ -78,7 +82,7 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
     from semedit.training import RUN_DIR_ENV
 
     monkeypatch.delenv(RUN_DIR_ENV, raising=False)
-    _write_images(tmp_path / "faces", 3, size=16)
+    write_images(tmp_path / "faces", 3, size=16)
     cfg = tiny_config(tmp_path / "runs", steps=3, n=2)
     cfg.perception.identity = "random-irse:10"
     cfg.eval.rows = ALL_ROWS
@@ -116,7 +120,9 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
                  "(b) beard@2", "L2 (256 px)", "L2 (full res.)", "ReStyle - 5 iters | – |", "tiny test"):
         assert text in md, text
     assert (out / "inversion_figure.png").is_file() and "inversion_figure.png" in md
-    # Resuming does no work again: the timing files keep the first run's figures.
+    # Resuming does no work again: the timing file keeps the first run's figure (only the PTI row, to stay fast).
     before = json.loads((out / "rows" / "pti" / "timing.json").read_text())
-    assert main(args) == 0
+    assert main([*args[:2], "eval.rows=[pti]", "eval.edit_rows=[pti]", *args[2:]]) == 0
     assert json.loads((out / "rows" / "pti" / "timing.json").read_text()) == before
+    again = json.loads((out / "inversion_metrics.json").read_text())
+    assert again["projection"][0]["identity"] == projection["pti"]["identity"]

@@ -1,5 +1,6 @@
 """ChunkyGANModule through Lightning: outputs, resume, and DDP predict (2 CPU processes, subprocess)."""
 
+import csv
 import json
 import os
 import subprocess
@@ -9,25 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pytorch_lightning.loggers import CSVLogger
 
-from tests.inversion.helpers import tiny_config
+import semedit.inversion.run
+from semedit.cli import main
 from semedit.config import save_config
 from semedit.inversion.io import load_inversion
 from semedit.inversion.run import invert
 from semedit.training import RUN_DIR_ENV
+from tests.inversion.helpers import tiny_config, write_images
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _write_images(folder: Path, count: int, size: int = 24) -> list[str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.RandomState(0)
-    names = []
-    for i in range(count):
-        arr = (rng.rand(size, size, 3) * 255).astype(np.uint8)
-        Image.fromarray(arr).save(folder / f"img{i}.png")
-        names.append(f"img{i}")
-    return names
 
 
 @pytest.fixture(autouse=True)
@@ -37,7 +30,7 @@ def _fresh_run_dir_env(monkeypatch):
 
 
 def test_invert_writes_outputs_and_resume_skips_finished_images(tmp_path):
-    names = _write_images(tmp_path / "photos", 3)
+    names = write_images(tmp_path / "photos", 3)
     cfg = tiny_config(tmp_path / "runs", steps=4, batch_size=2)
     cfg.run.name = "r"
     outcome = invert(cfg, [str(tmp_path / "photos")])
@@ -62,7 +55,7 @@ def test_invert_writes_outputs_and_resume_skips_finished_images(tmp_path):
 
 @pytest.mark.multiprocess
 def test_ddp_predict_inverts_each_image_exactly_once(tmp_path):
-    names = _write_images(tmp_path / "photos", 5)
+    names = write_images(tmp_path / "photos", 5)
     cfg = tiny_config(tmp_path / "runs", steps=3, batch_size=2)
     cfg.run.name = "ddp"
     cfg.trainer.devices = 2
@@ -89,7 +82,6 @@ def test_cli_invert_reports_bad_inputs(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(bad / "gray.png")
-    from semedit.cli import main
 
     assert main(["invert", str(bad), f"run.output_dir={tmp_path}"]) == 2
     assert main(["invert", str(tmp_path / "missing"), f"run.output_dir={tmp_path}"]) == 2
@@ -97,15 +89,9 @@ def test_cli_invert_reports_bad_inputs(tmp_path):
 
 
 def test_run_logs_the_mean_metrics_that_sweeps_rank_by(tmp_path, monkeypatch):
-    import csv
-
-    from pytorch_lightning.loggers import CSVLogger
-
-    import semedit.training
-
-    monkeypatch.setattr(semedit.training, "build_logger",
+    monkeypatch.setattr(semedit.inversion.run, "build_logger",
                         lambda logger_cfg, run_dir, name, cfg: CSVLogger(save_dir=str(run_dir), name="csv", version=""))
-    _write_images(tmp_path / "photos", 2)
+    write_images(tmp_path / "photos", 2)
     cfg = tiny_config(tmp_path / "runs", steps=3, batch_size=2)
     cfg.run.name = "logged"
     cfg.logger.wandb = True

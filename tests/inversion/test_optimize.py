@@ -3,11 +3,11 @@ import math
 import pytest
 import torch
 
-from tests.inversion.helpers import small_invert_cfg
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import flatten_codes, latent_mean, render_chunks
 from semedit.inversion.optimize import invert_batch, projector_lr, snapshot_steps
 from semedit.inversion.projector import project_single_code
+from tests.inversion.helpers import small_invert_cfg
 
 
 def _target_from_known_codes(G, num_images=2, n=2, seed=0):

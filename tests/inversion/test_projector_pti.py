@@ -93,7 +93,7 @@ def test_pivotal_tuning_end_to_end(G, distance):
     cfg = PTIConfig(pivot_steps=4, steps=3, lpips_threshold=-1.0, locality_regularization=True)
     out = list(pivotal_tuning(G, targets, distance, distance, cfg, PivotConfig(steps=4)))
     assert [o[0] for o in out] == [0, 1]
-    for _, w_pivot, tuned, recon, steps in out:
+    for _, w_pivot, _tuned, recon, steps in out:
         assert w_pivot.shape == (1, G.num_ws, G.w_dim) and steps == 3
         assert torch.equal(w_pivot[:, 0], w_pivot[:, -1])  # a W pivot, repeated over the layers
         assert recon.shape == (1, 3, G.img_resolution, G.img_resolution)

@@ -60,3 +60,32 @@ def test_forms_differ_by_their_documented_factor(G):
     entries = G.num_ws * G.w_dim
     torch.testing.assert_close(latent_regulariser(codes, means, "mean"), total / entries)
     torch.testing.assert_close(latent_regulariser(codes, means, "wstd", spread), total / entries / spread[0] ** 2)
+
+
+def test_invert_batch_reports_the_configured_form(G, distance):
+    from semedit.inversion.optimize import invert_batch
+    from tests.inversion.helpers import small_invert_cfg
+
+    target = torch.zeros(1, 3, G.img_resolution, G.img_resolution)
+    cfg = small_invert_cfg(steps=5, n=2, lambda_reg=10.0, reg_form="wstd")
+    out = invert_batch(G, distance, target, torch.randn(1, 2, 4, 4, generator=torch.Generator().manual_seed(0)), cfg)
+    means, spread = latent_mean(G, "wplus"), latent_spread(G, "wplus")
+    expected = latent_regulariser(out.codes, means, "wstd", spread)
+    torch.testing.assert_close(out.losses["reg"], expected)
+    torch.testing.assert_close(out.losses["total"], out.losses["lpips"] + 10.0 * expected)
+
+
+def test_config_rejects_unknown_form():
+    import pytest
+
+    from semedit.errors import ConfigError
+    from semedit.inversion.config import Config, validate
+
+    cfg = Config()
+    cfg.invert.reg_form = "l1"
+    with pytest.raises(ConfigError, match="invert.reg_form"):
+        validate(cfg)
+    cfg = Config()
+    cfg.eval.reg_form = "mean-ish"
+    with pytest.raises(ConfigError, match="eval.reg_form"):
+        validate(cfg)

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.launch.launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
 
 from semedit.cli import main
 from semedit.config import load_config
 from semedit.directions.io import load_direction
 from semedit.directions.train import Config
 from semedit.training import find_resume_checkpoint
+from tests.launch.launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
 
 
 def _ckpt_step(path: Path) -> int:

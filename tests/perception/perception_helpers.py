@@ -10,6 +10,7 @@ from torch import nn
 
 from tests.helpers import FIXTURES, require_fixtures
 
+
 def fixture_json(name: str) -> dict:
     return json.loads(require_fixtures(FIXTURES / "perception" / name).read_text())
 

@@ -125,6 +125,10 @@ def test_dlib_resnet_identity_encoder_on_aligned_images():
     same = enc.distance(e, c)
     assert torch.all(same < 0.6), same
     assert float(enc.distance(e[:1], e[1:])) > 0.6
+    # eval-inversion's identity column takes the encoder's own convention (Euclidean here, not 1 - cos).
+    from semedit.eval.inversion import identity_distance
+
+    torch.testing.assert_close(identity_distance(enc, images, copies), same)
     # Images without a face (a random tiny generator's) still give well-defined, repeatable descriptors.
     noise = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     out = enc(noise)
@@ -180,12 +184,30 @@ def test_registry_lists_the_dlib_files_as_present_with_their_digests():
     assert verify_file("dlib-landmarks-5", deep=True)[0] == "ok"
 
 
+def test_insightface_stays_an_option_and_needs_its_files():
+    from semedit.weights import MissingWeightsError
+
+    assert faces.landmarker_for(None) == "dlib"
+    assert faces.landmarker_for("landmarks-1k3d68") == "insightface"
+    assert faces.landmarker_for("/w/1k3d68.onnx") == "insightface"
+    assert faces.landmarker_for(None, "insightface") == "insightface"
+    with pytest.raises(ValueError, match="dlib, insightface"):
+        faces.landmarker_for(None, "mediapipe")
+    # The weights folder of the perception tests is empty: the error names the file and where it goes.
+    with pytest.raises(MissingWeightsError, match="1k3d68.onnx"):
+        faces.align_photo(photo("astronaut"), 64, landmarker="insightface")
+
+
 def test_missing_model_package_names_the_pip_package(monkeypatch):
     from semedit.weights import MissingWeightsError
 
     monkeypatch.setitem(sys.modules, "face_recognition_models", None)  # "not installed"
     with pytest.raises(MissingWeightsError, match="pip install face-recognition-models"):
         faces.dlib_model_path("resnet")
+    faces.hog_detector.cache_clear()
+    monkeypatch.setitem(sys.modules, "dlib", None)
+    with pytest.raises(faces.DlibMissingError, match="pip install dlib-bin"):
+        faces.hog_detector()
 
 
 def test_inversion_dataset_aligns_raw_photos_through_dlib(tmp_path, caplog):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.perception.perception_helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
 
 from semedit.perception.identity import (
     IRSEBackbone,
@@ -19,6 +18,7 @@ from semedit.perception.identity import (
     load_identity_encoder,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
+from tests.perception.perception_helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
 
 
 def _images(n=2, res=64, seed=0):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import scipy.ndimage
 import torch
-from tests.perception.perception_helpers import TinyArcFace, TinyLandmark3D, export_onnx
 
 from semedit.perception.landmarks import (
     FFHQ_EYE_LEFT,
@@ -21,6 +20,7 @@ from semedit.perception.landmarks import (
     quad_to_aligned,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
+from tests.perception.perception_helpers import TinyArcFace, TinyLandmark3D, export_onnx
 
 
 @pytest.fixture(scope="module")

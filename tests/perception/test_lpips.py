@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torchvision
 
 from semedit.perception.lpips import load_lpips
 from semedit.weights import MissingWeightsError, torch_hub_checkpoints_dir
@@ -35,8 +36,6 @@ def test_missing_backbone_names_file_url_and_place(net, filename):
 
 
 def test_backbone_is_read_from_torch_home_offline():
-    import torchvision
-
     alexnet = torchvision.models.alexnet()
     folder = torch_hub_checkpoints_dir()
     folder.mkdir(parents=True)

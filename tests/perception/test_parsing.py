@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.perception.perception_helpers import fixture_json, randomize_batchnorm
 
 from semedit.perception.parsing import (
     CELEBAMASK_HQ_CLASSES,
@@ -14,6 +13,7 @@ from semedit.perception.parsing import (
     load_face_parser,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
+from tests.perception.perception_helpers import fixture_json, randomize_batchnorm
 
 
 def test_bisenet_matches_the_public_format_exactly():

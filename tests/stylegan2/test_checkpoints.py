@@ -1,6 +1,7 @@
 """Loading the public formats: numerical equivalence, round trips, and refusing bad files."""
 
 import argparse
+import os
 import pickle
 import shutil
 
@@ -16,7 +17,6 @@ from semedit.stylegan2 import (
     zs_from_seeds,
 )
 from semedit.stylegan2.checkpoints import semedit_to_rosinality
-
 from tests.stylegan2.rosinality_reference import rosinality_forward
 
 
@@ -114,8 +114,6 @@ class _RunsCode:
         self.marker = marker
 
     def __reduce__(self):
-        import os
-
         return (os.system, (f"touch {self.marker}",))
 
 

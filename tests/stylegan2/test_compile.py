@@ -119,6 +119,8 @@ def test_compile_settings(monkeypatch):
     assert sg_compile.compile_enabled("auto", "cuda") is True
     assert sg_compile.compile_enabled("auto", "cpu") is sg_compile.CPU_COMPILE_PAYS_OFF
     assert sg_compile.compile_enabled(True, "cpu") and not sg_compile.compile_enabled("off", "cuda")
+    # YAML 1.1 reads `compile: off` as false, which the string field holds as "False".
+    assert sg_compile.normalize_compile_setting("False") == "off" and sg_compile.normalize_compile_setting("True") == "on"
     with pytest.raises(ValueError, match="generator.compile"):
         sg_compile.normalize_compile_setting("yes")
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)

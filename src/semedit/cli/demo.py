@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from semedit.cli.common import CLIError
+import logging
+
+from semedit.cli.common import CLIError, add_speed_arguments
 from semedit.demo.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits
 
 __all__ = ["register"]
@@ -25,8 +27,12 @@ def cmd_demo(args) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"semedit demo: listening on {args.host}: anyone who can reach this machine can use the demo")
     models = load_models(args.hair_ckpt, args.generator, args.directions, device=args.device,
-                         hair_pca_samples=args.pca_samples, latent_pca_samples=args.pca_samples * 32)
+                         hair_pca_samples=args.pca_samples, latent_pca_samples=args.pca_samples * 32,
+                         precision=args.precision, compile=args.compile)
     limits = UploadLimits.from_megabytes(args.max_upload_mb, args.max_pixels)
+    # The server's console shows what the demo does (models loaded, inversions cancelled, unexpected errors).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests
     serve(models, limits, host=args.host, port=args.port, share=args.share, preview_every=args.preview_every)
     return 0
 
@@ -48,4 +54,5 @@ def register(subparsers) -> None:
                    "(x32 for the PCA of W); 0 disables")
     p.add_argument("--preview-every", type=int, default=10, help="inversion steps between live previews")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    add_speed_arguments(p)
     p.set_defaults(func=cmd_demo)

@@ -1,4 +1,5 @@
-"""`semedit edit` (image strips along a direction) and `semedit pca` (GANSpace directions)."""
+"""`semedit edit` (image strips along a direction), `semedit pca` (GANSpace directions) and
+`semedit directions import` (Chunkmogrify's .npy directions as direction files)."""
 
 from __future__ import annotations
 
@@ -18,12 +19,10 @@ from semedit.stylegan2 import generator_from_spec, parse_seeds, zs_from_seeds
 
 
 def _generator(args):
-
     return generator_from_spec(GeneratorSpec(ckpt=args.ckpt), device=args.device)
 
 
 def _ints(text, what: str):
-
     try:
         return parse_seeds(text)
     except ValueError as err:
@@ -31,8 +30,6 @@ def _ints(text, what: str):
 
 
 def run_edit(args) -> int:
-
-
     seeds = _ints(args.seeds, "--seeds")
     strengths = parse_floats(args.strengths, "--strengths")
     layers = _ints(args.layers, "--layers") if args.layers else None
@@ -75,7 +72,6 @@ def run_edit(args) -> int:
 
 
 def run_pca(args) -> int:
-
     G = _generator(args)
     result = pca_w(G, args.samples, args.components, seed=args.seed, batch_size=args.batch_size, device=args.device)
     out = Path(args.out)
@@ -90,6 +86,23 @@ def run_pca(args) -> int:
     print(f"{args.components} components of W from {args.samples} samples -> {out}")
     for s in summary[:10]:
         print(f"  pc{s['component']:03d}  std {s['std']:.4f}  explained {100 * s['explained_variance_ratio']:.2f} %")
+    return 0
+
+
+def run_import(args) -> int:
+    from semedit.directions.chunkmogrify import import_chunkmogrify_npy, parse_layer_range
+    from semedit.weights import REGISTRY, resolve_weights
+
+    source = args.file
+    if not Path(source).is_file() and source in REGISTRY:  # e.g. chunkmogrify-smile_styleganv2
+        source = resolve_weights(source)
+    direction = import_chunkmogrify_npy(source, parse_layer_range(args.layers), name=args.name)
+    path = save_direction(Path(args.out) / f"{args.name}.safetensors", direction)
+    meta = direction.meta
+    print(f"{path}: W+ rows {args.layers} (end exclusive) of {meta['source_file']} {tuple(meta['source_shape'])} "
+          f"{meta['source_dtype']}, sha256 {meta['source_sha256']}")
+    print(f"  source_norm {meta['source_norm']:.4f}: a Chunkmogrify edit of multiplier m is semedit strength "
+          f"m x {meta['source_norm']:.4f} (or eval.strength_units=source)")
     return 0
 
 
@@ -119,3 +132,15 @@ def register(subparsers) -> None:
     q.add_argument("--device", default="cpu")
     q.add_argument("--out", default="pca", help="output folder: pcNNN.safetensors + pca.json")
     q.set_defaults(func=run_pca)
+
+    d = subparsers.add_parser("directions", help="direction files: import Chunkmogrify's .npy directions")
+    dsub = d.add_subparsers(dest="directions_command", required=True)
+    i = dsub.add_parser("import", help="a Chunkmogrify (18, 512) .npy direction as a semedit W+ direction file",
+                        description="Chunkmogrify ships directions as (num_ws, w_dim) arrays, one row per W+ entry, "
+                                    "applied to the rows [START, END) (w_directions.py): smile 0-5, age 0-8, "
+                                    "gender 0-5, beard 6-9, yaw 0-5.")
+    i.add_argument("file", help="the .npy file, or its weights registry name (e.g. chunkmogrify-age)")
+    i.add_argument("--name", required=True, help="direction name; the file is <out>/<name>.safetensors")
+    i.add_argument("--layers", required=True, help="W+ rows START-END, END exclusive (Chunkmogrify's range)")
+    i.add_argument("--out", default="directions", help="output folder")
+    i.set_defaults(func=run_import)

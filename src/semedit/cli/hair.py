@@ -3,50 +3,89 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
+from semedit.cli.common import (CLIError, add_out_argument, add_speed_arguments, add_strengths_argument,
+                                apply_speed_arguments, check_output_dir, check_output_file, parse_floats)
 from semedit.cli.jobs import run_job
 from semedit.cli.perception import read_photo
 from semedit.directions.io import load_direction, save_direction
 from semedit.errors import ImageError
-from semedit.hair.inference import HairTransfer, align_photo, hair_pca_directions, load_hair_model
-from semedit.images import image_grid, load_image, save_image
+from semedit.hair.inference import (
+    NOISE_MODES,
+    PREPROCESS_MODES,
+    HairTransfer,
+    align_photo,
+    hair_pca_directions,
+    load_hair_model,
+)
+from semedit.hair.official_directions import (
+    OFFICIAL_DIRECTION_NAMES,
+    OFFICIAL_STRENGTHS,
+    load_official_directions,
+    official_direction_step,
+)
+from semedit.images import from_uint8, image_grid, save_image
+from semedit.inversion.data import ImageSource, load_rgb
 from semedit.stylegan2.seeds import zs_from_seeds
+from semedit.weights import resolve_weights
 
 
 def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.Tensor:
     """Images [N, 3, size, size] in [-1, 1]; raw photos are FFHQ-aligned first."""
 
-
     images = []
+    for path, photo in zip(paths, _read_inputs(paths, raw), strict=True):
+        if raw:
+            images.append(align_photo(photo, output_size=size, device=device, source=path))
+            continue
+        im = Image.fromarray(photo)
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.LANCZOS)
+        images.append(from_uint8(np.array(im)))
+    return torch.cat(images)
+
+
+def _read_inputs(paths: list[str], raw: bool) -> list[np.ndarray]:
+    """uint8 RGB arrays of the inputs, through invert's reader (``inversion.data.load_rgb``) or, for raw photos,
+    `semedit align`'s: missing, empty, non-image, decompression-bomb and non-RGB files are ImageErrors naming
+    the file; aligned inputs must be squares."""
+    photos = []
     for path in paths:
         if not Path(path).is_file():
-            raise FileNotFoundError(f"image not found: {path}")
+            raise ImageError(f"image not found: {path}")
         if raw:
             try:
                 photo = read_photo(path)  # the reader of `semedit align`: EXIF rotation, clear reasons
             except ImageError as err:
                 raise ImageError(f"{path}: {err}") from None
-            images.append(align_photo(photo, output_size=size, device=device, source=path))
-            continue
-        with Image.open(path) as im:
-            width, height = im.size
-        if width != height:
-            raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
-                         "and align the face first")
-        images.append(load_image(path, size=size))
-    return torch.cat(images)
+        else:
+            photo = load_rgb(ImageSource(Path(path).stem, path))
+            height, width = photo.shape[:2]
+            if width != height:
+                raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
+                               "and align the face first")
+        photos.append(photo)
+    return photos
+
+
+def _precheck(paths: list[str], raw: bool, out: str) -> None:
+    """Every input readable and the output path usable, before the model is loaded and any work starts."""
+    _read_inputs(paths, raw)
+    check_output_file(out)
 
 
 def _setup(args):
-
     model = load_hair_model(args.ckpt, device=args.device)
-    tool = HairTransfer(model, regions=args.regions, region_weights=args.region_weights, device=args.device)
+    apply_speed_arguments(model.generator, args)
+    tool = HairTransfer(model, regions=args.regions, region_weights=args.region_weights, device=args.device,
+                        noise_mode=args.noise_mode, noise_seed=args.noise_seed)
     size = model.generator.img_resolution
     return tool, size
 
@@ -60,17 +99,22 @@ def _save_rows(frames: torch.Tensor, out: str) -> Path:
 
 
 def cmd_transfer(args) -> int:
-
+    _precheck([args.face, args.hair], args.raw, args.out)
     tool, size = _setup(args)
+    if args.preprocess == "official":
+        # The official pipeline aligns the photos straight to the encoder's 256 px (utils.py line 105).
+        size = args.official_size or tool.model.input_size
     faces = _load_inputs([args.face], args.raw, size, args.device)
     hairs = _load_inputs([args.hair], args.raw, size, args.device)
-    out = tool.transfer(faces, hairs, alpha_blend=args.alpha_blend)
+    out = tool.transfer(faces, hairs, alpha_blend=args.alpha_blend, preprocess=args.preprocess,
+                        official_size=size if args.preprocess == "official" else None)
     path = save_image(out[0], args.out)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_interpolate(args) -> int:
+    _precheck([args.face, args.hair, args.to], args.raw, args.out)
     tool, size = _setup(args)
     load = lambda p: _load_inputs([p], args.raw, size, args.device)  # noqa: E731
     frames = tool.interpolate(load(args.face), load(args.hair), load(args.to), steps=args.steps, what=args.what)
@@ -81,6 +125,7 @@ def cmd_interpolate(args) -> int:
 def cmd_pca(args) -> int:
     """PCA of hair embeddings of generated images -> one direction file per component."""
 
+    check_output_dir(args.out)
     tool, _ = _setup(args)
     G = tool.model.generator
     codes = []
@@ -98,16 +143,38 @@ def cmd_pca(args) -> int:
     return 0
 
 
-def cmd_hair_edit(args) -> int:
+def _official_step(args, tool) -> torch.Tensor:
+    """The step of an official direction ('color' / 'structure' of latent_directions.pkl), unnormalised."""
+    if args.in_std:
+        raise CLIError("--in-std applies to PCA direction files, not to the official directions")
+    num_ws, w_dim = tool.model.net.num_ws, tool.model.net.w_dim
+    directions = load_official_directions(resolve_weights(args.directions_file))
+    return official_direction_step(directions, args.direction, num_ws, w_dim)
 
+
+def cmd_hair_edit(args) -> int:
+    _precheck([args.face, args.hair or args.face], args.raw, args.out)
     tool, size = _setup(args)
-    direction = load_direction(args.direction)
-    strengths = parse_floats(args.strengths, "--strengths")
-    scale = float(direction.meta.get("std", 1.0)) if args.in_std else 1.0
+    official = args.direction in OFFICIAL_DIRECTION_NAMES
+    if official:
+        direction = _official_step(args, tool)
+        default = [str(s) for s in OFFICIAL_STRENGTHS]
+        scale, note = 1.0, (f"official '{args.direction}' direction (norm {float(direction.norm()):.4g}); strengths on "
+                            "the file's own scale, the official tool uses -25..25")
+    else:
+        if not Path(args.direction).is_file():
+            raise CLIError(f"--direction {args.direction}: not a file; give a direction file (.safetensors, from "
+                           f"hair-pca or `semedit train hair-direction`) or one of {', '.join(OFFICIAL_DIRECTION_NAMES)} "
+                           "(the official latent_directions.pkl, see --directions-file)")
+        direction = load_direction(args.direction)
+        default = ["-2", "-1", "0", "1", "2"]
+        scale = float(direction.meta.get("std", 1.0)) if args.in_std else 1.0
+        note = "unit direction" + (f" x its std {scale:.4g}" if args.in_std else "")
+    strengths = parse_floats(args.strengths if args.strengths is not None else default, "--strengths")
     frames = tool.manipulate_hair(_load_inputs([args.face], args.raw, size, args.device),
                                   _load_inputs([args.hair or args.face], args.raw, size, args.device),
                                   direction, [s * scale for s in strengths])
-    print(f"wrote {_save_rows(frames, args.out)} (strengths {strengths})")
+    print(f"wrote {_save_rows(frames, args.out)} (strengths {strengths}; {note})")
     return 0
 
 
@@ -126,7 +193,12 @@ def _common(p, face: bool = True) -> None:
     p.add_argument("--regions", default=None, help="face/hair regions: ellipse | dlib-hull | hull | parsing "
                                                    "(default: the model's)")
     p.add_argument("--region-weights", default=None, help="weights of the region model (hull, parsing)")
+    p.add_argument("--noise-mode", default=None, choices=list(NOISE_MODES),
+                   help="synthesis noise (default: the model's: random for the released model, as its code "
+                        "renders with randomize_noise=True; const for semedit checkpoints)")
+    p.add_argument("--noise-seed", type=int, default=0, help="seed of the random noise (results are reproducible)")
     p.add_argument("--device", default="cpu")
+    add_speed_arguments(p)
 
 
 def register(subparsers) -> None:
@@ -135,6 +207,10 @@ def register(subparsers) -> None:
     p.add_argument("--hair", required=True, help="image whose hair is taken")
     p.add_argument("--alpha-blend", action="store_true", help="paste the original inner face over the result "
                                                               "(better identity on real photos)")
+    p.add_argument("--preprocess", choices=list(PREPROCESS_MODES), default="semedit",
+                   help="semedit: inputs, masks and alpha blend at full resolution; official: the released "
+                        "code's path (align to 256 px, hard hull masks at 256, the 256 px face pasted upscaled)")
+    p.add_argument("--official-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: tiny generators
     p.add_argument("--out", default="transfer.png")
     p.set_defaults(func=cmd_transfer)
 
@@ -159,8 +235,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("hair-edit", help="move the hair embedding along a direction (hair-pca or direction tools)")
     _common(p)
     p.add_argument("--hair", default=None, help="hair source (default: the face image's own hair)")
-    p.add_argument("--direction", required=True, help="direction file over the hair embedding")
-    add_strengths_argument(p, ["-2", "-1", "0", "1", "2"], "steps along the direction, e.g. --strengths -2 0 2")
+    p.add_argument("--direction", required=True,
+                   help="color | structure (the official latent_directions.pkl, see --directions-file) or a "
+                        "direction file over the hair embedding (hair-pca, `semedit train hair-direction`)")
+    p.add_argument("--directions-file", default="hairstyle-fg2021-directions",
+                   help="the official latent_directions.pkl (path or registry name; read without running "
+                        "pickled code)")
+    add_strengths_argument(p, None, "steps along the direction, e.g. --strengths -2 0 2 (default -2 -1 0 1 2 for "
+                                    "unit directions; official directions: 10 10.5 11 as the official README, "
+                                    "on the file's own scale, the official tool's range is -25..25)")
     p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")  # the old comma form "-2,0,2" too
     p.add_argument("--in-std", action="store_true", help="strengths in standard deviations (PCA directions)")
     p.add_argument("--out", default="hair_edit.png")

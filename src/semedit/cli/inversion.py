@@ -31,8 +31,6 @@ def _load_run_config(inv_dirs: list[Path], config: str | None, overrides: list[s
 
 
 def cmd_edit_real(args: argparse.Namespace) -> int:
-
-
     strengths = parse_floats(args.strengths, "--strengths")
     inv_dirs = find_inversions(args.inversion)
     cfg = _load_run_config(inv_dirs, args.config, args.overrides)
@@ -99,8 +97,11 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "eval-inversion", help="the ChunkyGAN paper's projection table and identity-after-edit table",
-        description="Invert a folder of aligned faces once per row (W, W+, S; single-code and ChunkyGAN; W+ reg.) "
-                    "and write LPIPS / identity / L2 tables as JSON and Markdown.",
+        description="Invert a folder of aligned faces once per row of eval.rows (Optimization and ChunkyGAN in W, "
+                    "W+, S; W+ reg.; pSp; e4e; Pivotal Tuning) and write the projection table (LPIPS-Alex and L2 at "
+                    "256 px, identity, L2 at full size) and the identity-after-edit table (reconstructed vs edited, "
+                    "input vs edited) as JSON and Markdown, beside a figure of masks and edits. --direction takes "
+                    "direction files (see `semedit directions import`) or random:<name> for tiny configs.",
     )
     p.add_argument("items", nargs="*", help="image folders/files and key=value overrides")
     p.add_argument("--input", action="append", help="an input folder or file; repeatable")

@@ -20,6 +20,7 @@ from semedit.config import ConfigError, load_config, packaged_config
 from semedit.directions import train as direction_job
 from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.inversion import evaluate_inversion
+from semedit.hair import direction_job as hair_direction_job
 from semedit.hair import train as hair_job
 from semedit.inversion.config import Config as InversionJobConfig
 from semedit.inversion.config import validate as validate_inversion
@@ -49,11 +50,16 @@ class Job:
 # Reports.
 
 
+def shell_quote(path) -> str:
+    """Always single-quoted (a path with spaces or quotes still pastes into a shell as one word)."""
+    return "'" + str(path).replace("'", "'\\''") + "'"
+
+
 def report_fit(cfg, result: FitResult) -> None:
     print(f"run folder:  {result.run_dir}")
     print(f"checkpoint:  {result.last_checkpoint}")
     if result.wandb_dir:
-        print(f"W&B run:     {result.wandb_dir}  (upload with: wandb sync '{result.wandb_dir}')")
+        print(f"W&B run:     {result.wandb_dir}  (upload with: wandb sync {shell_quote(result.wandb_dir)})")
     for key, value in sorted(result.metrics.items()):
         print(f"  {key} = {value:.6g}")
 
@@ -101,6 +107,9 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         lambda cfg, inputs: hair_job.train(cfg), report_fit),
     Job("direction", "train a latent direction classifier on scored samples", direction_job.Config,
         direction_job.DEFAULT_CONFIG, lambda cfg, inputs: direction_job.train(cfg), report_fit),
+    Job("hair-direction", "train a hair-manipulation direction in the hair-embedding space (hair attribute "
+        "scorer + direction classifier)", hair_direction_job.Config, hair_direction_job.DEFAULT_CONFIG,
+        lambda cfg, inputs: hair_direction_job.train(cfg), report_fit),
     Job("invert", "ChunkyGAN inversion of real photos", InversionJobConfig, "chunkygan/tiny.yaml",
         lambda cfg, inputs: invert(cfg, inputs), report_invert, takes_inputs=True, validate=validate_inversion),
     Job("eval-identity", "identity retrieval after hair transfer (FG 2021 protocol)", EvalIdentityConfig,

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from semedit.cli.common import CLIError, add_out_argument
+from semedit.cli.common import CLIError, add_out_argument, add_speed_arguments, apply_speed_arguments
 from semedit.config import GeneratorSpec
 from semedit.images import save_image
 from semedit.stylegan2 import (
@@ -23,7 +23,6 @@ from semedit.stylegan2 import (
 
 
 def _device(name: str):
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -32,15 +31,12 @@ def _device(name: str):
 
 
 def _load(ckpt: str | None, device):
-
     if ckpt is None:
         return generator_from_spec(GeneratorSpec(), device)
     return load_generator(ckpt, device=device)
 
 
 def generate(args: argparse.Namespace) -> int:
-
-
     if args.noise_mode not in ("const", "random", "none"):
         raise CLIError(f"--noise-mode must be const, random or none, got '{args.noise_mode}'")
     try:
@@ -49,6 +45,7 @@ def generate(args: argparse.Namespace) -> int:
         raise CLIError(str(err)) from None
     device = _device(args.device)
     G = _load(args.ckpt, device)
+    apply_speed_arguments(G, args)
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), tqdm(total=len(seeds), unit="img", desc="generate") as bar:
@@ -73,7 +70,6 @@ def generate(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-
     G = load_generator(args.input)
     out = Path(args.output)
     if out.suffix != ".safetensors":
@@ -84,7 +80,6 @@ def convert(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-
     G = load_generator(args.ckpt)
     details = describe(G)
     if args.json:
@@ -105,6 +100,7 @@ def register(subparsers) -> None:
     add_out_argument(p, "outputs/generate", "output folder (seedNNNN.png)", old=("--outdir",))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_speed_arguments(p)
     p.set_defaults(func=generate)
 
     p = subparsers.add_parser("convert", help="convert a checkpoint to semedit's .safetensors format")

@@ -3,7 +3,6 @@
 A sweep file (``configs/sweeps/*.yaml``) is a plain W&B sweep configuration. Its ``command`` runs a
 semedit command with ``${args_no_hyphens}``, so every trial receives its parameters as ``key=value``
 overrides, which ``semedit.config.load_config`` validates against the job's schema::
-
     command: [${env}, semedit, train, hair, --config, configs/hair/ffhq1024.yaml, ${args_no_hyphens}]
 
 W&B registers and schedules the sweep (``wandb sweep FILE``, ``wandb agent ID``). This module adds what W&B

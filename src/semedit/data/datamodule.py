@@ -167,7 +167,6 @@ class StyleGAN2DataModule(pl.LightningDataModule):
     def generator(self):
         """The frozen generator (eval, requires_grad False), on the device of the last batch."""
         if self._generator is None:
-
             self._generator = generator_from_spec(self.generator_spec, device="cpu")
         return self._generator
 
@@ -190,10 +189,8 @@ class StyleGAN2DataModule(pl.LightningDataModule):
                 self._direction, self._layers = self._z_direction(G, pairs), list(range(G.num_ws))
                 return self._direction, self._layers
             if pairs.direction == "random":
-
                 vector, space, file_layers = random_unit_vector(G.w_dim, pairs.direction_seed), "w", None
             else:
-
                 d = load_direction(pairs.direction)
                 vector, space, file_layers = d.vector, d.space, d.layers
             layers = list(pairs.layers) if pairs.layers is not None else (file_layers or list(range(G.num_ws)))
@@ -306,7 +303,6 @@ class StyleGAN2DataModule(pl.LightningDataModule):
 
     def _split(self, images: torch.Tensor) -> dict:
         if self._splitter is None:
-
             pairs = self.data.pairs
             kwargs = {"device": images.device}
             if pairs.region_weights:

@@ -16,6 +16,9 @@ Scorers (``ScorerConfig.name``):
   arrays ``index`` and ``score``.
 - ``projection``: ``w · v`` (or ``z · v``) for a unit vector v from a direction file (``path``) or drawn
   from ``vector_seed``; a known ground truth for testing the classifier.
+- ``hair_lightness``, ``hair_hue``, ``hair_area``, ``hair_length``: hair attributes measured in the hair
+  mask of a region splitter (``regions``, default ellipse; ``weights``: its model), see
+  ``semedit.data.hair_scores``. Used by ``semedit train hair-direction``.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from semedit.directions.io import load_direction
+from semedit.data.hair_scores import HAIR_ATTRIBUTES, hair_attribute
 from semedit.errors import SemeditError
 from semedit.perception.landmarks import load_landmarker
 from semedit.perception.parsing import load_face_parser
+from semedit.perception.regions import make_region_splitter
 from semedit.weights import resolve_weights
 
 # name -> builder(cfg, device); filled by @register_scorer below.
@@ -56,6 +61,12 @@ class ScorerConfig:
     input_range: str = "-1,1"  # a user classifier's input convention: "-1,1" | "0,1" | "imagenet"
     space: str = "w"  # name=projection: project "w" (ws[:, 0]) or "z"
     vector_seed: int = 0  # name=projection without path: v = a random unit vector from this seed
+    # hair_*: the region splitter whose hair mask is measured (None: ellipse; hair-direction: the hair
+    # model's), its weights in `weights`; hue_angle (degrees in CIELAB a*b*) of hair_hue; background_delta:
+    # pixels within this Delta E of the border colour are background, not hair (0: keep the whole mask).
+    regions: Optional[str] = None
+    hue_angle: float = 45.0
+    background_delta: float = 10.0
 
 
 class Scorer:
@@ -377,6 +388,48 @@ def _projection(cfg: ScorerConfig, device) -> Scorer:
                               f"scorer.space is '{cfg.space}'")
         vector = direction.vector
     return ProjectionScorer(vector, cfg.space, cfg.vector_seed)
+
+
+class HairAttributeScorer(Scorer):
+    """A hair attribute (``hair_scores.HAIR_ATTRIBUTES``) in the hair mask of a region splitter.
+
+    With a face parser (regions=parsing) the parser's own hair class is the mask; the ellipse and hull
+    splitters give "everything outside the inner face", from which the background is removed by colour.
+    """
+
+    def __init__(self, attribute: str, regions: str = "ellipse", weights: Optional[str] = None, device="cpu",
+                 hue_angle: float = 45.0, background_delta: float = 10.0):
+        if attribute not in HAIR_ATTRIBUTES:
+            raise ScorerError(f"unknown hair attribute '{attribute}'; choose one of {', '.join(HAIR_ATTRIBUTES)}")
+        self.name, self.attribute = attribute, attribute
+        kwargs = {"weights": weights} if weights else {}
+        self.splitter = make_region_splitter(regions, device=device, **kwargs)
+        self.hue_angle, self.background_delta = float(hue_angle), float(background_delta)
+
+    @torch.no_grad()
+    def hair_mask(self, images: torch.Tensor) -> torch.Tensor:
+        parser = getattr(self.splitter, "parser", None)
+        if parser is not None and hasattr(parser, "masks"):
+            return parser.masks(images)["hair"].float()
+        return self.splitter(images)["hair"].float()
+
+    @torch.no_grad()
+    def __call__(self, batch: dict) -> torch.Tensor:
+        images = self._images(batch).float()
+        return hair_attribute(images, self.hair_mask(images).to(images.device), self.attribute,
+                              self.hue_angle, self.background_delta)
+
+
+def _hair_builder(attribute: str):
+    def build(cfg: ScorerConfig, device) -> Scorer:
+        return HairAttributeScorer(attribute, cfg.regions or "ellipse", cfg.weights, device, cfg.hue_angle,
+                                   cfg.background_delta)
+
+    return build
+
+
+for _attribute in HAIR_ATTRIBUTES:
+    register_scorer(_attribute)(_hair_builder(_attribute))
 
 
 def build_scorer(cfg: ScorerConfig, device="cpu") -> Optional[Scorer]:

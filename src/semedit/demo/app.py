@@ -13,6 +13,7 @@ Server behaviour (see ``serve``):
 
 import atexit
 import functools
+import inspect
 import logging
 import os
 import shutil
@@ -43,9 +44,8 @@ from semedit.errors import SemeditError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Workspace", "build_app", "serve", "example_photos", "SLIDER_RANGE"]
+__all__ = ["Workspace", "build_app", "serve", "example_photos"]
 
-SLIDER_RANGE = 3.0  # semedit's choice: +-3 std covers what PCA/InterFaceGAN edits use in the papers' figures
 LIGHT = "semedit-light"  # concurrency group of the quick events (renders, generation)
 HEAVY = "semedit-heavy"  # concurrency group of the inversion
 
@@ -115,7 +115,7 @@ def _user_errors(fn: Callable) -> Callable:
         log.exception("demo: unexpected error")
         return gr.Error(f"unexpected error ({type(err).__name__}: {err}); the server log has the details")
 
-    if _is_generator(fn):
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
@@ -139,12 +139,6 @@ def _user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _is_generator(fn: Callable) -> bool:
-    import inspect
-
-    return inspect.isgeneratorfunction(fn)
-
-
 def _show(image: np.ndarray, min_height: int = DISPLAY_SIZE) -> np.ndarray:
     """Small outputs (the tiny 32 px generator) enlarged with nearest-neighbour pixels for the page;
     downloads keep the real size."""
@@ -161,7 +155,7 @@ def _save_png(image: np.ndarray, folder: Path, stem: str) -> Path:
     return path
 
 
-def _header(models: DemoModels, limits: UploadLimits, workspace: Workspace) -> str:
+def _header(models: DemoModels, limits: UploadLimits) -> str:
     return (
         "# semedit demo\n"
         f"**Generator:** {models.generator_label}  \n"
@@ -183,10 +177,11 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
     inv = models.invert_config.invert
 
     def slider(named, elem_id=None):
-        return gr.Slider(-SLIDER_RANGE, SLIDER_RANGE, value=0.0, step=0.1, label=named.label, elem_id=elem_id)
+        return gr.Slider(-named.limit, named.limit, value=0.0, step=named.limit / 30, label=named.label,
+                         elem_id=elem_id)
 
     with gr.Blocks(title="semedit demo", analytics_enabled=False) as demo:
-        gr.Markdown(_header(models, limits, workspace))
+        gr.Markdown(_header(models, limits))
         # -------------------------------------------------------------------------------- hair transfer
         with gr.Tab("Hair transfer", id="hair", elem_id="tab-hair"):
             gr.Markdown("The face of one photo with the hair of another (Chaudhary et al., FG 2021). Raw photos "

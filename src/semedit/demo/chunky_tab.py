@@ -10,6 +10,7 @@ offered for download are the ones `semedit invert` writes.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import shutil
 import threading
@@ -32,11 +33,13 @@ from semedit.images import from_uint8, to_uint8
 from semedit.inversion.edit import apply_direction, render_composite
 from semedit.inversion.io import colour_masks
 from semedit.inversion.latents import check_space
-from semedit.inversion.module import initial_mask_logits, save_result
+from semedit.inversion.module import face_parser_fn, initial_mask_logits, save_result
 from semedit.inversion.optimize import invert_batch
 
 __all__ = ["Inverted", "InvertUpdate", "InversionCancelled", "invert_photo", "recomposite", "mask_overlay",
            "chunk_directions", "MAX_CHUNKS"]
+
+log = logging.getLogger(__name__)
 
 MAX_CHUNKS = 8  # semedit's choice: the largest n with default parsing groups (masks.DEFAULT_PARSING_GROUPS)
 
@@ -110,7 +113,7 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
 
     def on_step(step: int, out: torch.Tensor) -> None:
         if cancel.is_set():
-            raise InversionCancelled()
+            raise InversionCancelled(f"inversion of {name} cancelled at step {step} of {steps}")
         if step % every == 0:
             updates.put(("step", step, to_uint8(out[:1].cpu())[0]))
 
@@ -121,6 +124,9 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
                 result = invert_batch(G, lpips_fn, target, logits.to(dev), cfg.invert,
                                       noise_mode=cfg.generator.noise_mode, on_step=on_step)
             updates.put(("done", result, time.perf_counter() - start))
+        except InversionCancelled as err:
+            log.info("%s", err)  # the page was closed or pressed Stop: nobody waits for the result
+            updates.put(("error", err, None))
         except BaseException as err:  # handed to the consumer, which re-raises it
             updates.put(("error", err, None))
 
@@ -155,8 +161,6 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
 def _parser(models: DemoModels, cfg):
     if cfg.invert.mask_init != "parsing" or cfg.invert.n == 1:
         return None
-    from semedit.inversion.module import face_parser_fn
-
     return face_parser_fn(cfg.perception.parser_weights, models.device)
 
 

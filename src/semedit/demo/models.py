@@ -22,6 +22,11 @@ from semedit.directions.io import Direction, DirectionFileError, load_direction
 from semedit.directions.pca import pca_w
 from semedit.hair.encoders import build_hair_net
 from semedit.hair.inference import HairModel, HairTransfer, hair_pca_directions, load_hair_model
+from semedit.hair.official_directions import (
+    OFFICIAL_STRENGTHS,
+    load_official_directions,
+    official_direction_step,
+)
 from semedit.hair.train import DEFAULT_CONFIG
 from semedit.hair.train import Config as HairConfig
 from semedit.inversion.config import Config as InvertConfig
@@ -46,10 +51,11 @@ class NamedDirection:
     name: str
     direction: Direction
     scale: float = 1.0
+    limit: float = 3.0  # the slider spans -limit..limit (semedit's choice: +-3 std for PCA directions)
 
     @property
     def label(self) -> str:
-        unit = "std" if "std" in self.direction.meta else "units"
+        unit = "std" if "std" in self.direction.meta else self.direction.meta.get("unit", "units")
         return f"{self.name} ({self.direction.space}, {unit})"
 
 
@@ -70,13 +76,11 @@ class DemoModels:
         """The inversion's LPIPS, loaded on first use (a missing backbone file is an error in the page)."""
         with self._lock:
             if self._lpips is None:
-
                 self._lpips = load_lpips_for(self.invert_config).to(self.device)
             return self._lpips
 
 
 def _embedded_hair_model(G, device) -> HairModel:
-
     cfg = load_config(HairConfig, packaged_config(DEFAULT_CONFIG))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)  # the same initial weights `semedit train hair` starts from
@@ -93,8 +97,25 @@ def _load_direction_dir(folder: str | Path) -> list[NamedDirection]:
                                  "(*.safetensors written by `semedit train direction`, `semedit pca` or `hair-pca`)")
     found = [NamedDirection(p.stem, d, float(d.meta.get("std", 1.0)))
              for p in sorted(folder.glob("*.safetensors")) for d in [load_direction(p)]]
-    if not found:
-        raise DirectionFileError(f"--directions {folder}: no *.safetensors direction files in it")
+    if not found and not list(folder.glob("*.pkl")):
+        raise DirectionFileError(f"--directions {folder}: no direction files in it (*.safetensors, or the FG 2021 "
+                                 "release's latent_directions.pkl)")
+    return found
+
+
+def _official_hair_directions(folder: str | Path, num_ws: int, w_dim: int) -> list[NamedDirection]:
+    """The FG 2021 release's hair directions (``latent_directions.pkl`` in the folder), on the official
+    scale: strength c adds c x the stored step to the hair embedding, as the authors' tool does."""
+    found = []
+    for path in sorted(Path(folder).glob("*.pkl")):
+        directions = load_official_directions(path)  # restricted unpickler: numpy arrays only
+        for name in sorted(directions):
+            step = official_direction_step(directions, name, num_ws, w_dim)
+            meta = {"method": "official", "source": path.name, "unit": "official scale"}
+            direction = Direction.from_vector(step.flatten(), "wplus", list(range(num_ws)), meta)
+            # The official tool's strengths go up to 25 (hairstyle_transfer_tool.py line 224).
+            found.append(NamedDirection(f"official {name}", direction, float(step.norm()),
+                                        limit=2.5 * max(OFFICIAL_STRENGTHS)))
     return found
 
 
@@ -120,12 +141,14 @@ def _latent_pca(G, samples: int, components: int, device) -> list[NamedDirection
 
 def load_models(hair_ckpt: str | None = None, generator: str | None = None, directions: str | None = None,
                 device: str = "cpu", hair_pca_samples: int = 64, latent_pca_samples: int = 2000,
-                pca_components: int = 3) -> DemoModels:
+                pca_components: int = 3, precision: str = "auto", compile: str = "auto") -> DemoModels:
     """Load what the three tabs need; raises the package's usual errors for bad paths or names.
 
     ``directions``: a folder of direction files. Those over the hair embedding (meta ``embedding:
     hair``, from `hair-pca`) get sliders in the hair tab, the others in the ChunkyGAN and Generate tabs.
     Where a tab gets none, PCA directions are computed on the fly (``*_pca_samples``; 0 disables).
+    ``precision``/``compile``: the generators' reduced precision and torch.compile settings (see
+    semedit.config.GeneratorSpec; "auto" = bf16 and compiled where the hardware gains from them).
     """
     dev = torch.device(device)
     spec = GeneratorSpec(ckpt=generator)
@@ -137,10 +160,15 @@ def load_models(hair_ckpt: str | None = None, generator: str | None = None, dire
     else:
         model = _embedded_hair_model(G, dev)
         hair_label = EMBEDDED_HAIR_LABEL
+    for generator_module in {id(G): G, id(model.generator): model.generator}.values():
+        generator_module.set_reduced_precision(precision, 4)
+        generator_module.set_compile(compile)
     tool = HairTransfer(model, device=dev)
 
     loaded = _load_direction_dir(directions) if directions else []
     hair_dirs = [d for d in loaded if d.direction.meta.get("embedding") == "hair"]
+    if directions:
+        hair_dirs += _official_hair_directions(directions, model.net.num_ws, model.net.w_dim)
     latent_dirs = [d for d in loaded if d.direction.meta.get("embedding") != "hair"]
     for d in latent_dirs:  # fail at start-up, naming the file, rather than on the first slider move
         if d.direction.space == "z":

@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from semedit.files import save_safetensors
 
 from semedit.errors import SemeditError
 
@@ -94,7 +94,7 @@ def save_direction(path: str | os.PathLike, direction: Direction) -> Path:
         "layers": json.dumps(direction.layers),
         "meta": json.dumps(direction.meta, sort_keys=True, default=_json_default),
     }
-    save_file({"vector": direction.vector.contiguous()}, str(path), metadata=metadata)
+    save_safetensors({"vector": direction.vector.contiguous()}, path, metadata=metadata)
     return path
 
 

@@ -30,6 +30,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from sklearn import svm
 from torch.utils.data import DataLoader
 
 from semedit.data.samplers import ResumableIndexSampler, resume_position
@@ -125,8 +126,6 @@ def interfacegan_selection(scores: np.ndarray, chosen_num_or_ratio: float, split
 
 def fit_interfacegan_svm(train_x: np.ndarray, train_y: np.ndarray):
     """``svm.SVC(kernel='linear').fit`` as in train_boundary (manipulator.py lines 119-120); labels 1 / 0."""
-    from sklearn import svm  # scikit-learn: only this classifier needs it
-
     return svm.SVC(kernel="linear").fit(np.asarray(train_x, dtype=np.float64), np.asarray(train_y))
 
 

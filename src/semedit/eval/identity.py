@@ -33,12 +33,16 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from semedit.config import MISSING, TrainerConfig
+from semedit.config import MISSING, TrainerConfig, as_dict
 from semedit.eval.shards import ShardStore
-from semedit.hair.inference import HairTransfer, load_hair_model
+from semedit.hair.inference import HairModelError, HairTransfer, load_hair_model
 from semedit.perception.face_align import NormCropIdentityEncoder
 from semedit.perception.identity import identity_metric, load_identity_encoder
+from semedit.runs import open_run_folder
 from semedit.stylegan2.seeds import z_from_seed
+from semedit.threads import configure_threads, local_processes
+from semedit.training import is_global_zero, quiet_lightning
+from semedit.weights import resolve_weights, sha256_of
 
 __all__ = [
     "retrieval_ranks",
@@ -187,11 +191,17 @@ class EvalIdentityConfig:
     noise_seed: int = 0
     shard_size: int = 1000  # embeddings per shard file
     batch_size: int = 16  # images per generation/embedding batch
-    output_dir: str = "runs/eval-identity"
+    # The evaluation's folder. None: named after the hair model and a hash of the protocol (every setting
+    # that changes the numbers, plus the checkpoint's SHA-256): <hair run>/eval-identity-<hash>/ for a
+    # semedit checkpoint <hair run>/checkpoints/*.ckpt, else runs/eval-identity/<file stem>-<hash>/. So the
+    # evaluations of several models (or protocols) sit side by side and a re-run reuses its own shards.
+    # A path: exactly that folder.
+    output_dir: Optional[str] = None
     # Where the gallery's embedding shards live (default <output_dir>/gallery). The gallery depends on the
     # generator, not on the hair model: point the evaluations of several models at one folder to share it.
     gallery_dir: Optional[str] = None
-    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(enable_progress_bar=False))
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    threads: int = 0  # CPU threads per process; 0: automatic (semedit.threads)
 
 
 STORES = ("gallery", "transfer", "reconstruction")
@@ -256,7 +266,6 @@ class ShardEmbedder(pl.LightningModule):
 
     def _tools(self):
         if not self._frozen:
-
             self._frozen["identity"] = build_identity_encoder(self.cfg, device=self.device)
             self._frozen["transfer"] = HairTransfer(self._model, regions=self.cfg.regions,
                                                     region_weights=self.cfg.region_weights, device=self.device,
@@ -275,7 +284,6 @@ class ShardEmbedder(pl.LightningModule):
 
     @torch.no_grad()
     def gallery_images(self, items: np.ndarray) -> torch.Tensor:
-
         G = self.generator
         z = torch.stack([z_from_seed(self.cfg.gallery_seed + int(i), G.z_dim) for i in items]).to(self.device)
         ws = G.mapping(z, truncation_psi=self.cfg.truncation_psi)
@@ -334,15 +342,56 @@ def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str, noise_mode:
             "noise_mode": noise_mode, **({"noise_seed": cfg.noise_seed} if noise_mode == "random" else {})}
 
 
+# Settings that cannot change the numbers (where things go, who computes which shard, console output): left
+# out of the protocol hash. Everything else, and the checkpoint's content, is in it.
+_NOT_PROTOCOL = ("output_dir", "gallery_dir", "hair_ckpt", "threads", "trainer.enable_progress_bar",
+                 "trainer.devices", "trainer.num_nodes", "trainer.strategy")
+
+
+def protocol_hash(cfg: EvalIdentityConfig, ckpt_sha256: str) -> str:
+    """12 hex digits naming an evaluation: the result-affecting settings and the hair model's content."""
+    settings = as_dict(cfg)
+    for key in _NOT_PROTOCOL:
+        section, _, name = key.rpartition(".")
+        (settings.get(section, {}) if section else settings).pop(name, None)
+    text = json.dumps({"settings": settings, "hair_model_sha256": ckpt_sha256}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def eval_identity_dir(cfg: EvalIdentityConfig, output_root: str | Path = "runs") -> Path:
+    """The folder of an evaluation (see ``EvalIdentityConfig.output_dir``)."""
+    if cfg.output_dir:
+        return Path(cfg.output_dir)
+    ckpt = resolve_weights(cfg.hair_ckpt)
+    if not Path(ckpt).is_file():
+        raise HairModelError(f"hair model {ckpt} does not exist: give hair_ckpt=<run>/checkpoints/last.ckpt from "
+                             "`semedit train hair` (make train-hair), or the released FG 2021 model "
+                             "(`semedit weights download hairstyle-fg2021`)")
+    digest = protocol_hash(cfg, sha256_of(ckpt))
+    ckpt = Path(ckpt).resolve()
+    if ckpt.parent.name == "checkpoints":
+        return ckpt.parent.parent / f"eval-identity-{digest}"
+    return Path(output_root) / "eval-identity" / f"{ckpt.stem}-{digest}"
+
+
 def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
     """Run (or resume) the protocol; returns the report on global rank 0 (None on other ranks).
 
-    Writes ``<output_dir>/{gallery,transfer,reconstruction}/shard_*.safetensors``, ``results.json`` and
-    ``results.txt`` (the table).
+    Writes ``<folder>/{gallery,transfer,reconstruction}/shard_*.safetensors``, ``results.json`` and
+    ``results.txt`` (the table), in the folder of ``eval_identity_dir`` (locked while it runs).
     """
+    configure_threads(cfg.threads, local_processes(cfg.trainer))
+    out = eval_identity_dir(cfg)
+    remedy = ("Leave output_dir unset (each protocol and model then gets its own folder) or give another "
+              "output_dir.")
+    with open_run_folder(out, "eval-identity", cfg, lead=is_global_zero(), remedy=remedy) as folder:
+        report = _run_in(cfg, out, folder)
+    if report is not None:
+        report["output_dir"] = str(out)
+    return report
 
 
-    out = Path(cfg.output_dir)
+def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     model = load_hair_model(cfg.hair_ckpt, device="cpu")
     spec, crop, keypoints = resolve_identity(cfg)
     noise_mode = cfg.noise_mode or model.noise_mode
@@ -368,7 +417,9 @@ def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
                              strategy=tc.strategy, precision=tc.precision, logger=False, enable_checkpointing=False,
                              enable_progress_bar=tc.enable_progress_bar, enable_model_summary=False)
         loader = torch.utils.data.DataLoader(_ShardIds(todo), batch_size=1, shuffle=False)
-        trainer.predict(predictor, dataloaders=loader, return_predictions=False)
+        folder.keep()
+        with quiet_lightning():  # predict_step writes shards and returns None on purpose
+            trainer.predict(predictor, dataloaders=loader, return_predictions=False)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # every rank's shards are on disk before rank 0 reads them
         if not trainer.is_global_zero:

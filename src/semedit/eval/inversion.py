@@ -40,7 +40,9 @@ import torch
 import torch.nn.functional as F
 
 from semedit.errors import ConfigError
+from semedit.files import save_safetensors
 from semedit.images import load_image, save_image
+from semedit.perception.identity import identity_metric
 
 __all__ = ["RowSpec", "parse_row", "row_config", "NOT_IMPLEMENTED", "identity_distance", "l2_error",
            "resize_for_metrics", "image_metrics", "summarise", "projection_table", "identity_after_edit_table",
@@ -154,11 +156,9 @@ def recipe_of(cfg, row: RowSpec) -> str:
 
 def _distance_name(identity_spec) -> str:
     """How the identity column is measured, for the tables (the encoder's distance convention)."""
-    from semedit.perception.identity import identity_metric
-
     if identity_metric(identity_spec) == "euclidean":
-        return "Euclidean distance of dlib descriptors, same person < 0.6"
-    return "1 - ArcFace cosine"
+        return "Euclidean distance of the dlib descriptors, same person < 0.6"
+    return "1 - cosine of the identity encoder's embeddings"
 
 
 def identity_distance(identity_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -312,10 +312,16 @@ def identity_after_edit_table(row_dirs: dict[RowSpec, Path], names: Sequence[str
             batch = torch.cat([load_image(folder / "target.png"), load_image(folder / "reconstruction.png"),
                                *[load_image(e) for e in edits]])
             with torch.no_grad():
-                emb = F.normalize(identity_fn(batch).float(), dim=1)
+                emb = identity_fn(batch)
+                # The encoder's own distance convention, as identity_distance (1 - cos unless it defines one).
+                dist = getattr(identity_fn, "distance", None) or (
+                    lambda x, y: 1 - torch.nn.functional.cosine_similarity(x, y, dim=1))
+                edited = emb[2:]
+                a = dist(emb[1:2].expand_as(edited), edited)
+                b = dist(emb[0:1].expand_as(edited), edited)
             for j, c in enumerate(cols):
-                cells[c]["reconstructed_vs_edited"].append(float(1 - (emb[1] * emb[2 + j]).sum()))
-                cells[c]["input_vs_edited"].append(float(1 - (emb[0] * emb[2 + j]).sum()))
+                cells[c]["reconstructed_vs_edited"].append(float(a[j]))
+                cells[c]["input_vs_edited"].append(float(b[j]))
         rows.append({"key": row.key, "label": row.label, "group": row.group,
                      "cells": {c: {col: summarise(v) for col, v in d.items()} for c, d in cells.items()}})
     return rows
@@ -373,7 +379,9 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
     lines += [f"- **{r['label']}**: {r['reason']}" for r in not_impl]
     lines += [f"- {text}" for text in info.get("notes", [])]
     if figure:
-        lines += ["", f"![masks and edits]({figure.name})"]
+        lines += ["", f"![masks and edits]({figure.name})", "",
+                  "Figure, one line per row (" + ", ".join(info.get("figure_rows", [])) + "): input | reconstruction | "
+                  "masks | edits (" + ", ".join(info.get("figure_edits", [])) + ")."]
     md_path = out_dir / "inversion_metrics.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
@@ -385,7 +393,7 @@ def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directio
     from semedit.inversion.io import colour_masks, load_inversion
 
     lines = []
-    for row, directory in row_dirs.items():
+    for directory in row_dirs.values():
         folder = directory / name
         target, recon = load_image(folder / "target.png")[0], load_image(folder / "reconstruction.png")[0]
         inv = load_inversion(folder)
@@ -411,7 +419,8 @@ def _targets(cfg, inputs, resolution: int):
     from semedit.inversion.data import RealImageDataset
 
     sources = _sources(cfg, inputs)
-    ds = RealImageDataset(sources, resolution, cfg.data.align, cfg.data.align_fallback, cfg.perception.landmark_weights)
+    ds = RealImageDataset(sources, resolution, cfg.data.align, cfg.data.align_fallback, cfg.perception.landmark_weights,
+                          cfg.perception.landmarker)
     items = [ds[i] for i in range(len(ds))]
     return [it["name"] for it in items], torch.stack([it["image"] for it in items])
 
@@ -432,18 +441,22 @@ def _sources(cfg, inputs):
 def _save_single(folder: Path, name: str, space: str, codes: list[torch.Tensor], target: torch.Tensor,
                  recon: torch.Tensor, meta: dict, noise: dict | None = None) -> None:
     """One single-code result in the inversion folder layout (n = 1, a mask of ones)."""
-    from safetensors.torch import save_file
-
     from semedit.inversion.io import save_inversion
 
     folder.mkdir(parents=True, exist_ok=True)
     if noise:
-        save_file({k: v.contiguous() for k, v in noise.items()}, str(folder / NOISE_FILE))
+        save_safetensors({k: v.contiguous() for k, v in noise.items()}, folder / NOISE_FILE)
     res = recon.shape[-1]
     save_inversion(folder, name, space, [c.unsqueeze(0) for c in codes], torch.zeros(1, 1, 1),
                    torch.ones(1, 1, res, res), target, recon, recon[None], recon[None],
                    {"lpips": float("nan"), "l2": float(l2_error(target[None], recon[None])[0]), **meta},
                    {"resolution": res, **meta})
+
+
+def _row_device(cfg) -> torch.device:
+    """CUDA when the config asks for a GPU (or "auto") and one is present, else the CPU."""
+    wants_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
+    return torch.device("cuda") if wants_gpu and torch.cuda.is_available() else torch.device("cpu")
 
 
 def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips, directory: Path,
@@ -456,7 +469,10 @@ def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips
                                           for d in directions for k in strengths))]
     if not todo:
         return 0
-    device = G.w_avg.device
+    # These rows run outside Lightning: put private copies of the networks on the configured accelerator.
+    device = _row_device(cfg)
+    if G.w_avg.device != device:
+        G, lpips_fn, metric_lpips = (copy.deepcopy(m).to(device) for m in (G, lpips_fn, metric_lpips))
     if row.kind == "single":
         from semedit.inversion.projector import project_nvlabs
 
@@ -571,8 +587,9 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
                 render_edits(generator, row_dirs[row] / n, directions, strengths, cfg.generator.noise_mode, scales)
         edit_dirs = {r: row_dirs[r] for r in edit_rows}
         edits = identity_after_edit_table(edit_dirs, names, list(directions), strengths, identity_fn)
+    figure_rows = edit_rows or run_rows
     if names:
-        figure = render_figure(output_dir / "inversion_figure.png", {r: row_dirs[r] for r in (edit_rows or run_rows)},
+        figure = render_figure(output_dir / "inversion_figure.png", {r: row_dirs[r] for r in figure_rows},
                                names[0], list(directions), strengths)
     notes = {r.label: recipe_of(cfg, r) for r in run_rows}
     info = {"images": len(names), "input": ", ".join(map(str, inputs)),
@@ -583,12 +600,13 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
             "metric_lpips": cfg.eval.metric_lpips_net, "metric_resolution": cfg.eval.metric_resolution,
             "identity": cfg.perception.identity, "directions": {k: v.meta for k, v in directions.items()},
             "edit_strengths": strengths, "strength_units": cfg.eval.strength_units, "strength_scales": scales,
-            "seconds_per_image": seconds,
+            "seconds_per_image": seconds, "figure_rows": [r.label for r in figure_rows],
+            "figure_edits": [f"{d}@{k:g}" for d in directions for k in strengths],
             "notes": [f"LPIPS and L2 are computed after resizing both images to {cfg.eval.metric_resolution} px "
                       "(pSp scripts/calc_losses_on_images.py); L2 is the MSE with images in [-1, 1]; "
                       "'L2 (full res.)' is the same at the generator's resolution.",
-                      f"Identity: {_distance_name(cfg.perception.identity)} of the identity encoder's embeddings; "
-                      "the edit table's (a) compares the reconstruction with its edit, (b) the input photo with the edit.",
+                      f"Identity: {_distance_name(cfg.perception.identity)}; the edit table's (a) compares the "
+                      "reconstruction with its edit, (b) the input photo with the edit.",
                       "s / image: wall time of this run of the row divided by the images it processed."]}
     json_path, md_path = write_tables(output_dir, projection, edits, info, missing_rows, notes, figure)
     return {"json": json_path, "markdown": md_path, "figure": figure, "projection": projection,

@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from semedit.errors import SemeditError
+from semedit.files import save_safetensors
 
 __all__ = ["ShardStore", "ShardStoreError"]
 
@@ -101,10 +102,9 @@ class ShardStore:
             raise ShardStoreError(f"shard {k} needs embeddings [{stop - start}, D], got {list(embeddings.shape)}")
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(k)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        save_file({"embeddings": embeddings.detach().to("cpu", torch.float32).contiguous(), "indices": indices},
-                  str(tmp))
-        os.replace(tmp, path)  # atomic: a shard file that exists is complete
+        # Atomic: a shard file that exists is complete.
+        save_safetensors({"embeddings": embeddings.detach().to("cpu", torch.float32).contiguous(),
+                          "indices": indices}, path)
         return path
 
     def read(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:

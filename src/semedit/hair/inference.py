@@ -9,6 +9,8 @@ Inputs are FFHQ-aligned images; raw photos are aligned first with ``align_photo`
 from __future__ import annotations
 
 import argparse
+import pickle
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +68,32 @@ class HairModel:
 
 
 def _generator_spec(d: Optional[dict]):
-
-
     base = OmegaConf.structured(GeneratorSpec)
     return OmegaConf.to_object(OmegaConf.merge(base, d or {}))
+
+
+WHERE_HAIR_MODELS_COME_FROM = ("a hair model is <run>/checkpoints/last.ckpt written by `semedit train hair` "
+                               "(make train-hair), or the released FG 2021 model "
+                               "(`semedit weights download hairstyle-fg2021`, or give hair_ckpt=hairstyle-fg2021)")
+
+
+def _unreadable_hair_model(path: Path, err: BaseException) -> str:
+    """Why ``path`` cannot be read, for people. PyTorch's own text is not repeated: it suggests loading
+    with weights_only=False, which would run code from the file."""
+    if not path.exists():
+        reason = "does not exist"
+    elif path.is_dir():
+        reason = "is a folder"
+    elif path.stat().st_size == 0:
+        reason = "is an empty file (0 bytes)"
+    elif not zipfile.is_zipfile(path):
+        reason = "is not a PyTorch checkpoint (a zip archive); it may be truncated, or a file of another kind"
+    elif isinstance(err, pickle.UnpicklingError):
+        reason = ("holds objects other than tensors and plain values, so it was refused (nothing from it was run); "
+                  "it is not a semedit or FG 2021 checkpoint")
+    else:
+        reason = "is a damaged PyTorch checkpoint (its archive cannot be read); it may be truncated"
+    return f"hair model {path} {reason}. Expected a PyTorch checkpoint of a hair-transfer model: {WHERE_HAIR_MODELS_COME_FROM}"
 
 
 def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
@@ -82,11 +106,10 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
 
     path = resolve_weights(path)  # a path, or a registry name such as hairstyle-fg2021
     try:
-
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001
-        raise HairModelError(f"{path} is not a weights-only torch checkpoint ({err})") from err
+        raise HairModelError(_unreadable_hair_model(Path(path), err)) from None
     if not isinstance(obj, dict):
         raise HairModelError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
     hp = obj.get("hyper_parameters")
@@ -95,7 +118,6 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
         state = {k[len("net."):]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
         net.load_state_dict(state, strict=True)
         if generator is None:
-
             generator = generator_from_spec(_generator_spec(hp.get("generator_spec")), device=device)
         if (generator.num_ws, generator.w_dim) != (hp["num_ws"], hp["w_dim"]):
             raise HairModelError(f"{path} was trained for W+ [{hp['num_ws']}, {hp['w_dim']}], the generator "
@@ -103,7 +125,6 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
         model = HairModel(net, generator, EncoderConfig(**hp["encoder"]).input_size, hp.get("regions", "ellipse"),
                           hp.get("noise_mode", "const"), "semedit")
     else:
-
         try:
             loaded = load_fg2021(flatten_checkpoint(obj, source=str(path)), load_decoder=generator is None)
         except FG2021CheckpointError as err:

@@ -3,7 +3,6 @@
 The module only wires, optimises and logs: the networks live in ``encoders.py``, the losses in
 ``losses.py``, the data (pose-misaligned synthetic pairs) in ``semedit.data.StyleGAN2DataModule``
 (``data.mode=pairs``). One training step:
-
     face  = resize(image      * face_mask)        inner face of the target G(w)
     hair  = resize(image_hair * hair_mask_hair)   hair of the same person turned by k·n_yaw
     ws    = net(face, hair)                       [N, num_ws, w_dim]
@@ -158,13 +157,11 @@ class HairTransferModule(pl.LightningModule):
         return model
 
     def lpips(self) -> torch.nn.Module:
-
         cfg = self.loss_cfg
         return self._frozen_model("lpips", lambda: load_lpips(net=cfg.lpips_net,
                                                               pretrained_backbone=cfg.lpips_pretrained_backbone))
 
     def identity_encoder(self) -> torch.nn.Module:
-
         return self._frozen_model("identity", lambda: load_identity_encoder(self.loss_cfg.identity_encoder,
                                                                             device="cpu"))
 

@@ -7,7 +7,9 @@ masks, optimised jointly to minimise LPIPS(I, O) + lambda_reg * sum_i ||z_i - z_
 - masks.py      mask initialisation: face parsing groups, k-means over colour + position, uniform + noise
 - latents.py    code sets in W / W+ / S, one batched generator call, the regulariser
 - optimize.py   the optimisation of a batch of images (projector learning-rate ramp, Adam)
-- projector.py  classic single-code projection (the n = 1 baseline)
+- projector.py  classic single-code projection (the n = 1 baseline) and the NVlabs projector recipe
+- encoders.py   pSp / e4e encoders from their released checkpoints (the encoder rows of the tables)
+- pti.py        Pivotal Tuning (pivot W + generator fine-tuning), the PTI row of the tables
 - module.py     ChunkyGANModule: Lightning predict-time optimisation, DDP, resume
 - edit.py       editing inverted images along directions, recompositing with the same masks
 - io.py, data.py, run.py, commands.py, config.py

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import skimage.data
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, Sampler
 
 from semedit.errors import ImageError
@@ -74,22 +74,29 @@ def list_images(inputs: Sequence[str], extensions: Sequence[str], max_images: in
 def load_rgb(source: ImageSource) -> np.ndarray:
     """H x W x 3 uint8 RGB. Rejects other channel layouts with a message naming the file."""
     if source.location.startswith(SKIMAGE_PREFIX):
-
         name = source.location[len(SKIMAGE_PREFIX):]
         loader = getattr(skimage.data, name, None)
         if loader is None or not callable(loader):
             raise InputError(f"scikit-image ships no image called '{name}' (try skimage:astronaut)")
         arr = np.asarray(loader())
     else:
+        path = Path(source.location)
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputError(f"{source.location} is an empty file (0 bytes), not an image")
         try:
             with Image.open(source.location) as img:
                 if img.mode not in ("RGB", "L", "RGBA", "P", "I;16", "I", "F", "CMYK", "LA"):
                     raise InputError(f"{source.location}: unsupported image mode {img.mode}")
                 if img.mode in ("P", "CMYK"):  # palette / print files: their RGB rendering is well defined
                     img = img.convert("RGB")
-                arr = np.asarray(img)
+                # A writable copy: PIL's buffer is read-only, which torch.from_numpy warns about later.
+                arr = np.array(img)
         except InputError:
             raise
+        except Image.DecompressionBombError as err:
+            raise InputError(f"{source.location} is too large to decode safely ({err}); scale it down first") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{source.location} is not an image (no image format recognises its content)") from None
         except Exception as err:  # PIL raises several types for unreadable files
             raise InputError(f"cannot read image {source.location}: {err}") from err
     if arr.dtype != np.uint8:
@@ -166,7 +173,7 @@ class FfhqAligner:
             if self.landmarker == "dlib":
                 faces.shape_predictor(68, self.weights)  # load once; missing package/file -> unavailable
             else:
-                faces._insightface_landmarker(self.weights or "landmarks-1k3d68", "detector-scrfd-10g")
+                faces.insightface_landmarker(self.weights or "landmarks-1k3d68", "detector-scrfd-10g")
         except Exception as err:  # missing weights or module: decided by data.align_fallback below
             self._unavailable = f"{type(err).__name__}: {err}"
             return

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from semedit.files import save_safetensors
 
 from semedit.images import save_image
 
@@ -93,9 +93,7 @@ def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: l
     tensors["masks"] = masks.detach().float().cpu().contiguous()
     metadata = {"semedit": json.dumps({"name": name, "space": space, "n": int(mask_logits.shape[0]),
                                        "num_code_tensors": len(codes), **meta})}
-    tmp = out / (CODES_FILE + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, out / CODES_FILE)
+    save_safetensors(tensors, out / CODES_FILE, metadata=metadata)
     save_image(target, out / "target.png")
     save_image(reconstruction, out / "reconstruction.png")
     save_image(torch.cat(list(chunk_images), dim=2), out / "chunks.png")

@@ -2,7 +2,6 @@
 
 A code set is a list of tensors, so that W/W+ (one tensor) and S (one tensor per style layer) share the
 same functions:
-
     space "w":     [ [N, n, w_dim] ]                 one w per chunk, broadcast to all layers
     space "wplus": [ [N, n, num_ws, w_dim] ]
     space "s":     [ [N, n, C_0], [N, n, C_1], ... ]  one style vector per modulated layer

@@ -75,7 +75,6 @@ class ChunkyGANModule(pl.LightningModule):
                  generator: torch.nn.Module | None = None, lpips_fn: torch.nn.Module | None = None):
         super().__init__()
         if generator is None:
-
             generator = generator_from_spec(cfg.generator)
         self.G = generator.eval().requires_grad_(False)
         self.lpips = (lpips_fn if lpips_fn is not None else load_lpips_for(cfg)).eval().requires_grad_(False)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 
-from semedit.config import save_config
 from semedit.inversion.config import Config, validate
 from semedit.inversion.data import RealImageDataset, list_images
 from semedit.inversion.module import ChunkyGANModule
 from semedit.stylegan2 import generator_from_spec
-from semedit.training import build_logger, is_global_zero, run_folder
+from semedit.threads import configure_threads, local_processes
+from semedit.training import build_logger, job_run_folder, quiet_lightning
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,6 @@ class InvertOutcome:
 
 
 def build_predict_trainer(cfg: Config, run_dir: Path):
-
-
     t = cfg.trainer
     logger = build_logger(cfg.logger, run_dir, run_dir.name, cfg) if cfg.logger.wandb else False
     return pl.Trainer(
@@ -60,24 +57,19 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
     process). Re-running into the same folder skips the images that are already finished.
     """
 
-
-
     validate(cfg)
-    with run_folder(job, cfg.run, run_dir=run_dir) as run_dir:
+    configure_threads(cfg.run.threads, local_processes(cfg.trainer))
+    with job_run_folder(job, cfg, cfg.run, cfg.trainer, run_dir=run_dir) as folder:
+        run_dir = folder.path
         if generator is None:
-
             generator = generator_from_spec(cfg.generator)
         sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
         dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
-                                   cfg.perception.landmark_weights)
-        if is_global_zero():
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
+                                   cfg.perception.landmark_weights, cfg.perception.landmarker)
         pl.seed_everything(cfg.run.seed, verbose=False)
         module = ChunkyGANModule(cfg, dataset, run_dir, generator=generator, lpips_fn=lpips_fn)
         trainer = build_predict_trainer(cfg, run_dir)
-        with warnings.catch_warnings():
-            # predict_step writes its results to disk and returns nothing on purpose.
-            warnings.filterwarnings("ignore", message=".*predict returned None.*")
+        folder.keep()
+        with quiet_lightning():  # predict_step writes its results to disk and returns nothing on purpose
             trainer.predict(module, return_predictions=False)
     return InvertOutcome(run_dir=run_dir, names=[s.name for s in sources], is_global_zero=trainer.is_global_zero)

@@ -46,13 +46,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semedit.errors import ImageError
+from semedit.errors import ImageError, SemeditError
 from semedit.images import to_uint8
 from semedit.perception.landmarks import align_ffhq, ffhq_quad, load_landmarker, quad_to_aligned
 from semedit.weights import CorruptWeightsError, MissingWeightsError, weights_dir
 
 __all__ = [
     "NoFaceError",
+    "DlibMissingError",
     "AlignedFace",
     "DETECTORS",
     "LANDMARKERS",
@@ -75,6 +76,9 @@ __all__ = [
     "photo_descriptors",
     "descriptor_distance",
     "DlibLandmarker",
+    "aligned_uint8",
+    "insightface_landmarker",
+    "environment_allows_dlib",
     "landmarker_for",
     "align_photo",
 ]
@@ -116,6 +120,10 @@ class NoFaceError(ImageError):
     """No face was found in a photo; the message names the photo and what to try."""
 
 
+class DlibMissingError(SemeditError, ModuleNotFoundError):
+    """dlib is not installed; the message names the pip package (the CLI prints it on one line)."""
+
+
 @dataclass
 class AlignedFace:
     """One FFHQ-aligned face of a photo.
@@ -143,9 +151,9 @@ def _dlib():
     try:
         import dlib  # heavy optional dependency: imported where used
     except ModuleNotFoundError as err:
-        raise ModuleNotFoundError(
+        raise DlibMissingError(
             "dlib is not installed: `pip install dlib-bin` (a prebuilt wheel, no compiler needed), or run "
-            "`make install`"
+            "`make install`", name="dlib"
         ) from err
     return dlib
 
@@ -264,8 +272,8 @@ def face_recognizer(path: str | None = None):
 
 
 @functools.lru_cache(maxsize=4)
-def _insightface_landmarker(weights: str, detector: str):
-
+def insightface_landmarker(weights: str, detector: str):
+    """insightface's 1k3d68 landmarker with its SCRFD detector (registry names or paths), loaded once."""
     return load_landmarker(weights, detector=detector)
 
 
@@ -329,7 +337,7 @@ def known_face_box(size: int, height: int | None = None) -> np.ndarray:
     return np.array(DLIB_FFHQ_FACE_BOX, dtype=np.float64) * [size, height, size, height]
 
 
-def _aligned_uint8(images: torch.Tensor | np.ndarray | Sequence[np.ndarray], size: int | None) -> list[np.ndarray]:
+def aligned_uint8(images: torch.Tensor | np.ndarray | Sequence[np.ndarray], size: int | None) -> list[np.ndarray]:
     """FFHQ-aligned images (tensor [N, 3, H, W] in [-1, 1], or uint8 [N, H, W, 3]) -> uint8 list, resized."""
 
     if isinstance(images, torch.Tensor):
@@ -340,7 +348,6 @@ def _aligned_uint8(images: torch.Tensor | np.ndarray | Sequence[np.ndarray], siz
         return list(to_uint8(x))
     out = [np.asarray(im) for im in images]
     if size is not None:
-
         out = [im if im.shape[:2] == (size, size) else
                np.asarray(Image.fromarray(im).resize((size, size), Image.LANCZOS)) for im in out]
     return out
@@ -353,7 +360,7 @@ def known_box_landmarks(images: torch.Tensor | np.ndarray | Sequence[np.ndarray]
     images: [N, 3, H, W] in [-1, 1] or uint8 [N, H, W, 3]; they are resized to ``size`` (None: as they
     are) for the predictor. Returns [N, P, 2] (x, y) in pixels of the *input* size.
     """
-    arrays = _aligned_uint8(images, size)
+    arrays = aligned_uint8(images, size)
     if not arrays:
         return np.zeros((0, points, 2))
     height, width = arrays[0].shape[:2]
@@ -412,7 +419,7 @@ class DlibLandmarker:
     def __call__(self, images, boxes: np.ndarray | None = None) -> np.ndarray:
         if boxes is None and not self.detect:
             return known_box_landmarks(images, self.points).astype(np.float32)
-        arrays = _aligned_uint8(images, None)
+        arrays = aligned_uint8(images, None)
         if boxes is None:
             boxes = []
             for i, im in enumerate(arrays):
@@ -437,7 +444,7 @@ def _no_face(source: str, detector: str) -> NoFaceError:
 def _insightface_faces(image: np.ndarray, all_faces: bool, source: str, weights: str | None,
                        detector_weights: str) -> list[tuple[np.ndarray, np.ndarray]]:
     """(box, 68 landmarks) of the faces insightface's SCRFD + 1k3d68 find, largest first."""
-    landmarker = _insightface_landmarker(weights or "landmarks-1k3d68", detector_weights)
+    landmarker = insightface_landmarker(weights or "landmarks-1k3d68", detector_weights)
     bboxes, _ = landmarker.detector.detect(np.ascontiguousarray(image[:, :, ::-1]), max_num=0)
     if len(bboxes) == 0:
         raise NoFaceError(f"no face found in {source} (insightface SCRFD detector); use a photo with a "

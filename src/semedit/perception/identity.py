@@ -330,7 +330,8 @@ class DlibIdentityEncoder(IdentityEncoder):
     def __init__(self, model_path: str | Path | None = None, crop: str = "ffhq"):
         super().__init__(crop)
         if crop != "ffhq":
-            raise ValueError("dlib-resnet needs FFHQ-aligned images (crop='ffhq'); it cuts its own face chip")
+            raise ValueError("dlib-resnet cuts its own face chip from FFHQ-aligned images: use crop='ffhq' "
+                             "(eval-identity: identity_crop=ffhq), not ArcFace crops")
         from semedit.perception import faces
 
         self.model_path = str(model_path) if model_path is not None else None
@@ -342,7 +343,7 @@ class DlibIdentityEncoder(IdentityEncoder):
 
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")
-        arrays = faces._aligned_uint8(images, faces.KNOWN_BOX_SIZE)
+        arrays = faces.aligned_uint8(images, faces.KNOWN_BOX_SIZE)
         boxes = [faces.known_face_box(faces.KNOWN_BOX_SIZE)] * len(arrays)
         out = faces.face_descriptors(arrays, boxes, model_path=self.model_path)
         return torch.from_numpy(out).float().to(images.device)

@@ -72,7 +72,6 @@ class Landmarker:
         import insightface.model_zoo
         from insightface.model_zoo.landmark import Landmark
 
-
         providers = list(providers or onnx_providers(device))
         try:
             model = insightface.model_zoo.get_model(str(path), providers=providers)
@@ -119,7 +118,6 @@ class Landmarker:
 
     def __call__(self, images: np.ndarray | torch.Tensor | Sequence[np.ndarray],
                  boxes: np.ndarray | None = None) -> np.ndarray:
-
         if isinstance(images, torch.Tensor):
             images = images_to_uint8(images)
         images = list(images)

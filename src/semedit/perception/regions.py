@@ -126,7 +126,7 @@ class DlibHullSplitter(nn.Module):
         """[N, 68, 2] dlib landmarks in pixels of the ``size`` px version of ``images``."""
         from semedit.perception import faces
 
-        arrays = faces._aligned_uint8(images, self.size)
+        arrays = faces.aligned_uint8(images, self.size)
         boxes = np.stack([faces.known_face_box(self.size)] * len(arrays))
         if self.detect:
             for i, im in enumerate(arrays):

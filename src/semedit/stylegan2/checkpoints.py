@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from semedit.files import save_safetensors
 
 from semedit.errors import SemeditError
 from semedit.stylegan2.networks import Generator, GeneratorConfig
@@ -374,12 +374,11 @@ def save_generator(G: Generator, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in G.state_dict().items()}
     metadata = {"format": OWN_FORMAT, "version": OWN_FORMAT_VERSION, "config": json.dumps(G.config.to_dict())}
-    save_file(tensors, str(path), metadata=metadata)
+    save_safetensors(tensors, path, metadata=metadata)
     return path
 
 
 def read_semedit(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
-
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
@@ -493,6 +492,7 @@ def generator_from_spec(spec, device: str | torch.device = "cpu") -> Generator:
     if spec.noise_mode not in ("const", "random", "none"):
         raise ValueError(f"generator.noise_mode must be const, random or none, got '{spec.noise_mode}'")
     G.set_reduced_precision(spec.reduced_precision, spec.num_reduced_precision_res)
+    G.set_compile(spec.compile)  # "auto" decides per device at each call, so moving G later is fine
     return G.eval().requires_grad_(False).to(device)
 
 

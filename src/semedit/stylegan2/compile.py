@@ -41,7 +41,12 @@ _COMPILED: dict[tuple[type, str], Callable] = {}
 
 
 def normalize_compile_setting(setting: Union[str, bool, None]) -> str:
-    """"auto" | "on" | "off" from a config value (True/False/None accepted); a clear error otherwise."""
+    """"auto" | "on" | "off" from a config value; a clear error otherwise.
+
+    Booleans are accepted, and so are their spellings as strings: YAML 1.1 reads a bare ``on``/``off`` as
+    a boolean, which a string config field then holds as "True"/"False"."""
+    if isinstance(setting, str) and setting.lower() in ("true", "false"):
+        setting = setting.lower() == "true"
     if setting is True:
         return "on"
     if setting is False or setting is None:
