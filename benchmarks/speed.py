@@ -131,7 +131,7 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
                 ws = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))
             variants = {}
 
-            def run(compile_setting, precision):
+            def run(compile_setting, precision, G=G, ws=ws):
                 def fn():
                     G.set_compile(compile_setting)
                     G.set_reduced_precision(precision, NUM_REDUCED_RES)
@@ -148,14 +148,14 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
                 if device.type == "cuda":
                     variants["compiled_bf16"] = run("on", "bf16")
             if nv is not None:
-                def run_nv():
+                def run_nv(nv=nv, ws=ws):
                     with torch.no_grad():
                         return nv(ws, noise_mode="const", force_fp32=True)
                 variants["nvlabs_ref"] = run_nv
             bar.set_description(f"generator {res}px batch {batch}")
             # Warm-up: the first compiled call compiles; its time is reported separately.
-            for name, fn in variants.items():
-                t = _timed(fn, device)
+            for name, variant in variants.items():
+                t = _timed(variant, device)
                 if name.startswith("compiled"):
                     compile_seconds[name] = t
             best = alternate(variants, args.repeats if res < 1024 else max(1, args.repeats - 1), device, bar)
@@ -178,7 +178,6 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
             save(rows=rows, errors=errors, notes=notes)
         G.set_compile("off")
         G.set_reduced_precision("none")
-        del G, nv
     return rows, errors, notes
 
 
@@ -331,9 +330,13 @@ def main() -> int:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled column")
     parser.add_argument("--compile-cases", nargs="*", default=None, metavar="RESxBATCH",
                         help="compile only these cases, e.g. 256x4 1024x1 (default: every case)")
+    parser.add_argument("--no-generator", dest="generator", action="store_false",
+                        help="skip the synthesis grid (only the hair / ChunkyGAN sections)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["hair_transfer", "chunkygan", "hair_training"])
     args = parser.parse_args()
     args.resolutions = args.resolutions or ([256] if args.quick else [256, 1024])
+    if not args.generator:
+        args.resolutions = []
     if args.quick:
         args.repeats = 1
     device = torch.device(args.device)

@@ -11,8 +11,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from semedit.cli.common import (CLIError, add_out_argument, add_speed_arguments, add_strengths_argument,
-                                apply_speed_arguments, check_output_dir, check_output_file, parse_floats)
+from semedit.cli.common import (
+    CLIError,
+    add_out_argument,
+    add_speed_arguments,
+    add_strengths_argument,
+    apply_speed_arguments,
+    check_output_dir,
+    check_output_file,
+    parse_floats,
+)
 from semedit.cli.jobs import run_job
 from semedit.cli.perception import read_photo
 from semedit.directions.io import load_direction, save_direction

@@ -184,7 +184,7 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
         gr.Markdown(_header(models, limits))
         # -------------------------------------------------------------------------------- hair transfer
         with gr.Tab("Hair transfer", id="hair", elem_id="tab-hair"):
-            gr.Markdown("The face of one photo with the hair of another (Chaudhary et al., FG 2021). Raw photos "
+            gr.Markdown("The face of one photo with the hair of another (Šubrtová, Čech, Franc, FG 2021). Raw photos "
                         "are aligned automatically.")
             with gr.Row():
                 face_in = gr.File(label="Face photo", type="filepath", elem_id="hair-face-upload")

@@ -71,6 +71,26 @@ def list_images(inputs: Sequence[str], extensions: Sequence[str], max_images: in
     return sources
 
 
+def check_sources(sources: Sequence[ImageSource]) -> None:
+    """Open every file's header (no decoding) so that an empty file, a non-image or a decompression bomb
+    stops the run before any work, with the InputError ``load_rgb`` would give later."""
+    for source in sources:
+        if source.location.startswith(SKIMAGE_PREFIX):
+            continue
+        path = Path(source.location)
+        if path.stat().st_size == 0:
+            raise InputError(f"{source.location} is an empty file (0 bytes), not an image")
+        try:
+            with Image.open(path):
+                pass
+        except Image.DecompressionBombError as err:
+            raise InputError(f"{source.location} is too large to decode safely ({err}); scale it down first") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{source.location} is not an image (no image format recognises its content)") from None
+        except OSError as err:
+            raise InputError(f"cannot read image {source.location}: {err}") from None
+
+
 def load_rgb(source: ImageSource) -> np.ndarray:
     """H x W x 3 uint8 RGB. Rejects other channel layouts with a message naming the file."""
     if source.location.startswith(SKIMAGE_PREFIX):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from semedit.inversion.config import Config, validate
-from semedit.inversion.data import RealImageDataset, list_images
+from semedit.inversion.data import RealImageDataset, check_sources, list_images
 from semedit.inversion.module import ChunkyGANModule
 from semedit.stylegan2 import generator_from_spec
 from semedit.threads import configure_threads, local_processes
@@ -64,6 +64,7 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
         if generator is None:
             generator = generator_from_spec(cfg.generator)
         sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
+        check_sources(sources)  # a bad file stops the run here, before the folder is kept
         dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
                                    cfg.perception.landmark_weights, cfg.perception.landmarker)
         pl.seed_everything(cfg.run.seed, verbose=False)

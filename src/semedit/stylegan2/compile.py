@@ -18,9 +18,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Union
+from typing import Union
 
 import torch
 
@@ -112,8 +114,12 @@ def compiled_entry(module: torch.nn.Module, name: str, device: Union[torch.devic
         if torch.device(device).type == "cuda":
             torch.cuda.synchronize(device)
         module._compile_reported = True
-        log.info("torch.compile: %s.%s compiled and ran its first call in %.1f s (inductor cache: %s)",
-                 type(module).__name__, name, time.perf_counter() - start, os.environ.get("TORCHINDUCTOR_CACHE_DIR"))
+        message = (f"torch.compile: {type(module).__name__}.{name} compiled and ran its first call in "
+                   f"{time.perf_counter() - start:.1f} s (inductor cache: {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})")
+        if logging.getLogger().handlers or log.handlers:
+            log.info(message)
+        else:  # logging not configured (the CLI): still show the one line
+            print(f"semedit: {message}", file=sys.stderr)
         return out
 
     return first_call
@@ -140,7 +146,7 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_has_bf16_units() -> bool:
     """AMX-BF16 or AVX512-BF16 in /proc/cpuinfo: the CPU multiplies bf16 matrices natively (oneDNN then runs
     bf16 convolutions and matmuls faster than fp32). Without them oneDNN emulates bf16, slower than fp32.
