@@ -117,8 +117,8 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
     rows, errors, notes = [], {}, []
     compile_ok = args.compile
     # Without bf16 units oneDNN emulates bf16 several times slower than fp32: one batch size shows that.
-    bf16_batches = args.batches if bf16_capable(device) else args.batches[:1]
-    if bf16_batches != args.batches:
+    bf16_batches = (args.batches if bf16_capable(device) else args.batches[:1]) if args.bf16 else []
+    if args.bf16 and bf16_batches != args.batches:
         notes.append(f"bf16 measured at batch {bf16_batches[0]} only: this {device.type} has no native bf16 "
                      "(no AMX-BF16/AVX512-BF16), so bf16 is emulated and slower than fp32")
     for res in args.resolutions:
@@ -167,7 +167,7 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
                                  fraction_of_bf16_matmul=flops / seconds / rates["bf16"],
                                  speedup_vs_eager=best["eager"] / seconds,
                                  compile_seconds=compile_seconds.get(name)))
-            if batch == max(bf16_batches):
+            if bf16_batches and batch == max(bf16_batches):
                 ref, low = variants["eager"](), variants["bf16"]()
                 diff = (low - ref).abs()
                 mse = diff.square().mean().item()
@@ -297,6 +297,44 @@ def bench_hair_training(args, device, bar) -> dict:
             "bf16_speedup": best["fp32"] / best["bf16_autocast"]}
 
 
+def profile_synthesis(resolution: int, batch: int, device: torch.device) -> dict:
+    """Where one eager fp32 synthesis pass spends its time: torch.profiler's top operators (self time) and
+    the wall time of every modulated layer (forward hooks)."""
+    G = ffhq_generator(resolution, device)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))
+        G.synthesis(ws)  # warm-up
+        layer_seconds: dict[str, float] = {}
+
+        def pre(module, _):
+            _sync(device)
+            module._start = time.perf_counter()
+
+        def post(module, _, __):
+            _sync(device)
+            layer_seconds[module._name] = time.perf_counter() - module._start
+
+        hooks = []
+        for block in G.synthesis.blocks():
+            for layer, name in zip(block.style_layers(), (["conv0"] if block.in_channels else []) + ["conv1", "torgb"]):
+                layer._name = f"b{block.resolution}.{name}"
+                hooks += [layer.register_forward_pre_hook(pre), layer.register_forward_hook(post)]
+        total = _timed(lambda: G.synthesis(ws), device)
+        for h in hooks:
+            h.remove()
+        activities = [torch.profiler.ProfilerActivity.CPU] + (
+            [torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            G.synthesis(ws)
+            _sync(device)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:12]
+    all_self = sum(e.self_cpu_time_total for e in prof.key_averages()) or 1
+    return {"resolution": resolution, "batch": batch, "seconds": total,
+            "layers_seconds": dict(sorted(layer_seconds.items(), key=lambda kv: -kv[1])),
+            "top_ops_self_cpu_share": {e.key: e.self_cpu_time_total / all_self for e in events},
+            "top_ops_calls": {e.key: e.count for e in events}}
+
+
 def goals(rows: list, nvlabs_note: list) -> list:
     def rate(res, batch, variant):
         return next((r["images_per_s"] for r in rows if (r["resolution"], r["batch"], r["variant"]) ==
@@ -315,6 +353,34 @@ def goals(rows: list, nvlabs_note: list) -> list:
     return out
 
 
+def merge(paths: list[str], out: Path) -> dict:
+    """One report from several partial runs (a long benchmark split into parts on a busy machine). Each
+    case's variants come from one run, so every ratio stays a within-run comparison; ``runs`` keeps each
+    part's command, load averages and matmul rates."""
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    rows, errors, notes, extra, runs = [], {}, [], {}, []
+    for i, part in enumerate(parts):
+        runs.append({"command": part["command"], "complete": part.get("complete"),
+                     "load_average_start": part["machine"]["load_average_start"],
+                     "load_average_end": part["machine"].get("load_average_now"),
+                     "matmul_gflops": part["matmul_gflops"]})
+        rows += [dict(r, run=i) for r in part["generator"]]
+        errors.update(part["bf16_vs_fp32_images"])
+        notes += [n for n in part["notes"] if n not in notes]
+        extra.update({k: dict(v, run=i) for k, v in part.items() if k in EXTRA_SECTIONS})
+    report = dict(parts[0], command="merged: " + " + ".join(r["command"] for r in runs), runs=runs,
+                  complete=all(r["complete"] for r in runs), generator=rows, bf16_vs_fp32_images=errors,
+                  notes=notes, goals=goals(rows, notes), **extra)
+    report["machine"] = {k: v for k, v in parts[0]["machine"].items() if not k.startswith("load_average")}
+    report.pop("matmul_gflops", None)  # per run, in runs[]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    return report
+
+
+EXTRA_SECTIONS = ("hair_transfer_per_pair", "chunkygan_step", "hair_training", "profile")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -330,6 +396,11 @@ def main() -> int:
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled column")
     parser.add_argument("--compile-cases", nargs="*", default=None, metavar="RESxBATCH",
                         help="compile only these cases, e.g. 256x4 1024x1 (default: every case)")
+    parser.add_argument("--profile", nargs="*", default=None, metavar="RESxBATCH",
+                        help="also profile eager synthesis at these cases (default with the flag: 1024x1)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="only merge these partial speed.json files into --out (or the --record target)")
+    parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 synthesis column")
     parser.add_argument("--no-generator", dest="generator", action="store_false",
                         help="skip the synthesis grid (only the hair / ChunkyGAN sections)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["hair_transfer", "chunkygan", "hair_training"])
@@ -342,6 +413,12 @@ def main() -> int:
     device = torch.device(args.device)
     enable_compile_cache()
     out = Path(args.out) if args.out else RESULTS / ("speed.json" if args.record else "latest/speed.json")
+    if args.merge:
+        report = merge(args.merge, out)
+        for g in report["goals"]:
+            print(f"goal {g['goal']} at {g['case']}: {g['ratio'] and round(g['ratio'], 2)} -> {g['met']}")
+        print(f"wrote {out}")
+        return 0
 
     load_start = os.getloadavg()
     rates = {"fp32": max(matmul_rate(device, torch.float32, n=1024), 1.0),
@@ -380,6 +457,11 @@ def main() -> int:
     with tqdm(total=total, unit="case", file=sys.stderr) as bar:
         rows, errors, notes = bench_generator(args, device, rates, bar, save)
         extra = state["extra"]
+        if args.profile is not None:
+            bar.set_description("profile")
+            extra["profile"] = [profile_synthesis(int(c.split("x")[0]), int(c.split("x")[1]), device)
+                                for c in (args.profile or ["1024x1"])]
+            save()
         for flag, name, fn in [("hair_transfer", "hair_transfer_per_pair", bench_hair_transfer),
                                ("chunkygan", "chunkygan_step", bench_chunkygan_step),
                                ("hair_training", "hair_training", bench_hair_training)]:

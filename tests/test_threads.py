@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 from semedit import threads
 from semedit.config import ConfigError, TrainerConfig, load_config, packaged_config
@@ -66,7 +67,5 @@ def test_threads_in_config_and_on_the_command_line():
 @pytest.mark.parametrize("name", ["hair/tiny.yaml", "direction/tiny.yaml", "chunkygan/tiny.yaml",
                                   "hair/eval_identity_tiny.yaml", "hair/direction_tiny.yaml"])
 def test_tiny_configs_show_progress_bars(name):
-    import yaml
-
     text = yaml.safe_load(packaged_config(name).read_text())
     assert text["trainer"]["enable_progress_bar"] is True

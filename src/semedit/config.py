@@ -83,9 +83,9 @@ class GeneratorSpec:
     # equivalence checks keep "none"; inference commands (generate, hair transfer, demo) default to "auto".
     reduced_precision: str = "none"
     num_reduced_precision_res: int = 4  # how many of the highest resolutions use it (NVlabs train.py:181: 4)
-    # torch.compile mapping and synthesis: "auto" (on with CUDA; off on a CPU, where the benchmark shows no
-    # gain: benchmarks/results/speed.json) | "on" | "off". The compile time is logged once; compiled graphs are
-    # cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
+    # torch.compile mapping and synthesis: "auto" (on with CUDA; off on a CPU, where it has not paid off: see
+    # semedit.stylegan2.compile.CPU_COMPILE_PAYS_OFF) | "on" | "off". The compile time is logged once; compiled
+    # graphs are cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
     compile: str = "auto"
 
 

@@ -116,7 +116,7 @@ class RunLock:
         self.path = Path(run_dir).resolve() / LOCK_FILE
         self.key = str(self.path)
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         held = RunLock._held.get(self.key)
         if held is not None:
             held[1] += 1

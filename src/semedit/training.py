@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 import pickle
+import re
 import secrets
 import shutil
 import signal
@@ -251,8 +252,9 @@ class WeightsOnlyCheckpointIO(TorchCheckpointIO):
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as err:
-            reason = next((line.strip() for line in str(err).splitlines()
-                           if "Unsupported global" in line or "Unsupported operand" in line), "")
+            # Name what the file asked for, but not PyTorch's advice (allow-listing it, or weights_only=False).
+            match = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not|\. Please|$)", str(err), re.M)
+            reason = match.group(0).strip() if match else ""
             raise RunFolderError(
                 f"refusing to load checkpoint {path}: it is not a weights-only checkpoint"
                 + (f" ({reason})" if reason else "") + "; nothing from it was run. semedit writes only "

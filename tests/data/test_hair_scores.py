@@ -14,7 +14,7 @@ def test_lab_matches_scikit_image():
     color = pytest.importorskip("skimage.color")
     images = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
     ours = srgb_to_lab(images).permute(0, 2, 3, 1).numpy()
-    ref = np.stack([color.rgb2lab(((im.permute(1, 2, 0).double().numpy() + 1) / 2)) for im in images])
+    ref = np.stack([color.rgb2lab((im.permute(1, 2, 0).double().numpy() + 1) / 2) for im in images])
     np.testing.assert_allclose(ours, ref, atol=0.02)
 
 

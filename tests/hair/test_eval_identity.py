@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from semedit.cli import main
 from semedit.config import GeneratorSpec, as_dict, load_config, packaged_config
-from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.errors import RunFolderError
+from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.shards import ShardStoreError
 from semedit.hair.encoders import EncoderConfig
 from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig

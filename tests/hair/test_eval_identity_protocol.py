@@ -110,8 +110,8 @@ def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
     script = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(script)
     out = tmp_path / "sweep"
-    assert script.main(["--tiny", "--hair-ckpt", str(ckpt), "--out", str(out), "--models", "insightface-arcface",
-                        "psp-irse50", "gallery_size=4", "num_transfers=2", "shard_size=4", "batch_size=4"]) == 0
+    assert script.main(["--tiny", "--hair-ckpt", str(ckpt), "--out", str(out), "gallery_size=4", "num_transfers=2",
+                        "shard_size=4", "batch_size=4", "--models", "insightface-arcface", "psp-irse50"]) == 0
     rows = json.loads((out / "sweep.json").read_text())
     cells = {(r["psi"], r["identity_model"]) for r in rows}
     assert cells == {(p, m) for p in (0.7, 1.0) for m in ("insightface-arcface", "psp-irse50")}

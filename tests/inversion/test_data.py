@@ -48,8 +48,11 @@ def test_invalid_images_give_clear_errors(tmp_path):
     for name in ("gray", "alpha"):
         with pytest.raises(InputError, match="expected an RGB image with 3 channels"):
             load_rgb(ImageSource(name, str(tmp_path / f"{name}.png")))
-    with pytest.raises(InputError, match="cannot read image"):
+    with pytest.raises(InputError, match="broken.png is not an image"):
         load_rgb(ImageSource("broken", str(tmp_path / "broken.png")))
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty file"):
+        load_rgb(ImageSource("empty", str(tmp_path / "empty.png")))
     with pytest.raises(InputError, match="input not found"):
         list_images([str(tmp_path / "nope")], [".png"])
     with pytest.raises(InputError, match="no image called"):

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tests.launch.launch_common import PYTHON, TINY_DIRECTION, clean_env
 
 from semedit.cli import main
 from semedit.config import ConfigError, load_config, packaged_config
@@ -21,6 +20,7 @@ from semedit.directions.train import Config
 from semedit.errors import RunFolderError
 from semedit.runs import RUN_LOCK_ENV, RunLock
 from semedit.training import RUN_DIR_ENV, RunConfig, resolve_run_dir
+from tests.launch.launch_common import PYTHON, TINY_DIRECTION, clean_env
 
 # Steps, not epochs, so that a resumed run can raise the limit (one epoch = 8 steps).
 FAST = [a for a in TINY_DIRECTION if not a.startswith("trainer.max_epochs")] + ["trainer.max_epochs=-1"]

@@ -46,7 +46,7 @@ def test_agent_style_invocation_trains_the_tiny_config(tmp_path, monkeypatch, ca
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "direction.safetensors").is_file()
     offline_runs = list((run_dir / "wandb").glob("offline-run-*-trial7"))
     assert offline_runs, "the W&B run must use the id the agent assigned"
-    assert f"wandb sync {offline_runs[0]}" in capsys.readouterr().out
+    assert f"wandb sync '{offline_runs[0]}'" in capsys.readouterr().out  # quoted: pastes as one word
 
 
 def test_submitit_local_executor_runs_a_tiny_training_job(tmp_path, monkeypatch, capsys):

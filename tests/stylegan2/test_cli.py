@@ -19,7 +19,7 @@ def _png(path):
 def test_generate_from_fixture_pickle_writes_expected_images(fixtures_dir, tmp_path):
     pkl = fixtures_dir / "stylegan2" / "nvlabs_tiny32.pkl"
     assert main(["generate", "--ckpt", str(pkl), "--seeds", "0,1,7", "--trunc", "0.5", "--out",
-                 str(tmp_path / "a"), "--batch-size", "2", "--device", "cpu"]) == 0
+                 str(tmp_path / "a"), "--batch-size", "2", "--device", "cpu", "--precision", "none"]) == 0
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["seed0000.png", "seed0001.png", "seed0007.png"]
     expected = torch.load(fixtures_dir / "stylegan2" / "nvlabs_tiny32_expected.pt", weights_only=True)
     ref = (expected["img_trunc05"][2] * 127.5 + 128).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
@@ -27,7 +27,8 @@ def test_generate_from_fixture_pickle_writes_expected_images(fixtures_dir, tmp_p
     assert got.shape == (32, 32, 3)
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     # Batch size does not change an image.
-    main(["generate", "--ckpt", str(pkl), "--seeds", "7", "--trunc", "0.5", "--out", str(tmp_path / "b")])
+    main(["generate", "--ckpt", str(pkl), "--seeds", "7", "--trunc", "0.5", "--out", str(tmp_path / "b"),
+          "--precision", "none"])
     assert np.array_equal(_png(tmp_path / "b" / "seed0007.png"), got)
 
 

@@ -1,7 +1,9 @@
 """Reduced precision as NVlabs runs it (top blocks, conv clamp), on the CPU too, and its detection."""
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from semedit.stylegan2 import build_tiny_generator
 from semedit.stylegan2 import compile as sg_compile
@@ -73,3 +75,20 @@ def test_bf16_detection_reads_the_cpu_flags(monkeypatch):
         assert detect() is expected
     info = sg_compile.describe_cpu()
     assert set(info) == {"model_name", "torch_cpu_capability", "bf16_flags", "bf16_native"}
+
+
+def test_generate_precision_flag_reaches_the_generator(tmp_path):
+    from semedit.cli import main
+
+    def run(precision):
+        out = tmp_path / precision
+        assert main(["generate", "--seeds", "0-1", "--out", str(out), "--device", "cpu", "--precision", precision,
+                     "--compile", "off"]) == 0
+        return [np.asarray(Image.open(out / f"seed000{i}.png")).astype(int) for i in range(2)]
+
+    fp32, bf16 = run("none"), run("bf16")
+    diffs = [np.abs(a - b) for a, b in zip(fp32, bf16)]
+    assert any(d.max() > 0 for d in diffs), "--precision bf16 changed nothing"
+    assert all(d.mean() < 3 for d in diffs)  # a few 8-bit levels at most
+    with pytest.raises(SystemExit):
+        main(["generate", "--seeds", "0", "--out", str(tmp_path / "x"), "--precision", "int8"])

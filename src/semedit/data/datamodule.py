@@ -60,7 +60,7 @@ class PairsConfig:
     k_scale: float = 3.0
     k_values: list[float] = field(default_factory=list)
     # region splitter for face/hair masks: "ellipse" (fixed prior; the tiny random generator makes no faces) |
-    # "dlib-hull" (FG 2021's official split: dlib 68-landmark hull at 256 px, known face box) | "hull" | "parsing"
+    # "dlib-hull" (FG 2021's hull of 2-D 68 landmarks at 256 px, from dlib on the known face box; the official code uses FAN landmarks) | "hull" | "parsing"
     regions: str = "ellipse"
     region_weights: Optional[str] = None  # weights of the splitter's model (hull, parsing)
 

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from semedit.directions.io import load_direction
 from semedit.data.hair_scores import HAIR_ATTRIBUTES, hair_attribute
+from semedit.directions.io import load_direction
 from semedit.errors import SemeditError
 from semedit.perception.landmarks import load_landmarker
 from semedit.perception.parsing import load_face_parser

@@ -15,9 +15,9 @@ from typing import Optional
 
 import torch
 from safetensors import safe_open
-from semedit.files import save_safetensors
 
 from semedit.errors import SemeditError
+from semedit.files import save_safetensors
 
 SPACES = ("z", "w", "wplus", "s")
 FORMAT = "semedit-direction"

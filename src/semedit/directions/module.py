@@ -112,7 +112,7 @@ def interfacegan_selection(scores: np.ndarray, chosen_num_or_ratio: float, split
     chosen = int(num * chosen_num_or_ratio) if 0 < chosen_num_or_ratio <= 1 else int(chosen_num_or_ratio)
     chosen = min(chosen, num // 2)
     train_num = int(chosen * split_ratio)
-    if train_num < 1 or chosen - train_num < 0:
+    if train_num < 1:
         raise ValueError(f"direction.fraction={chosen_num_or_ratio} of {num} scored samples leaves {chosen} per "
                          "class, too few to train InterFaceGAN's SVM; draw more samples or raise the fraction")
     positive_idx = np.arange(chosen)

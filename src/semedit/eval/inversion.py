@@ -558,9 +558,12 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
     targets = None
     row_dirs: dict[RowSpec, Path] = {}
     seconds: dict[str, float] = {}
-    for row in run_rows:
+    for k, row in enumerate(run_rows, 1):
         directory = output_dir / "rows" / row.slug
         row_dirs[row] = directory
+        # Progress over the rows (each row's own inversion shows its bar over images and steps).
+        if cfg.trainer.enable_progress_bar:
+            print(f"eval-inversion: row {k}/{len(run_rows)}: {row.label}", flush=True)
         start = time.perf_counter()
         if row.kind == "chunky" or (row.kind == "single" and cfg.eval.optimization_recipe == "chunkygan"):
             from semedit.inversion.io import is_finished

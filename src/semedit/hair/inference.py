@@ -130,7 +130,8 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
         except FG2021CheckpointError as err:
             raise HairModelError(f"{path}: not a semedit hair checkpoint (no hyper_parameters with an encoder) "
                                  f"and not the released FG 2021 model: {err}") from err
-        # FG 2021's regions: the convex hull of 2-D 68 landmarks at 256 px, as the official code (dlib-hull).
+        # FG 2021's regions: the convex hull of 2-D 68 landmarks at 256 px as the official code computes it, with
+        # dlib's landmarks where the official code uses FAN's (see perception/regions.py).
         model = HairModel(loaded.net, generator or loaded.generator, loaded.encoder.input_size, "dlib-hull",
                           RELEASED_NOISE_MODE, "fg2021")
     model.net.eval().requires_grad_(False).to(device)

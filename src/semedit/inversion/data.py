@@ -168,6 +168,16 @@ def frame_image(arr: np.ndarray, resolution: int, align: str, source: str,
     return tensor / 127.5 - 1
 
 
+_NOTICES: set[str] = set()
+
+
+def _notice_once(message: str) -> None:
+    """Log a notice once per process: every image of every row (eval-inversion) would repeat it."""
+    if message not in _NOTICES:
+        _NOTICES.add(message)
+        log.warning("%s", message)
+
+
 class FfhqAligner:
     """FFHQ alignment through the package's one alignment path, ``perception.faces.align_photo`` (dlib's
     detector and 68 landmarks by default; insightface's 1k3d68 when ``landmarker``/``weights`` select it).
@@ -209,7 +219,7 @@ class FfhqAligner:
                 if self.fallback != "center-crop":
                     raise InputError(f"{err}; or set data.align_fallback=center-crop to centre-crop photos "
                                      "without a detectable face") from err
-                log.warning("%s; using a centre crop instead (data.align_fallback=center-crop)", err)
+                _notice_once(f"{err}; using a centre crop instead (data.align_fallback=center-crop)")
                 return _center_crop(arr)
         reason = self._unavailable
         if self.fallback != "center-crop":
@@ -219,7 +229,8 @@ class FfhqAligner:
                 "weights (see `semedit weights list`), or set data.align_fallback=center-crop, or "
                 "data.align=center-crop"
             )
-        log.warning("FFHQ alignment unavailable (%s); using a centre crop instead (data.align_fallback=center-crop)", reason)
+        _notice_once(f"FFHQ alignment unavailable ({reason}); using a centre crop instead "
+                     "(data.align_fallback=center-crop)")
         return _center_crop(arr)
 
     def __getstate__(self):  # loaded models stay in the process that loaded them (DataLoader workers)

