@@ -307,7 +307,7 @@ def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config:
     # After run.resume=never replaced a folder's run, the new run gets its own id (-r<n>).
     replaced = sum(1 for p in run_dir.glob("replaced-*") if p.is_dir())
     run_id = _sweep_run_id() or run_name.replace("/", "-") + (f"-r{replaced}" if replaced else "")
-    return WandbLogger(
+    logger = WandbLogger(
         project=logger_cfg.project,
         entity=logger_cfg.entity,
         group=logger_cfg.group,
@@ -319,6 +319,11 @@ def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config:
         offline=logger_cfg.mode == "offline",
         config=as_dict(config),
     )
+    # Lightning always passes anonymous=None to wandb.init (loggers/wandb.py), which makes W&B warn that "the
+    # anonymous setting has no effect" on every run; None means "not set", so leave the key out.
+    if getattr(logger, "_wandb_init", {}).get("anonymous", "set") is None:
+        del logger._wandb_init["anonymous"]
+    return logger
 
 
 def cluster_environment_plugins() -> list:

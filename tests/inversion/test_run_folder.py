@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import yaml
 
 from semedit.cli import main
+from semedit.inversion.data import FfhqAligner
 
 BASE = ["invert", "skimage:astronaut", "invert.steps=2", "logger.wandb=false", "run.name=inv"]
 
@@ -37,3 +41,15 @@ def test_a_rejected_inversion_leaves_no_run_folder(tmp_path, capsys):
                  "run.name=bad"]) == 2
     assert "not an image" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_the_alignment_fallback_notice_is_logged_once_per_process(tmp_path, caplog):
+    # Every image of every eval-inversion row would repeat it (14 times in one tiny run).
+    missing = str(tmp_path / "no-such-predictor.dat")
+    photo = np.zeros((20, 30, 3), np.uint8)
+    with caplog.at_level(logging.WARNING, logger="semedit.inversion.data"):
+        for _ in range(3):  # three rows, each with its own aligner
+            aligner = FfhqAligner(16, missing, fallback="center-crop", landmarker="dlib")
+            assert aligner(photo, "a.png").shape[:2] == (20, 20)
+    notices = [r for r in caplog.records if "using a centre crop instead" in r.getMessage()]
+    assert len(notices) == 1

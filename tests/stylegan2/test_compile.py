@@ -123,9 +123,17 @@ def test_compile_settings(monkeypatch):
     assert sg_compile.normalize_compile_setting("False") == "off" and sg_compile.normalize_compile_setting("True") == "on"
     with pytest.raises(ValueError, match="generator.compile"):
         sg_compile.normalize_compile_setting("yes")
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/semedit-test-cache")
-    assert sg_compile.enable_compile_cache() == "/tmp/semedit-test-cache/semedit/inductor"
     import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default
 
+    monkeypatch.setenv("XDG_CACHE_HOME", "/tmp/semedit-test-cache")
+    # Unset, or holding the /tmp default that importing inductor writes there: the user's cache is used.
+    for value in (None, torch_default()):
+        if value is None:
+            monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+        else:
+            monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", value)
+        assert sg_compile.enable_compile_cache() == "/tmp/semedit-test-cache/semedit/inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/chosen-by-user")  # a user's choice is kept
+    assert sg_compile.enable_compile_cache() == "/tmp/chosen-by-user"
     assert inductor_config.fx_graph_cache is True

@@ -78,10 +78,15 @@ def enable_compile_cache() -> str:
 
     A cache dir already chosen by the user (the environment variable) is kept.
     """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(default_cache_dir()))
-    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     import torch._inductor.config as inductor_config  # the config module is not imported by `import torch`
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir as torch_default_cache_dir
 
+    # Importing inductor writes its own default (/tmp/torchinductor_<user>, lost at reboot) into the
+    # environment variable; only a value other than that one was chosen by the user.
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(torch_default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(default_cache_dir())
+    os.environ.setdefault("TORCHINDUCTOR_FX_GRAPH_CACHE", "1")
     inductor_config.fx_graph_cache = True
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
