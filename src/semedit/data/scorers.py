@@ -40,6 +40,7 @@ from semedit.errors import SemeditError
 from semedit.perception.landmarks import load_landmarker
 from semedit.perception.parsing import load_face_parser
 from semedit.perception.regions import make_region_splitter
+from semedit.registry import registrar
 from semedit.weights import resolve_weights
 
 # name -> builder(cfg, device); filled by @register_scorer below.
@@ -329,16 +330,8 @@ def _load_state_dict(path: Path) -> dict:
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
 
-def register_scorer(name: str):
-    """Decorator: ``builder(cfg, device) -> Scorer`` becomes the scorer called ``name`` in configs."""
-
-    def add(builder: Callable[[ScorerConfig, Any], Scorer]):
-        if name in SCORERS:
-            raise ValueError(f"scorer '{name}' is registered twice")
-        SCORERS[name] = builder
-        return builder
-
-    return add
+# ``@register_scorer("name")`` makes ``builder(cfg, device) -> Scorer`` the scorer called ``name`` in configs.
+register_scorer = registrar(SCORERS, "scorer")
 
 
 @register_scorer("centroid_x")

@@ -26,6 +26,7 @@ from torch import nn
 
 from semedit.perception.landmarks import convex_hull_mask, load_landmarker
 from semedit.perception.parsing import load_face_parser
+from semedit.registry import registrar
 
 __all__ = [
     "FFHQ_FACE_ELLIPSE",
@@ -166,16 +167,8 @@ class ParsingSplitter(nn.Module):
         return _split(face.to(images.dtype))
 
 
-def register_splitter(name: str):
-    """Decorator: ``builder(device, weights, **kwargs) -> nn.Module`` becomes the region strategy ``name``."""
-
-    def add(builder):
-        if name in REGION_SPLITTERS:
-            raise ValueError(f"region strategy '{name}' is registered twice")
-        REGION_SPLITTERS[name] = builder
-        return builder
-
-    return add
+# ``@register_splitter("name")`` makes ``builder(device, weights, **kwargs) -> nn.Module`` a region strategy.
+register_splitter = registrar(REGION_SPLITTERS, "region strategy")
 
 
 @register_splitter("ellipse")
