@@ -6,6 +6,7 @@ import glob
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -90,7 +91,16 @@ def test_wandb_offline_run_holds_logged_metrics(tmp_path, monkeypatch):
     result = train(small_config(tmp_path, "trainer.max_steps=4", "logger.wandb=true", "logger.mode=offline"))
     files = glob.glob(str(result.run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(files) == 1, files
-    rows = history_rows(files[0])
+    # wandb's core process writes the file asynchronously, even after finish() returns; give it time.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            rows = history_rows(files[0])
+        except AssertionError:  # a record still being written (its CRC does not match yet)
+            rows = []
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     logged = {k for row in rows for k in row}
     for key in ("train/loss", "train/l2", "train/wplus", "train/lr", "val/loss", "val/l2", "train/grid/_type"):
         assert key in logged, f"{key} not in W&B history keys {sorted(logged)}"

@@ -147,7 +147,11 @@ def modulated_conv2d(
         w_sq = demodulation_weights(weight) if weight_sq is None else weight_sq
         dcoefs = (styles.float().square() @ w_sq.t() + 1e-8).rsqrt()  # [N, O]
 
-    if n == 1:
+    # One sample, and a weight smaller than the activations (the high-resolution, low-channel layers): fold
+    # style, demodulation and gain into the weight. Where the weight is the larger tensor (low resolutions,
+    # 512 channels) scaling the activations is cheaper. Measured side by side at 256 px batch 1: folding
+    # every layer ran at 0.85x the activation-scaling path; folding only these layers wins at 1024 px.
+    if n == 1 and weight.numel() <= x[0].numel():
         return _modulated_conv2d_single(x, weight, styles, dcoefs, noise, up, padding, resample_filter, out_gain)
 
     x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
