@@ -16,7 +16,7 @@ from PIL import Image
 from semedit.config import load_config
 from semedit.hair.train import Config, train
 from semedit.training import RUN_DIR_ENV
-from tests.hair.wandb_records import history_rows
+from tests.hair.wandb_records import history_rows, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "hair" / "tiny.yaml"
@@ -91,16 +91,16 @@ def test_wandb_offline_run_holds_logged_metrics(tmp_path, monkeypatch):
     result = train(small_config(tmp_path, "trainer.max_steps=4", "logger.wandb=true", "logger.mode=offline"))
     files = glob.glob(str(result.run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
     assert len(files) == 1, files
-    # wandb's core process writes the file asynchronously, even after finish() returns; give it time.
+    # wandb's core process writes the file asynchronously, even after finish() returns: wait for its exit record.
     deadline = time.monotonic() + 60
-    while True:
+    while time.monotonic() < deadline:
         try:
-            rows = history_rows(files[0])
+            if any(r.WhichOneof("record_type") == "exit" for r in read_records(files[0])):
+                break
         except AssertionError:  # a record still being written (its CRC does not match yet)
-            rows = []
-        if rows or time.monotonic() > deadline:
-            break
+            pass
         time.sleep(0.5)
+    rows = history_rows(files[0])
     logged = {k for row in rows for k in row}
     for key in ("train/loss", "train/l2", "train/wplus", "train/lr", "val/loss", "val/l2", "train/grid/_type"):
         assert key in logged, f"{key} not in W&B history keys {sorted(logged)}"
