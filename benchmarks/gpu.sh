@@ -38,11 +38,11 @@ stage() {  # stage NAME LIMIT_SECONDS COMMAND...
     tail -n 3 "$OUT/$name.log"
 }
 
-stage gpu_tests 90 "$PY" -m pytest -q -m gpu -p no:cacheprovider
-stage speed 270 "$PY" benchmarks/speed.py --device cuda --resolutions 1024 --batches 8 --repeats 3 \
+stage gpu_tests 60 "$PY" -m pytest -q -m gpu -p no:cacheprovider
+stage speed 300 "$PY" benchmarks/speed.py --device cuda --resolutions 1024 --batches 8 --repeats 3 \
     --out "$OUT/speed.json" ${NVLABS_STYLEGAN2_ADA:+--nvlabs "$NVLABS_STYLEGAN2_ADA"}
 # The tiny hair job (the generator eager, so that the time goes to DDP steps rather than compiling).
-stage ddp 120 "${SEMEDIT:-.venv/bin/semedit}" train hair trainer.accelerator=gpu "trainer.devices=$NGPU" \
+stage ddp 100 "${SEMEDIT:-.venv/bin/semedit}" train hair trainer.accelerator=gpu "trainer.devices=$NGPU" \
     trainer.strategy=ddp trainer.max_steps=50 trainer.check_val_every_n_epoch=1000 \
     generator.compile=off logger.wandb=false "run.output_dir=$OUT/runs"
 

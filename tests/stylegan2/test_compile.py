@@ -137,3 +137,17 @@ def test_compile_settings(monkeypatch):
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/tmp/chosen-by-user")  # a user's choice is kept
     assert sg_compile.enable_compile_cache() == "/tmp/chosen-by-user"
     assert inductor_config.fx_graph_cache is True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_generator_on_gpu_matches_eager():
+    G = build_tiny_generator(resolution=64, channel_max=64).cuda()
+    z = torch.randn(4, G.z_dim, device="cuda")
+    with torch.no_grad():
+        ref = G(z)
+        G.set_compile("auto")  # on with CUDA
+        assert torch.allclose(G(z), ref, atol=1e-3, rtol=1e-3)
+        G.set_reduced_precision("bf16", num_res=2)
+        out = G(z)
+    assert out.dtype == torch.float32 and (out - ref).abs().mean() < 0.02 * ref.abs().mean()

@@ -17,6 +17,7 @@ def cmd_demo(args) -> int:
         raise CLIError("the demo needs Gradio: pip install 'semedit[demo]' (or `make install`)") from None
     import torch
 
+    # semedit.demo imports Gradio (optional, heavy): only `semedit demo` pays for it.
     from semedit.demo.app import serve
     from semedit.demo.models import load_models
 

@@ -11,11 +11,13 @@ import torch
 
 from semedit.cli.common import CLIError, add_strengths_argument, parse_floats
 from semedit.config import GeneratorSpec
+from semedit.directions.chunkmogrify import import_chunkmogrify_npy, parse_layer_range
 from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
 from semedit.directions.io import Direction, load_direction, save_direction
 from semedit.directions.pca import pca_w
 from semedit.images import image_grid, save_image
 from semedit.stylegan2 import generator_from_spec, parse_seeds, zs_from_seeds
+from semedit.weights import REGISTRY, resolve_weights
 
 
 def _generator(args):
@@ -90,8 +92,6 @@ def run_pca(args) -> int:
 
 
 def run_import(args) -> int:
-    from semedit.directions.chunkmogrify import import_chunkmogrify_npy, parse_layer_range
-    from semedit.weights import REGISTRY, resolve_weights
 
     source = args.file
     if not Path(source).is_file() and source in REGISTRY:  # e.g. chunkmogrify-smile_styleganv2

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
@@ -61,7 +62,6 @@ def read_photo(item: str) -> np.ndarray:
     """uint8 RGB [H, W, 3] of a photo file (EXIF orientation applied) or ``skimage:<name>``; ImageError with
     the reason otherwise."""
     if item.startswith(SKIMAGE_PREFIX):
-        import skimage.data  # only for skimage:<name> inputs
 
         loader = getattr(skimage.data, item[len(SKIMAGE_PREFIX):], None)
         if not callable(loader):

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import skimage.data
 from PIL import Image
 
 from semedit.demo.chunky_tab import (
@@ -74,7 +75,6 @@ def example_photos(folder: Path) -> list[Path]:
     """The two real photos that ship inside installed packages, written as files the page can use:
     scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper."""
     import matplotlib.cbook
-    import skimage.data
 
     astronaut = folder / "astronaut.png"
     if not astronaut.is_file():

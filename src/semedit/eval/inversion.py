@@ -38,11 +38,23 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
+from semedit.directions.io import Direction, load_direction
 from semedit.errors import ConfigError
 from semedit.files import save_safetensors
 from semedit.images import load_image, save_image
-from semedit.perception.identity import identity_metric
+from semedit.inversion.data import RealImageDataset, list_images
+from semedit.inversion.edit import apply_direction, edit_codes_images
+from semedit.inversion.encoders import encode_images, load_encoder
+from semedit.inversion.io import colour_masks, is_finished, load_inversion, save_inversion
+from semedit.inversion.module import load_lpips_for
+from semedit.inversion.projector import project_nvlabs, use_noise
+from semedit.inversion.pti import PivotConfig, pivotal_tuning
+from semedit.inversion.run import invert
+from semedit.perception.identity import identity_metric, load_identity_encoder
+from semedit.perception.lpips import load_lpips
+from semedit.stylegan2 import generator_from_spec
 
 __all__ = ["RowSpec", "parse_row", "row_config", "NOT_IMPLEMENTED", "identity_distance", "l2_error",
            "resize_for_metrics", "image_metrics", "summarise", "projection_table", "identity_after_edit_table",
@@ -234,7 +246,6 @@ def load_eval_directions(specs: Sequence[str], G) -> dict[str, object]:
     generator, named ``<name>`` (tiny configs only: the column is labelled, the edit means nothing).
 
     Edit strengths are in units of the unit vector; see ``strength_scales`` for Chunkmogrify's units."""
-    from semedit.directions.io import Direction, load_direction
 
     out = {}
     for k, spec in enumerate(specs):
@@ -274,11 +285,7 @@ def _edit_file(dname: str, strength: float) -> str:
 def render_edits(G, directory: Path, directions: dict, strengths: Sequence[float], noise_mode: str,
                  scales: dict[str, float] | None = None) -> None:
     """Write ``edits/<direction>@<k>.png`` of one inverted image folder (codes, masks and noise maps)."""
-    from safetensors.torch import load_file
 
-    from semedit.inversion.edit import edit_codes_images
-    from semedit.inversion.io import load_inversion
-    from semedit.inversion.projector import use_noise
 
     missing = [(d, k) for d in directions for k in strengths if not (directory / "edits" / _edit_file(d, k)).is_file()]
     if not missing:
@@ -390,7 +397,6 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
 def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directions: Sequence[str],
                   strengths: Sequence[float]) -> Path:
     """One line per row for image ``name``: input | reconstruction | masks | edits (direction x strength)."""
-    from semedit.inversion.io import colour_masks, load_inversion
 
     lines = []
     for directory in row_dirs.values():
@@ -416,7 +422,6 @@ def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directio
 
 def _targets(cfg, inputs, resolution: int):
     """The evaluation images at the generator's framing: (names, [N, 3, R, R])."""
-    from semedit.inversion.data import RealImageDataset
 
     sources = _sources(cfg, inputs)
     ds = RealImageDataset(sources, resolution, cfg.data.align, cfg.data.align_fallback, cfg.perception.landmark_weights,
@@ -426,7 +431,6 @@ def _targets(cfg, inputs, resolution: int):
 
 
 def _sources(cfg, inputs):
-    from semedit.inversion.data import list_images
 
     sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
     size = cfg.eval.test_set_size
@@ -441,7 +445,6 @@ def _sources(cfg, inputs):
 def _save_single(folder: Path, name: str, space: str, codes: list[torch.Tensor], target: torch.Tensor,
                  recon: torch.Tensor, meta: dict, noise: dict | None = None) -> None:
     """One single-code result in the inversion folder layout (n = 1, a mask of ones)."""
-    from semedit.inversion.io import save_inversion
 
     folder.mkdir(parents=True, exist_ok=True)
     if noise:
@@ -462,7 +465,6 @@ def _row_device(cfg) -> torch.device:
 def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips, directory: Path,
                     directions: dict, strengths: Sequence[float], scales: dict[str, float]) -> int:
     """Run a single-code (NVlabs recipe), encoder or PTI row over the unfinished images; returns how many ran."""
-    from semedit.inversion.io import is_finished
 
     todo = [i for i, n in enumerate(names) if not is_finished(directory / n)
             or (row.kind == "pti" and any(not (directory / n / "edits" / _edit_file(d, k)).is_file()
@@ -474,7 +476,6 @@ def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips
     if G.w_avg.device != device:
         G, lpips_fn, metric_lpips = (copy.deepcopy(m).to(device) for m in (G, lpips_fn, metric_lpips))
     if row.kind == "single":
-        from semedit.inversion.projector import project_nvlabs
 
         rcfg = row_config(cfg, row).invert
         for i in todo:
@@ -482,7 +483,6 @@ def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips
             _save_single(directory / names[i], names[i], row.space, [c[0].cpu() for c in codes], targets[i],
                          img[0].cpu(), {"recipe": "nvlabs"}, noise[0])
     elif row.kind in ("psp", "e4e"):
-        from semedit.inversion.encoders import encode_images, load_encoder
 
         inverter = load_encoder(row.kind, getattr(cfg.eval, f"{row.kind}_weights"), G).to(device)
         codes = encode_images(inverter, targets[todo])
@@ -492,8 +492,6 @@ def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips
             _save_single(directory / names[i], names[i], "wplus", [codes[j]], targets[i], img,
                          {"recipe": row.kind, "encoder": inverter.source})
     elif row.kind == "pti":
-        from semedit.inversion.edit import apply_direction
-        from semedit.inversion.pti import PivotConfig, pivotal_tuning
 
         pivot_cfg = PivotConfig(steps=cfg.eval.pti.pivot_steps, lpips_resolution=cfg.invert.lpips_resolution)
         sub = targets[todo].to(device)
@@ -518,8 +516,6 @@ def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips
 def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_paths: Sequence[str] = (),
                        generator=None, lpips_fn=None, identity_fn=None, metric_lpips_fn=None) -> dict:
     """Run every row of ``cfg.eval.rows`` (resumable) and write both tables and the figure."""
-    from semedit.inversion.module import load_lpips_for
-    from semedit.inversion.run import invert
 
     inputs = list(inputs)
     if not inputs:
@@ -535,18 +531,15 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
         raise ConfigError(f"eval.edit_rows {absent} are not in eval.rows {list(cfg.eval.rows)}")
     edit_rows = [r for r in edit_rows if r.implemented]
     if generator is None:
-        from semedit.stylegan2 import generator_from_spec
 
         generator = generator_from_spec(cfg.generator)
     if lpips_fn is None:
         lpips_fn = load_lpips_for(cfg)
     if metric_lpips_fn is None:
-        from semedit.perception.lpips import load_lpips
 
         metric_lpips_fn = load_lpips(cfg.eval.metric_lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
         metric_lpips_fn = metric_lpips_fn.to(generator.w_avg.device).eval().requires_grad_(False)
     if identity_fn is None:
-        from semedit.perception.identity import load_identity_encoder
 
         identity_fn = load_identity_encoder(cfg.perception.identity, "cpu").eval()
     directions = load_eval_directions(specs, generator) if specs else {}
@@ -566,7 +559,6 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
             print(f"eval-inversion: row {k}/{len(run_rows)}: {row.label}", flush=True)
         start = time.perf_counter()
         if row.kind == "chunky" or (row.kind == "single" and cfg.eval.optimization_recipe == "chunkygan"):
-            from semedit.inversion.io import is_finished
 
             ran = sum(not is_finished(directory / n) for n in names)
             invert(row_config(cfg, row), list(inputs), generator=generator, lpips_fn=lpips_fn, run_dir=directory)

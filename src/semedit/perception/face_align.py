@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semedit.perception.identity import IdentityEncoder, load_identity_encoder, onnx_providers
+from semedit.perception.identity import IdentityEncoder, load_identity_encoder
 from semedit.perception.landmarks import FFHQ_EYE_LEFT, FFHQ_EYE_RIGHT, FFHQ_MOUTH, images_to_uint8
+from semedit.perception.onnx import onnx_providers
 from semedit.weights import resolve_weights
 
 __all__ = [

@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semedit.perception import faces
 from semedit.perception.checkpoints import load_checked_state_dict
+from semedit.perception.onnx import onnx_providers
 from semedit.weights import CorruptWeightsError, load_torch_state_dict, resolve_weights
 
 __all__ = [
@@ -262,16 +264,6 @@ class TorchIdentityEncoder(IdentityEncoder):
         return self.backbone(self.preprocess(images))
 
 
-def onnx_providers(device: str | torch.device = "cpu") -> list[str]:
-    """onnxruntime providers for a torch device: CUDA first when asked for and available, CPU always."""
-    import onnxruntime
-
-    providers = ["CPUExecutionProvider"]
-    if torch.device(device).type == "cuda" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    return providers
-
-
 class OnnxIdentityEncoder(IdentityEncoder):
     """An insightface ArcFace ONNX model (e.g. buffalo_l ``w600k_r50.onnx``), batched on onnxruntime.
 
@@ -332,14 +324,12 @@ class DlibIdentityEncoder(IdentityEncoder):
         if crop != "ffhq":
             raise ValueError("dlib-resnet cuts its own face chip from FFHQ-aligned images: use crop='ffhq' "
                              "(eval-identity: identity_crop=ffhq), not ArcFace crops")
-        from semedit.perception import faces
 
         self.model_path = str(model_path) if model_path is not None else None
         faces.face_recognizer(self.model_path)  # load now: a missing package fails here with its pip name
         faces.shape_predictor(5)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        from semedit.perception import faces
 
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images [N, 3, H, W] in [-1, 1], got {tuple(images.shape)}")

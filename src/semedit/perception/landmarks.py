@@ -25,7 +25,7 @@ import torch
 from scipy.spatial import ConvexHull
 
 from semedit.images import to_uint8
-from semedit.perception.identity import onnx_providers
+from semedit.perception.onnx import onnx_providers
 from semedit.weights import CorruptWeightsError, resolve_weights
 
 __all__ = [

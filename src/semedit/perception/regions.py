@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
+from scipy.spatial import ConvexHull
 from torch import nn
 
+from semedit.perception import faces
 from semedit.perception.landmarks import convex_hull_mask, load_landmarker
 from semedit.perception.parsing import load_face_parser
 from semedit.registry import registrar
@@ -118,7 +121,6 @@ class DlibHullSplitter(nn.Module):
 
     def __init__(self, detect: bool = False, predictor_path: str | None = None, size: int = 256):
         super().__init__()
-        from semedit.perception import faces
 
         self.detect, self.size = bool(detect), int(size)
         self.predictor_path = str(predictor_path) if predictor_path is not None else None
@@ -126,7 +128,6 @@ class DlibHullSplitter(nn.Module):
 
     def landmarks(self, images: torch.Tensor) -> np.ndarray:
         """[N, 68, 2] dlib landmarks in pixels of the ``size`` px version of ``images``."""
-        from semedit.perception import faces
 
         arrays = faces.aligned_uint8(images, self.size)
         boxes = np.stack([faces.known_face_box(self.size)] * len(arrays))
@@ -139,8 +140,6 @@ class DlibHullSplitter(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        import cv2  # opencv ships with insightface; imported where used like the other optional deps
-        from scipy.spatial import ConvexHull
 
         n, _, h, w = images.shape
         masks = np.zeros((n, 1, h, w), dtype=np.float32)

@@ -31,9 +31,10 @@ log = logging.getLogger("semedit")
 COMPILE_SETTINGS = ("auto", "on", "off")
 PRECISION_SETTINGS = ("auto", "none", "bf16", "fp16")
 
-# Measured on a 2-core CPU in issue 17: torch.compile(G.synthesis) at 256 px batch 4 ran at 0.72-0.97x eager
-# (inductor's CPU convolutions call the same oneDNN kernels, and the elementwise passes it fuses are a small
-# share of the time), after 17-86 s of compiling. So "auto" leaves the CPU eager; `compile: on` forces it.
+# benchmarks/results/speed.json (AMD EPYC, 2 shared cores): the whole synthesis as one graph, compiled, ran at
+# 0.80x eager at 256 px batch 4, after about 10 minutes of compiling on the loaded machine (issue 17 saw
+# 0.72-0.97x with graph breaks). Inductor's CPU convolutions call the same oneDNN kernels, and the elementwise
+# passes it fuses are a small share of the time. So "auto" leaves the CPU eager; `compile: on` forces it.
 CPU_COMPILE_PAYS_OFF = False
 
 # torch.compile's backend ("inductor"); tests put a counting backend here.
