@@ -367,7 +367,10 @@ def merge(paths: list[str], out: Path) -> dict:
         rows += [dict(r, run=i) for r in part["generator"]]
         errors.update(part["bf16_vs_fp32_images"])
         notes += [n for n in part["notes"] if n not in notes]
-        extra.update({k: dict(v, run=i) for k, v in part.items() if k in EXTRA_SECTIONS})
+        for key in EXTRA_SECTIONS:
+            if key in part:  # a section is a dict, or a list of them ("profile")
+                value = part[key]
+                extra[key] = [dict(v, run=i) for v in value] if isinstance(value, list) else dict(value, run=i)
     report = dict(parts[0], command="merged: " + " + ".join(r["command"] for r in runs), runs=runs,
                   complete=all(r["complete"] for r in runs), generator=rows, bf16_vs_fp32_images=errors,
                   notes=notes, goals=goals(rows, notes), **extra)

@@ -31,8 +31,12 @@ def test_umeyama_recovers_a_planted_similarity_and_matches_skimage():
     np.testing.assert_allclose(umeyama(src, dst), T, atol=1e-9)
     noisy = dst + rng.randn(5, 2)
     transform = pytest.importorskip("skimage.transform")
-    ref = transform.SimilarityTransform()
-    ref.estimate(src, noisy)  # what insightface's estimate_norm calls (face_align.py line 23)
+    # What insightface's estimate_norm calls (face_align.py line 23); scikit-image >= 0.26 spells it from_estimate.
+    if hasattr(transform.SimilarityTransform, "from_estimate"):
+        ref = transform.SimilarityTransform.from_estimate(src, noisy)
+    else:
+        ref = transform.SimilarityTransform()
+        ref.estimate(src, noisy)
     np.testing.assert_allclose(umeyama(src, noisy), ref.params, atol=1e-9)
 
 
