@@ -48,6 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generator import matmul_rate, synthesis_flops  # noqa: E402  (the sibling benchmark's FLOP count)
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BF16_EMULATED_NOTE = ("bf16 measured at batch {batch} only: this {device} has no native bf16 (no AMX-BF16/AVX512-BF16), "
+                      "so bf16 is emulated and slower than fp32")
 NUM_REDUCED_RES = 4  # NVlabs train.py:181, num_fp16_res = 4
 
 
@@ -118,9 +120,8 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
     compile_ok = args.compile
     # Without bf16 units oneDNN emulates bf16 several times slower than fp32: one batch size shows that.
     bf16_batches = (args.batches if bf16_capable(device) else args.batches[:1]) if args.bf16 else []
-    if args.bf16 and bf16_batches != args.batches:
-        notes.append(f"bf16 measured at batch {bf16_batches[0]} only: this {device.type} has no native bf16 "
-                     "(no AMX-BF16/AVX512-BF16), so bf16 is emulated and slower than fp32")
+    if args.bf16 and not bf16_capable(device):
+        notes.append(BF16_EMULATED_NOTE.format(batch=bf16_batches[0], device=device.type))
     for res in args.resolutions:
         G = ffhq_generator(res, device)
         nv, why = nvlabs_synthesis(args.nvlabs, G, device)
@@ -336,15 +337,16 @@ def profile_synthesis(resolution: int, batch: int, device: torch.device) -> dict
 
 
 def goals(rows: list, nvlabs_note: list) -> list:
-    def rate(res, batch, variant):
-        return next((r["images_per_s"] for r in rows if (r["resolution"], r["batch"], r["variant"]) ==
-                     (res, batch, variant)), None)
+    def rate(res, batch, variant, run=None):
+        return next(((r["images_per_s"], r.get("run")) for r in rows if (r["resolution"], r["batch"], r["variant"]) ==
+                     (res, batch, variant) and (run is None or r.get("run") == run)), (None, None))
 
     out = []
     for res, batch, variant, ref, target in [(256, 4, "compiled", "eager", 1.3), (1024, 1, "compiled", "eager", 1.3),
                                              (256, 4, "bf16", "eager", 1.8), (1024, 1, "bf16", "eager", 1.5),
                                              (1024, 1, "eager", "nvlabs_ref", 1.5)]:
-        a, b = rate(res, batch, variant), rate(res, batch, ref)
+        a, run = rate(res, batch, variant)
+        b, _ = rate(res, batch, ref, run)  # from the same run: ratios are within-run comparisons
         ratio = a / b if a and b else None
         why = [n for n in nvlabs_note if (variant in n if variant == "bf16" else ref in n or "NVlabs" in n)]
         out.append(dict(goal=f"{variant} >= {target}x {ref}", case=f"{res}px batch {batch}", ratio=ratio,
@@ -366,11 +368,18 @@ def merge(paths: list[str], out: Path) -> dict:
                      "matmul_gflops": part["matmul_gflops"]})
         rows += [dict(r, run=i) for r in part["generator"]]
         errors.update(part["bf16_vs_fp32_images"])
-        notes += [n for n in part["notes"] if n not in notes]
+        notes += [n for n in part["notes"] if n not in notes
+                  and not (n.startswith("no NVlabs") and any(r["variant"] == "nvlabs_ref" for p in parts
+                                                              for r in p["generator"]))]
         for key in EXTRA_SECTIONS:
             if key in part:  # a section is a dict, or a list of them ("profile")
                 value = part[key]
                 extra[key] = [dict(v, run=i) for v in value] if isinstance(value, list) else dict(value, run=i)
+    machine = parts[0]["machine"]
+    bf16_rows = [r for r in rows if r["variant"] == "bf16"]
+    if machine["device"] == "cpu" and not machine["cpu"]["bf16_native"] and bf16_rows:
+        note = BF16_EMULATED_NOTE.format(batch=bf16_rows[0]["batch"], device="cpu")
+        notes += [] if note in notes else [note]
     report = dict(parts[0], command="merged: " + " + ".join(r["command"] for r in runs), runs=runs,
                   complete=all(r["complete"] for r in runs), generator=rows, bf16_vs_fp32_images=errors,
                   notes=notes, goals=goals(rows, notes), **extra)
