@@ -367,7 +367,8 @@ def expected_path(entry: WeightsEntry | str) -> Path:
     """Where the file of ``entry`` must be on this machine."""
     entry = get_entry(entry) if isinstance(entry, str) else entry
     if entry.location == "face_recognition_models":
-        from semedit.perception.faces import package_model_path  # here, not at the top: faces imports weights
+        # Imported here, not at the top: semedit.perception.faces imports this module.
+        from semedit.perception.faces import package_model_path
 
         return package_model_path(entry.filename) or weights_dir() / entry.filename
     folder = torch_hub_checkpoints_dir() if entry.location == "torch_hub" else weights_dir()
@@ -471,7 +472,8 @@ def _check_parses(kind: str, path: Path) -> str | None:
 
             onnx.load(str(path), load_external_data=False)
         elif kind == "dlib":
-            from semedit.perception.faces import load_dlib_model  # here, not at the top: faces imports weights
+            # Imported here, not at the top: semedit.perception.faces imports this module.
+            from semedit.perception.faces import load_dlib_model
 
             load_dlib_model(path)
         elif kind == "nvlabs-pickle":
