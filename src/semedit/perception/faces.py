@@ -158,6 +158,14 @@ def _dlib():
     return dlib
 
 
+def _read_dlib_model(factory: str, path: str, what: str, file_format: str):
+    """``dlib.<factory>(path)``; dlib's deserialisation error becomes a CorruptWeightsError naming the format."""
+    try:
+        return getattr(_dlib(), factory)(path)
+    except RuntimeError as err:  # dlib's deserialisation errors
+        raise CorruptWeightsError(f"{path} is not {what} ({file_format} format): {err}") from err
+
+
 def package_model_path(filename: str) -> Path | None:
     """Where the pip package face_recognition_models ships ``filename`` (one of ``DLIB_MODEL_FILES``), through
     its ``*_location()`` function; None when the package is not installed.
@@ -231,11 +239,8 @@ def hog_detector():
 def mmod_detector(path: str | None = None):
     """dlib's CNN (MMOD) face detector from mmod_human_face_detector.dat (or ``path``), loaded once per process."""
     path = path or str(dlib_model_path("mmod"))
-    try:
-        return _dlib().cnn_face_detection_model_v1(path)
-    except RuntimeError as err:  # dlib's deserialisation errors
-        raise CorruptWeightsError(f"{path} is not a dlib MMOD face detector "
-                                  f"(mmod_human_face_detector.dat format): {err}") from err
+    return _read_dlib_model("cnn_face_detection_model_v1", path, "a dlib MMOD face detector",
+                            "mmod_human_face_detector.dat")
 
 
 @functools.cache
@@ -247,11 +252,8 @@ def shape_predictor(points: int = 68, path: str | None = None):
         raise MissingWeightsError(f"dlib shape predictor {path} does not exist (shape_predictor_{points}_face_landmarks"
                                   ".dat format; leave the landmark weights unset to use face-recognition-models' file)")
     path = path or str(dlib_model_path(f"landmarks-{points}"))
-    try:
-        predictor = _dlib().shape_predictor(path)
-    except RuntimeError as err:  # dlib's deserialisation errors
-        raise CorruptWeightsError(f"{path} is not a dlib shape predictor "
-                                  f"(shape_predictor_{points}_face_landmarks.dat format): {err}") from err
+    predictor = _read_dlib_model("shape_predictor", path, "a dlib shape predictor",
+                                 f"shape_predictor_{points}_face_landmarks.dat")
     # The Python binding does not expose the number of parts: count them on a blank image.
     parts = predictor(np.zeros((16, 16, 3), np.uint8), _dlib().rectangle(0, 0, 15, 15)).num_parts
     if parts != points:
@@ -264,11 +266,8 @@ def face_recognizer(path: str | None = None):
     """dlib's ResNet face descriptor (dlib_face_recognition_resnet_model_v1.dat, or the file at ``path``),
     loaded once per process."""
     path = path or str(dlib_model_path("resnet"))
-    try:
-        return _dlib().face_recognition_model_v1(path)
-    except RuntimeError as err:  # dlib's deserialisation errors
-        raise CorruptWeightsError(f"{path} is not a dlib face recognition model "
-                                  f"(dlib_face_recognition_resnet_model_v1.dat format): {err}") from err
+    return _read_dlib_model("face_recognition_model_v1", path, "a dlib face recognition model",
+                            "dlib_face_recognition_resnet_model_v1.dat")
 
 
 @functools.lru_cache(maxsize=4)
