@@ -84,14 +84,14 @@ align: $(STAMP) ## FFHQ-align raw photos with dlib, offline: make align INPUT="p
 invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny default; INPUT=photos or folder)
 	$(SEMEDIT) invert $(or $(INPUT),skimage:astronaut) $(ARGS)
 
-eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default; FACES=folder at paper scale)
-	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut skimage:chelsea) --out runs/eval-inversion $(ARGS)
+eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default: two real faces, about 1-2 min on 2 cores; FACES=folder at paper scale)
+	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut matplotlib:grace_hopper) --out runs/eval-inversion $(ARGS)
 
 sweep: $(STAMP) ## check and register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml [PROJECT=..] [ENTITY=..]
 	$(SEMEDIT) sweep check $(SWEEP)
 	@if [ "$${WANDB_MODE:-}" = offline ] || [ "$${WANDB_MODE:-}" = disabled ] || { [ -z "$${WANDB_API_KEY:-}" ] && ! grep -qs "api.wandb.ai" "$${HOME}/.netrc"; }; then \
 	  echo "make sweep registers the sweep on the W&B server, which needs a W&B account (wandb login)."; \
-	  echo "Offline, expand the sweep into plain runs instead: WANDB_MODE=offline $(SEMEDIT) sweep expand $(SWEEP)"; \
+	  echo "Offline, run the sweep as plain runs instead: the 'offline' command printed above lists their commands"; \
 	  echo "(or as a SLURM array: $(SEMEDIT) launch --cluster slurm train JOB --sweep $(SWEEP))"; exit 2; fi
 	$(VENV)/bin/wandb sweep $(if $(PROJECT),--project $(PROJECT)) $(if $(ENTITY),--entity $(ENTITY)) $(SWEEP)
 

@@ -12,8 +12,16 @@ from semedit.stylegan2 import build_tiny_generator
 from tests.helpers import require_fixtures
 
 # Tests use tiny networks on small, often shared CPUs: one intra-op thread per process avoids
-# oversubscription (DDP tests run two processes), which otherwise makes them many times slower.
+# oversubscription (DDP tests run two processes), which otherwise makes them many times slower. Jobs started
+# by tests read SEMEDIT_THREADS (what `semedit --threads 1` sets): a fixed count, so numbers never depend on
+# the machine's core count or load (the automatic count follows the load: tests/test_threads.py covers it).
 torch.set_num_threads(1)
+os.environ["SEMEDIT_THREADS"] = "1"
+
+# `auto` precision takes bf16 on CPUs with bf16 units and fp32 elsewhere. Every test sees the fp32 branch
+# unless it asks for the other (tests/cli/test_bf16_branch.py runs the CLI with the probe set to "1"), so no
+# expectation depends on the CPU the suite runs on.
+os.environ["SEMEDIT_CPU_BF16"] = "0"
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -69,3 +69,59 @@ def test_threads_in_config_and_on_the_command_line():
 def test_tiny_configs_show_progress_bars(name):
     text = yaml.safe_load(packaged_config(name).read_text())
     assert text["trainer"]["enable_progress_bar"] is True
+
+
+class _FakeProc:
+    """/proc/self/stat and /proc/stat of a 2-CPU machine, advanced by hand (clock ticks of 1/100 s)."""
+
+    def __init__(self):
+        self.own = 0  # this process's utime + stime, ticks
+        self.busy = [0, 0]  # busy ticks of cpu0 and cpu1 (every process)
+
+    def advance(self, own_cpus: float, other_cpus: float, seconds: float = 1.0) -> None:
+        self.own += int(own_cpus * seconds * 100)
+        for i, share in enumerate([(own_cpus + other_cpus) / 2] * 2):
+            self.busy[i] += int(share * seconds * 100)
+
+    def read(self, path: str) -> str:
+        if path == "/proc/self/stat":
+            return "42 (python3 x) R " + " ".join(["0"] * 10) + f" {self.own} 0 0 0"
+        lines = ["cpu  0 0 0 0 0 0 0 0"] + [f"cpu{i} {b} 0 0 1000 0 0 0 0" for i, b in enumerate(self.busy)]
+        return "\n".join(lines) + "\nintr 0\n"
+
+
+def test_the_automatic_thread_count_follows_the_load_of_the_machine(monkeypatch):
+    proc, clock = _FakeProc(), [100.0]
+    monkeypatch.setattr(threads.time, "monotonic", lambda: clock[0])
+    sampler = threads.CpuSampler(cpus={0, 1}, reader=proc.read)
+    sampler.tick = 100
+    torch.set_num_threads(2)
+    governor = threads.ThreadGovernor(max_threads=2, interval=2.0, sampler=sampler)
+
+    def wait(seconds: float, own: float, others: float) -> int:
+        proc.advance(own, others, seconds)
+        clock[0] += seconds
+        return governor.tick()
+
+    assert wait(2.5, own=2.0, others=0.0) == 2  # alone: every CPU
+    assert wait(1.0, own=1.0, others=1.0) == 2  # not yet: it looks at most every 2 s
+    assert wait(1.5, own=1.0, others=2.0) == 1 and torch.get_num_threads() == 1  # another job took the CPUs
+    assert wait(2.5, own=1.0, others=1.0) == 1  # sharing: one CPU each
+    assert wait(2.5, own=1.0, others=0.2) == 2 and torch.get_num_threads() == 2  # the other job ended
+    assert wait(2.5, own=2.0, others=0.25) == 2  # background activity below the margin changes nothing
+
+
+def test_the_load_is_followed_only_where_the_thread_count_is_automatic(monkeypatch):
+    from semedit.config import TrainerConfig
+    from semedit.training import FollowMachineLoad, machine_share_callbacks
+
+    monkeypatch.setattr(threads.ThreadGovernor, "settle", lambda self, seconds=0.3: self.threads)
+    single = TrainerConfig(devices=1)
+    assert [type(c) for c in machine_share_callbacks(0, single)] == [FollowMachineLoad]
+    assert machine_share_callbacks(2, single) == []  # run.threads=2
+    assert machine_share_callbacks(0, TrainerConfig(devices=2)) == []  # DDP processes share by division
+    monkeypatch.setenv(threads.THREADS_ENV, "1")  # semedit --threads 1
+    assert machine_share_callbacks(0, single) == []
+    monkeypatch.delenv(threads.THREADS_ENV)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert machine_share_callbacks(0, single) == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -42,7 +43,9 @@ __all__ = [
     "to_yaml",
     "valid_keys",
     "validate_run_name",
-    "validate_shared_sections",
+    "check",
+    "check_number",
+    "validate_config",
 ]
 
 
@@ -66,6 +69,18 @@ class TinyGeneratorConfig:
     architecture: str = "skip"  # "orig" | "skip" | "resnet"
     init_seed: int = 0
 
+    def validate(self, prefix: str = "") -> None:
+        r = self.resolution
+        check(r in TINY_RESOLUTIONS, f"{prefix}resolution", "a power of two from 8 to 1024 (the tiny generator is "
+              "for tests and demos; paper-scale runs load a checkpoint with generator.ckpt)", r)
+        for key in ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max"):
+            check(1 <= getattr(self, key) <= 4096, f"{prefix}{key}", "an integer from 1 to 4096", getattr(self, key))
+        check(self.architecture in ("orig", "skip", "resnet"), f"{prefix}architecture", "orig, skip or resnet",
+              self.architecture)
+
+
+TINY_RESOLUTIONS = tuple(2**i for i in range(3, 11))
+
 
 @dataclass
 class GeneratorSpec:
@@ -88,6 +103,21 @@ class GeneratorSpec:
     # graphs are cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
     compile: str = "auto"
 
+    def validate(self, prefix: str = "") -> None:
+        check(math.isfinite(self.truncation_psi), f"{prefix}truncation_psi", "a finite number (1.0: no truncation)",
+              self.truncation_psi)
+        check(self.noise_mode in NOISE_MODES, f"{prefix}noise_mode", " | ".join(NOISE_MODES), self.noise_mode)
+        check(self.reduced_precision in PRECISION_SETTINGS, f"{prefix}reduced_precision", " | ".join(PRECISION_SETTINGS),
+              self.reduced_precision)
+        check(0 <= self.num_reduced_precision_res <= 10, f"{prefix}num_reduced_precision_res", "an integer from 0 to 10",
+              self.num_reduced_precision_res)
+        check(str(self.compile).lower() in ("auto", "on", "off", "true", "false"), f"{prefix}compile",
+              "auto | on | off", self.compile)
+
+
+NOISE_MODES = ("const", "random", "none")
+PRECISION_SETTINGS = ("auto", "none", "bf16", "fp16")
+
 
 @dataclass
 class TrainerConfig:
@@ -109,6 +139,9 @@ class TrainerConfig:
     fast_dev_run: Any = False  # bool or number of batches
     deterministic: bool = False
     enable_progress_bar: bool = True
+
+    def validate(self, prefix: str = "") -> None:
+        validate_trainer(self, prefix.rstrip(".") or "trainer")
 
 
 @dataclass
@@ -142,6 +175,8 @@ class RunConfig:
     # and SLURM_CPUS_PER_TASK when set) divided among the local DDP processes; OMP_NUM_THREADS, when set, wins.
     threads: int = 0
 
+    def validate(self, prefix: str = "") -> None:
+        validate_run(self, prefix.rstrip(".") or "run")
 
 
 @dataclass
@@ -250,7 +285,11 @@ def _parse_overrides(overrides: list[str]) -> list[str]:
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(f"override '{item}' is not of the form key=value (e.g. optim.lr=0.001)")
-        key = item.split("=", 1)[0]
+        key, value = item.split("=", 1)
+        if not value.strip():
+            # OmegaConf would read "key=" as null, silently (run.name= would become an automatic name).
+            raise ConfigError(f"override '{item}' has no value: give one, or write {key}=null for none "
+                              f"(or {key}=\"''\" for an empty string)")
         if key.startswith("--"):
             # W&B agents pass parameters as --key=value; accept that spelling too.
             item = item[2:]
@@ -292,7 +331,7 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
         cfg = OmegaConf.to_object(merged)
     except OmegaConfBaseException as err:
         raise _explain(err, schema, "merged configuration") from err
-    validate_shared_sections(cfg)
+    validate_config(cfg)
     return cfg
 
 
@@ -303,6 +342,10 @@ def load_config(schema: type[T], path: str | os.PathLike | None = None, override
 # Lightning's precision spellings (lightning_fabric/connector.py _PRECISION_INPUT).
 PRECISIONS = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "32-true", "64-true", "64", "32", "16", "bf16")
+
+
+# Lightning's accelerator names that semedit's jobs can run on.
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 
 
 def validate_run_name(name: str, source: str = "run.name") -> str:
@@ -348,6 +391,7 @@ def validate_trainer(t: TrainerConfig, prefix: str = "trainer") -> None:
         (t.num_nodes >= 1, "num_nodes", "an integer >= 1", t.num_nodes),
         (_devices_ok(t.devices), "devices", "an integer >= 1, -1, 'auto' or a list of device ids", t.devices),
         (str(t.precision) in PRECISIONS, "precision", "one of " + ", ".join(PRECISIONS), t.precision),
+        (str(t.accelerator) in ACCELERATORS, "accelerator", "one of " + ", ".join(ACCELERATORS), t.accelerator),
         (t.gradient_clip_val is None or t.gradient_clip_val >= 0, "gradient_clip_val", "null or a number >= 0",
          t.gradient_clip_val),
         (t.check_val_every_n_epoch is None or t.check_val_every_n_epoch >= 1, "check_val_every_n_epoch",
@@ -374,17 +418,36 @@ def validate_run(r: RunConfig, prefix: str = "run") -> None:
         raise ConfigError(f"{prefix}.resume is empty: expected auto, never or the path of a .ckpt file")
 
 
-def validate_shared_sections(cfg: Any) -> None:
-    """Check the shared sections (trainer, run) of any job config; ConfigError names the key."""
-    trainer = getattr(cfg, "trainer", None)
-    if isinstance(trainer, TrainerConfig):
-        validate_trainer(trainer)
-    run = getattr(cfg, "run", None)
-    if isinstance(run, RunConfig):
-        validate_run(run)
-    threads = getattr(cfg, "threads", None)
-    if isinstance(threads, int) and not isinstance(threads, bool) and threads < 0:
-        raise ConfigError(f"threads={threads} is not valid: expected 0 (automatic) or an integer >= 1")
+def check(ok: bool, key: str, expected: str, value: Any, error: type[ConfigError] = ConfigError) -> None:
+    """Raise ``error`` (a ConfigError) naming ``key``, its value and what is valid, unless ``ok``."""
+    if not ok:
+        raise error(f"{key}={value!r} is not valid: expected {expected}")
+
+
+def check_number(value: Any, key: str, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, error: type[ConfigError] = ConfigError) -> None:
+    """A finite number within [low, high] (``low_open``: strictly above ``low``); ConfigError otherwise."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low:g}")
+    if high is not None:
+        bounds.append(f"<= {high:g}")
+    check(ok, key, "a finite number" + (" " + " and ".join(bounds) if bounds else ""), value, error)
+
+
+def validate_config(cfg: Any, prefix: str = "") -> None:
+    """Run the ``validate(prefix)`` method of every section of a loaded config, depth first, with the dotted
+    key of each section, so that every job's sections (shared or its own) are checked at load time, before
+    any folder exists, by ``train``, ``config show`` and ``launch`` alike."""
+    if not dataclasses.is_dataclass(cfg):
+        return
+    for f in dataclasses.fields(cfg):
+        validate_config(getattr(cfg, f.name), f"{prefix}{f.name}.")
+    hook = getattr(cfg, "validate", None)
+    if callable(hook):
+        hook(prefix)
 
 
 def to_yaml(cfg: Any) -> str:

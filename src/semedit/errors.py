@@ -7,7 +7,8 @@ that already catch the built-in type, ``ValueError`` or ``FileNotFoundError``).
 
 from __future__ import annotations
 
-__all__ = ["SemeditError", "ConfigError", "ImageError", "RunFolderError"]
+__all__ = ["SemeditError", "ConfigError", "ImageError", "RunFolderError", "WeightsError", "MissingWeightsError",
+           "CorruptWeightsError", "UnsafePickleError"]
 
 
 class SemeditError(Exception):
@@ -24,3 +25,21 @@ class ImageError(SemeditError, ValueError):
 
 class RunFolderError(SemeditError):
     """A run folder cannot be used for this run (locked by another run, other settings, unsafe name)."""
+
+
+class WeightsError(SemeditError):
+    """A pretrained or saved model file cannot be used (printed without a traceback by the CLI)."""
+
+
+class MissingWeightsError(WeightsError, FileNotFoundError):
+    """A file is not where it must be. The message says what it is, where to get it and where to put it."""
+
+
+class CorruptWeightsError(WeightsError, ValueError):
+    """A file exists but is not what it should be: unreadable, truncated, of another format or model, or with
+    a wrong digest. The message names the file and what was expected."""
+
+
+class UnsafePickleError(CorruptWeightsError):
+    """A file asks, while it is read, for objects other than tensors, arrays and plain data; it was refused
+    before any of it ran."""

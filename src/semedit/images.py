@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
@@ -37,23 +37,6 @@ def from_uint8(array: np.ndarray) -> torch.Tensor:
     array = array[..., :3]
     # np.array copies: a read-only buffer (PIL's, or a read-only view) makes torch.from_numpy warn.
     return torch.from_numpy(np.array(array, copy=True, order="C")).permute(2, 0, 1)[None].float() / 127.5 - 1
-
-
-def load_image(path: str | Path, size: int | None = None) -> torch.Tensor:
-    """Read an image file as [1, 3, H, W] in [-1, 1], optionally resized to size x size (Lanczos)."""
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if size is not None and im.size != (size, size):
-                im = im.resize((size, size), Image.LANCZOS)
-            array = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path} is not a readable image ({err})") from err
-    return from_uint8(array)
 
 
 def image_grid(images: torch.Tensor, ncols: int) -> torch.Tensor:

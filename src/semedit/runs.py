@@ -239,13 +239,20 @@ class RunFolder:
         self.path, self.lead, self.created, self.resumed = path, lead, created, resumed
         self.kept = False
         self.pending_config: str | None = None  # config.yaml text, written when the work starts
+        # The resumes.yaml entry of a resume, written when the work starts; the job adds what it resumes
+        # from (e.g. "checkpoint") before that.
+        self.resume_entry: dict | None = None
 
     def keep(self) -> None:
-        """The work starts: write config.yaml (a folder new to this config), and keep the folder on failure."""
+        """The work starts: write config.yaml (a folder new to this config) or the resume's entry in
+        resumes.yaml, and keep the folder on failure."""
         self.kept = True
         if self.lead and self.pending_config is not None:
             _atomic_write(self.path / CONFIG_FILE, self.pending_config)
             self.pending_config = None
+        if self.resume_entry is not None:
+            self.record_resume(**self.resume_entry)
+            self.resume_entry = None
 
     def record_resume(self, **entry) -> None:
         """Append an entry to ``resumes.yaml`` (lead process only)."""
@@ -348,4 +355,4 @@ def _prepare(folder: RunFolder, job: str, config: Any, resume: str, remedy: str 
             + " Keys that may differ on resume: " + ", ".join(_present(safe_keys(job), current)) + "; "
             + ", ".join(_present(RESUME_RAISABLE_KEYS, current)) + " (raised only)")
     folder.resumed = True
-    folder.record_resume(changed={k: v for k, v in allowed.items()})
+    folder.resume_entry = {"changed": {k: v for k, v in allowed.items()}}

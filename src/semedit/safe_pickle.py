@@ -17,13 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from semedit.errors import SemeditError
+from semedit.errors import UnsafePickleError
 
 __all__ = ["UnsafePickleError", "load_numpy_dict"]
-
-
-class UnsafePickleError(SemeditError, ValueError):
-    """The file is not a plain pickle of a dict of numeric numpy arrays (nothing from it was run)."""
 
 
 def _numpy_core_function(submodule: str, name: str):

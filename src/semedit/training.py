@@ -24,30 +24,36 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
-import re
 import secrets
 import shutil
 import signal
+import sys
+import threading
 import time
-import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, WandbLogger
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from semedit.config import ConfigError, LoggerConfig, RunConfig, TrainerConfig, as_dict, validate_run_name
-from semedit.errors import RunFolderError
+from semedit.errors import UnsafePickleError
+from semedit.lightning_output import HistoryCSVLogger, ParameterSummary, progress_bar, quiet_lightning
 from semedit.runs import RunFolder, open_run_folder
-from semedit.threads import configure_threads, local_processes
+from semedit.threads import (
+    ThreadGovernor,
+    available_cpus,
+    configure_threads,
+    local_processes,
+    user_set_threads,
+)
+from semedit.weights import load_weights_only
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +207,6 @@ def set_aside_unreadable_checkpoints(run_dir: Path) -> list[Path]:
         if path.is_file() and not _is_readable_checkpoint(path):
             target = path.with_name(f"{path.name}.corrupt-{stamp}")
             os.replace(path, target)
-            log.warning("checkpoint %s is incomplete or corrupt; moved it to %s", path, target)
             print(f"checkpoint {path} is incomplete or corrupt: moved it to {target.name}", flush=True)
             moved.append(target)
     return moved
@@ -224,11 +229,13 @@ def resume_checkpoint(run_dir: Path, run: RunConfig, lead: bool = True) -> str |
     if run.resume == "never":
         return None
     if run.resume == "auto":
-        if lead:
-            set_aside_unreadable_checkpoints(run_dir)
+        moved = set_aside_unreadable_checkpoints(run_dir) if lead else []
         found = find_resume_checkpoint(run_dir)
         if found is not None and lead:
             _restore_last(run_dir, found)
+        if found is None and moved:
+            print(f"no complete checkpoint is left in {run_dir}: training starts again from step 0 (the unreadable "
+                  "files stay beside it as *.corrupt-<time>)", flush=True)
         return str(found) if found else None
     path = Path(run.resume)
     if not path.is_file():
@@ -250,46 +257,11 @@ class WeightsOnlyCheckpointIO(TorchCheckpointIO):
         if not Path(path).is_file():
             raise FileNotFoundError(f"Checkpoint file not found: {path}")
         try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except pickle.UnpicklingError as err:
-            # Name what the file asked for, but not PyTorch's advice (allow-listing it, or weights_only=False).
-            match = re.search(r"Unsupported (?:global|operand)[^\n]*?(?= was not|\. Please|$)", str(err), re.M)
-            reason = match.group(0).strip() if match else ""
-            raise RunFolderError(
-                f"refusing to load checkpoint {path}: it is not a weights-only checkpoint"
-                + (f" ({reason})" if reason else "") + "; nothing from it was run. semedit writes only "
-                "weights-only checkpoints, so this file comes from elsewhere: delete it, or start over with "
-                "run.resume=never") from None
-
-
-# ----------------------------------------------------------------------------------------------------
-# Lightning's known harmless messages, silenced where they come from.
-
-
-class _DropLightningTips(logging.Filter):
-    """Lightning advertises its cloud products ("💡 Tip: ... litlogger / litmodels") on every Trainer."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "💡 Tip" not in record.getMessage()
-
-
-for _name in ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero"):
-    logging.getLogger(_name).addFilter(_DropLightningTips())
-
-HARMLESS_WARNINGS = (
-    r".*predict returned None.*",  # semedit's predict steps write their results to disk on purpose
-    r"Total length of .* is zero.*",  # a re-run whose work is all done has nothing left to load
-    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 internals on newer torch
-)
-
-
-@contextlib.contextmanager
-def quiet_lightning():
-    """Ignore ``HARMLESS_WARNINGS`` inside the block (a Trainer's fit or predict)."""
-    with warnings.catch_warnings():
-        for pattern in HARMLESS_WARNINGS:
-            warnings.filterwarnings("ignore", message=pattern)
-        yield
+            return load_weights_only(path, "checkpoint", allowed_globals=(), map_location=map_location)
+        except UnsafePickleError as err:
+            raise UnsafePickleError(
+                f"{err} semedit writes only weights-only checkpoints, so this file comes from elsewhere: delete "
+                "it, or start over with run.resume=never") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -298,7 +270,7 @@ def quiet_lightning():
 
 def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config: Any):
     if not logger_cfg.wandb or logger_cfg.mode == "disabled":
-        return CSVLogger(save_dir=str(run_dir), name="csv", version="")
+        return HistoryCSVLogger(save_dir=str(run_dir), name="csv", version="")
     os.environ.setdefault("WANDB_MODE", logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
 
@@ -341,6 +313,47 @@ def cluster_environment_plugins() -> list:
     return []
 
 
+class FollowMachineLoad(Callback):
+    """Between steps, an automatic thread count follows the load of the machine (``threads.ThreadGovernor``)."""
+
+    def __init__(self, governor: ThreadGovernor):
+        self.governor = governor
+
+    def on_train_batch_start(self, *args) -> None:
+        self.governor.tick()
+
+    def on_predict_batch_start(self, *args) -> None:
+        self.governor.tick()
+
+
+def machine_share_callbacks(requested_threads: int, trainer_cfg: TrainerConfig) -> list[Callback]:
+    """``FollowMachineLoad`` for a one-process job whose thread count is automatic, set to the CPUs the rest
+    of the machine leaves free now; nothing when the user chose the count or Lightning starts several
+    processes here (they share the CPUs by ``threads.local_processes``)."""
+    if user_set_threads(requested_threads) or local_processes(trainer_cfg) > 1:
+        return []
+    governor = ThreadGovernor(available_cpus())
+    governor.settle()
+    return [FollowMachineLoad(governor)]
+
+
+def build_predict_trainer(trainer_cfg: TrainerConfig, run_dir: Path | None, threads: int = 0, logger=False,
+                          progress_bar: bool | None = None, inference_mode: bool = True,
+                          use_distributed_sampler: bool = True):
+    """The Trainer of a predict job (inversion, embedding shards): no checkpoints, no model summary, the
+    machine-load callback. ``progress_bar`` None: the config's choice."""
+    t = trainer_cfg
+    return pl.Trainer(
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        precision=t.precision, deterministic=t.deterministic, logger=logger,
+        enable_progress_bar=t.enable_progress_bar if progress_bar is None else progress_bar,
+        enable_checkpointing=False, enable_model_summary=False,
+        default_root_dir=str(run_dir) if run_dir is not None else None,
+        inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
+        callbacks=machine_share_callbacks(threads, t),
+    )
+
+
 def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunConfig, callbacks: list | None = None):
     checkpointing = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
@@ -356,11 +369,14 @@ def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunCon
     kwargs = dict(vars(trainer_cfg)) if not hasattr(trainer_cfg, "__dataclass_fields__") else {
         k: getattr(trainer_cfg, k) for k in trainer_cfg.__dataclass_fields__
     }
+    shown = [progress_bar()] if kwargs.get("enable_progress_bar", True) else []
     return pl.Trainer(
         default_root_dir=str(run_dir),
         logger=logger,
-        callbacks=[checkpointing, save_on_preemption_callback(run_dir), *(callbacks or [])],
+        callbacks=[checkpointing, save_on_preemption_callback(run_dir), ParameterSummary(), *shown,
+                   *machine_share_callbacks(run.threads, trainer_cfg), *(callbacks or [])],
         plugins=[*cluster_environment_plugins(), WeightsOnlyCheckpointIO()],
+        enable_model_summary=False,  # Lightning's table; ParameterSummary prints one line instead
         **kwargs,
     )
 
@@ -421,10 +437,10 @@ class SaveOnPreemption(Callback):
         if not isinstance(exception, SIGTERMException):
             return
         path = self.run_dir / "checkpoints" / "last.ckpt"
-        trainer.save_checkpoint(str(path))
+        trainer.save_checkpoint(str(path), weights_only=False)  # the whole state: optimizer and loops too
         if trainer.is_global_zero:
             _mark_wandb_preempting(trainer)
-            log.warning("preempted at step %d: saved %s", trainer.global_step, path)
+            log.info("stopped at step %d: saved %s", trainer.global_step, path)
 
 
 
@@ -446,6 +462,53 @@ class Preempted(SystemExit):
                 "Run the same command (same run.name) to resume.")
 
 
+INTERRUPT_EXIT_CODE = 130  # what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+
+
+class Interrupted(SystemExit):
+    """The user stopped the fit with Ctrl-C (exit status 130); the message says where it resumes from."""
+
+    def __init__(self, run_dir: Path, step: int, checkpoint: Path | None):
+        super().__init__(INTERRUPT_EXIT_CODE)
+        self.run_dir, self.step, self.checkpoint = run_dir, step, checkpoint
+
+    def __str__(self) -> str:
+        name = self.run_dir.name
+        if self.checkpoint is None:
+            return (f"interrupted at step {self.step} before any checkpoint was written: running the same command "
+                    f"(run.name={name}) starts {self.run_dir} again from step 0")
+        return (f"interrupted at step {self.step}; run the same command (run.name={name}) to resume {self.run_dir} "
+                f"from {self.checkpoint}")
+
+
+@contextlib.contextmanager
+def stop_at_ctrl_c(trainer):
+    """The first Ctrl-C asks Lightning to stop after the current step, exactly as SIGTERM does (all ranks stop
+    at the same step and ``SaveOnPreemption`` writes ``last.ckpt``, so nothing is lost); a second Ctrl-C
+    stops at once, and the run then resumes from its newest periodic checkpoint. Yields a dict whose
+    "pressed" says whether Ctrl-C was pressed."""
+    state = {"pressed": False}
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield state
+        return
+
+    def on_ctrl_c(signum, frame):
+        if state["pressed"]:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        state["pressed"] = True
+        trainer._signal_connector.received_sigterm = True  # what Lightning's own SIGTERM handler sets
+        if trainer.is_global_zero:
+            print("\nCtrl-C: stopping after this step and saving checkpoints/last.ckpt (Ctrl-C again stops at once)",
+                  file=sys.stderr, flush=True)
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # ----------------------------------------------------------------------------------------------------
 # fit.
 
@@ -458,19 +521,31 @@ def _fit_in(folder: RunFolder, module, datamodule, config: Any, trainer_cfg: Tra
     ckpt = resume_checkpoint(run_dir, run, lead=folder.lead)
     if folder.lead and ckpt:
         print(f"resuming {run_dir} from {ckpt}", flush=True)
+    if folder.resume_entry is not None:
+        folder.resume_entry["checkpoint"] = ckpt  # None: it started again from step 0
     pl.seed_everything(run.seed, workers=True, verbose=False)
     logger = build_logger(logger_cfg, run_dir, run_dir.name, config)
     trainer = build_trainer(trainer_cfg, run_dir, logger, run, callbacks)
     _ACTIVE_TRAINER = trainer
     folder.keep()  # from here on the folder holds this run's work
+    ctrl_c = {"pressed": False}
     try:
-        with quiet_lightning():
+        with quiet_lightning(), stop_at_ctrl_c(trainer) as ctrl_c:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt)
     except SIGTERMException as exc:
-        preempted = Preempted(run_dir, trainer.global_step)
+        stop = (Interrupted(run_dir, trainer.global_step, run_dir / "checkpoints" / "last.ckpt") if ctrl_c["pressed"]
+                else Preempted(run_dir, trainer.global_step))
         if trainer.is_global_zero:
-            print(str(preempted), flush=True)
-        raise preempted from exc
+            print(str(stop), file=sys.stderr if ctrl_c["pressed"] else sys.stdout, flush=True)
+        raise stop from exc
+    except SystemExit as exc:
+        if not trainer.interrupted:
+            raise
+        # Lightning exits with status 1 after a KeyboardInterrupt (a second Ctrl-C, or one outside a step).
+        stop = Interrupted(run_dir, trainer.global_step, find_resume_checkpoint(run_dir))
+        if trainer.is_global_zero:
+            print(str(stop), file=sys.stderr, flush=True)
+        raise stop from exc
     return trainer, logger
 
 

@@ -15,21 +15,25 @@ checks that the file parses).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import pickle
+import re
 import shutil
 import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.hub
 from tqdm import tqdm
 
-from semedit.errors import SemeditError
+from semedit.errors import CorruptWeightsError, MissingWeightsError, UnsafePickleError, WeightsError
 from semedit.safe_pickle import load_numpy_dict
 
 __all__ = [
@@ -37,6 +41,7 @@ __all__ = [
     "WeightsError",
     "MissingWeightsError",
     "CorruptWeightsError",
+    "UnsafePickleError",
     "UnknownWeightsError",
     "REGISTRY",
     "weights_dir",
@@ -48,20 +53,9 @@ __all__ = [
     "sha256_of",
     "verify_file",
     "download_weights",
+    "load_weights_only",
     "load_torch_state_dict",
 ]
-
-
-class WeightsError(SemeditError):
-    """Base class of the registry's user-facing errors (printed without a traceback by the CLI)."""
-
-
-class MissingWeightsError(WeightsError, FileNotFoundError):
-    """A pretrained file is not where it must be. The message says what to download and where to put it."""
-
-
-class CorruptWeightsError(WeightsError):
-    """A pretrained file exists but is not the expected file (wrong digest, truncated, wrong format)."""
 
 
 class UnknownWeightsError(WeightsError, KeyError):
@@ -462,7 +456,7 @@ def _check_parses(kind: str, path: Path) -> str | None:
     """A problem description when the file does not parse as ``kind``, else None. Never runs pickled code."""
     try:
         if kind == "torch":
-            load_torch_state_dict(path, check_entry=False)
+            load_torch_state_dict(path)
         elif kind == "directions-pickle":
             load_numpy_dict(path)
         elif kind == "npy":
@@ -567,30 +561,68 @@ def download_weights(name: str, force: bool = False, progress: bool = True) -> P
     return target
 
 
-def load_torch_state_dict(path: Path | str, check_entry: bool = True) -> dict:
-    """``torch.load(path, weights_only=True)`` on CPU as a plain dict of tensors.
+def _starts_like_a_pickle(path: Path) -> bool:
+    """torch.save's legacy (non-zip) format and pickle.dump files start with the PROTO opcode."""
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
 
-    Loading never executes code from the file. A file that is not a readable weights-only torch
-    checkpoint is a CorruptWeightsError naming the file (and its official URL when it is a registry file).
+
+def _why_unreadable(path: Path) -> str:
+    """What is wrong with a file torch.load cannot read, in words; never PyTorch's own advice, which is to
+    load it with weights_only=False, i.e. to run whatever code the file carries."""
+    if path.is_dir():
+        return "is a folder, not a file"
+    if path.stat().st_size == 0:
+        return "is an empty file (0 bytes)"
+    if zipfile.is_zipfile(path):
+        return "is truncated or corrupt (its zip archive is damaged)"
+    if _starts_like_a_pickle(path):
+        return "is a legacy (non-zip) torch file or a plain pickle that cannot be read as tensors"
+    return "is truncated or corrupt, or not a PyTorch checkpoint at all (no readable zip archive)"
+
+
+def load_weights_only(path: Path | str, what: str, allowed_globals: tuple = (argparse.Namespace,),
+                      map_location: Any = "cpu") -> Any:
+    """THE way semedit reads a torch file: ``torch.load(path, weights_only=True)``, whatever the environment.
+
+    Only tensors, numbers, strings and plain containers come back (and ``allowed_globals``: the
+    ``argparse.Namespace`` of options that pSp-family and rosinality checkpoints carry). ``what`` names the
+    file's role for the messages ("generator checkpoint", "hair model", ...). Errors, each naming the file:
+    MissingWeightsError (absent; for a registry file with where to get it), UnsafePickleError (it asks for
+    other objects: refused before any of them ran), CorruptWeightsError (unreadable, truncated, other format).
     """
-
     path = Path(path)
-    entry = entry_for_path(path) if check_entry else None
-    hint = f" Download it again from {entry.url} and put it at {path}." if entry else ""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    entry = entry_for_path(path)
+    if not path.exists():
         if entry:
-            raise missing_error(entry, path) from None
-        raise MissingWeightsError(f"weights file {path} does not exist") from None
-    except Exception as err:
-        raise CorruptWeightsError(
-            f"{path} is not a readable weights-only torch checkpoint ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); the file is truncated, corrupt or of another "
-            f"format.{hint}"
-        ) from err
+            raise missing_error(entry, path)
+        raise MissingWeightsError(f"{what} {path} does not exist")
+    hint = f" Download it again from {entry.url} and put it at {path}." if entry and entry.url else ""
+    if path.is_dir() or path.stat().st_size == 0 or not (zipfile.is_zipfile(path) or _starts_like_a_pickle(path)):
+        raise CorruptWeightsError(f"{what} {path} {_why_unreadable(path)}.{hint}")
+    try:
+        with torch.serialization.safe_globals(list(allowed_globals)):
+            # The explicit True is what TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot override.
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        # Name what the file asked for (torch's text quotes the global), but not torch's advice.
+        match = re.search(r"unsupported global[^\n]*?(?= whose| was not|\. Please|$)", str(err), re.M | re.I)
+        if match is None:  # not a request for an object: a damaged or foreign pickle stream
+            raise CorruptWeightsError(f"{what} {path} {_why_unreadable(path)}.{hint}") from None
+        raise UnsafePickleError(f"refusing to load {what} {path}: it holds objects other than tensors and plain "
+                                f"data ({match.group(0).strip()}); nothing from it was run.{hint}") from None
+    except Exception:  # noqa: BLE001 - torch raises RuntimeError, EOFError, zip errors, ...
+        raise CorruptWeightsError(f"{what} {path} {_why_unreadable(path)}.{hint}") from None
+
+
+def load_torch_state_dict(path: Path | str, what: str = "weights file") -> dict:
+    """``load_weights_only`` of a file that must hold a dict (of tensors, or with a ``state_dict``)."""
+    path = Path(path)
+    obj = load_weights_only(path, what)
     if not isinstance(obj, dict):
-        raise CorruptWeightsError(f"{path}: expected a dict of tensors, found {type(obj).__name__}.{hint}")
+        entry = entry_for_path(path)
+        hint = f" Download it again from {entry.url} and put it at {path}." if entry and entry.url else ""
+        raise CorruptWeightsError(f"{what} {path}: expected a dict of tensors, found {type(obj).__name__}.{hint}")
     return obj
 
 

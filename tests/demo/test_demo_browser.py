@@ -177,6 +177,17 @@ def test_page_serves_three_tabs_on_localhost(server, browser):
     assert tabs[:3] == ["Hair transfer", "ChunkyGAN", "Generate"]
     assert "embedded default" in browser.find_element("css selector", "body").text
     assert server["url"].startswith("http://127.0.0.1:")
+    log = server["log"].read_text()
+    # The console names semedit's flags, not Gradio's launch() argument.
+    assert f"semedit demo: open {server['url']}" in log and "--share" in log and "share=True" not in log
+
+
+def test_uploads_and_examples_show_thumbnails(server, browser, photos):
+    _fresh_page(browser, server["url"])
+    _open_tab(browser, "Hair transfer")
+    assert browser.find_elements("css selector", ".gallery img, table img, button img"), "example thumbnails"
+    _upload(browser, "hair-face-upload", photos[1])
+    _wait(browser, lambda d: _images_loaded(d, "hair-face-thumb"), "the thumbnail of the uploaded face photo")
 
 
 def test_hair_transfer_of_the_example_photos(server, browser, photos):
@@ -232,8 +243,8 @@ def test_closing_the_page_cancels_its_inversion(server, browser, photos):
     browser.find_element("css selector", "#chunky-run").click()
     _wait(browser, lambda d: "step " in d.find_element("css selector", "#chunky-status").text, "the first steps")
     browser.get("about:blank")  # the page is gone
-    _wait(browser, lambda d: "inversion of astronaut cancelled at step" in server["log"].read_text(),
-          "the server to log that the closed page's inversion was cancelled")
+    _wait(browser, lambda d: "inversion of astronaut stopped at step" in server["log"].read_text(),
+          "the server to log that the closed page's inversion was stopped")
     _fresh_page(browser, server["url"])
     _open_tab(browser, "ChunkyGAN")
     _upload(browser, "chunky-upload", photos[0])
@@ -245,10 +256,34 @@ def test_closing_the_page_cancels_its_inversion(server, browser, photos):
     assert time.monotonic() - start < WAIT
 
 
+def test_stop_shows_where_the_inversion_stopped_and_its_partial_result(server, browser, photos):
+    _fresh_page(browser, server["url"])
+    _open_tab(browser, "ChunkyGAN")
+    _upload(browser, "chunky-upload", photos[0])
+    _set_steps(browser, 1000)
+    browser.find_element("css selector", "#chunky-run").click()
+    status = _wait(browser, lambda d: d.find_element("css selector", "#chunky-status").text, "the first steps")
+    assert "inverting: step" in status and "%" in status  # the one progress display
+    browser.find_element("css selector", "#chunky-stop").click()
+    text = _wait(browser, lambda d: (t := d.find_element("css selector", "#chunky-status").text) and
+                 "stopped at step" in t and t, "the inversion to stop")
+    assert "partial" in text and "/ 1000" in text
+    _wait(browser, lambda d: _image_src(d, "chunky-masks"), "the partial result's masks")
+    files = _wait(browser, lambda d: d.find_element("css selector", "#chunky-download").text.replace("\n", ""),
+                  "the partial result's files")
+    assert "codes.safetensors" in files
+
+
 def test_generate_tab_shows_images(server, browser):
     _open_tab(browser, "Generate")
     browser.find_element("css selector", "#generate-run").click()
     _wait(browser, lambda d: _images_loaded(d, "generate-gallery", 4), "4 generated images")
+    # Every image, the last one too, lies inside the gallery (a fixed height used to clip the last row).
+    clipped = browser.execute_script(
+        "const g = document.querySelector('#generate-gallery').getBoundingClientRect();"
+        "return [...document.querySelectorAll('#generate-gallery img')].filter(i => {"
+        "  const r = i.getBoundingClientRect(); return r.bottom > g.bottom + 1 || r.right > g.right + 1; }).length;")
+    assert clipped == 0
     _screenshot(browser, "generate", server["tmp"])
 
 
@@ -260,7 +295,12 @@ def test_text_file_upload_shows_an_error_and_the_server_keeps_serving(server, br
     _upload(browser, "hair-face-upload", bad)
     _upload(browser, "hair-hair-upload", bad)
     browser.find_element("css selector", "#hair-run").click()
-    _wait(browser, lambda d: "notes.txt is not an image" in d.find_element("css selector", "body").text,
-          "the error message in the page")
+    _wait(browser, lambda d: "notes.txt is not an image" in d.find_element("css selector", "#hair-error").text,
+          "the error message next to the inputs")
+    time.sleep(12)  # a toast would be gone by now; the message stays until the next action
+    assert "notes.txt is not an image" in browser.find_element("css selector", "#hair-error").text
+    assert "Error" not in browser.find_element("css selector", "#hair-result").text  # no unexplained badges
     with urllib.request.urlopen(server["url"], timeout=5) as r:  # still serving
         assert r.status == 200
+    log = server["log"].read_text()
+    assert "notes.txt is not an image" in log and "Traceback" not in log  # one line, no traceback

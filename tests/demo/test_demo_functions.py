@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import threading
 import time
@@ -14,7 +15,7 @@ from PIL import Image
 from semedit.demo import chunky_tab, generate_tab, hair_tab
 from semedit.demo.app import Workspace, build_app, example_photos
 from semedit.demo.framing import frame_face
-from semedit.demo.limits import UploadLimits, read_photo
+from semedit.demo.limits import read_upload, upload_limits
 from semedit.demo.models import load_models
 from semedit.directions.io import Direction, DirectionFileError, save_direction
 from semedit.errors import ImageError
@@ -32,18 +33,18 @@ def photos(tmp_path_factory):
     return example_photos(tmp_path_factory.mktemp("photos"))
 
 
-LIMITS = UploadLimits()
+LIMITS = upload_limits()
 
 
 # ------------------------------------------------------------------------------------------ upload limits
 def test_read_photo_returns_rgb(photos):
-    rgb = read_photo(photos[1], LIMITS)
+    rgb = read_upload(photos[1], LIMITS)
     assert rgb.dtype == np.uint8 and rgb.shape == (600, 512, 3)
 
 
 def test_upload_over_the_byte_limit_is_refused_with_the_flag_to_change_it(photos):
     with pytest.raises(ImageError, match=r"astronaut.png is 0\.\d MB; .*up to 0\.1 MB.*--max-upload-mb"):
-        read_photo(photos[0], UploadLimits.from_megabytes(0.1))
+        read_upload(photos[0], upload_limits(0.1))
 
 
 def test_upload_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
@@ -51,16 +52,16 @@ def test_upload_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
     Image.new("1", (10_000, 10_000)).save(path)  # 100 megapixels in a few kB of PNG
     assert path.stat().st_size < 100_000
     with pytest.raises(ImageError, match=r"huge.png is 10000x10000 = 100.0 megapixels.*--max-pixels"):
-        read_photo(path, LIMITS)
+        read_upload(path, LIMITS)
     with pytest.raises(ImageError, match="megapixels"):
-        read_photo(path, UploadLimits(max_pixels=99_999_999))
+        read_upload(path, upload_limits(max_pixels=99_999_999))
 
 
 def test_decompression_bomb_is_refused(tmp_path):
     path = tmp_path / "bomb.png"
     Image.new("1", (20_000, 20_000)).save(path)  # more than twice PIL's own limit
     with pytest.raises(ImageError, match="bomb.png"):
-        read_photo(path, UploadLimits(max_pixels=10**10))
+        read_upload(path, upload_limits(max_pixels=10**10))
 
 
 @pytest.mark.parametrize("content, message", [
@@ -71,7 +72,7 @@ def test_non_images_are_refused(tmp_path, content, message):
     path = tmp_path / "notes.txt"
     path.write_bytes(content)
     with pytest.raises(ImageError, match=message):
-        read_photo(path, LIMITS)
+        read_upload(path, LIMITS)
 
 
 def test_truncated_image_is_refused(tmp_path, photos):
@@ -79,17 +80,17 @@ def test_truncated_image_is_refused(tmp_path, photos):
     data = photos[0].read_bytes()
     path.write_bytes(data[: len(data) // 3])
     with pytest.raises(ImageError, match="cut.png is a corrupt or truncated image"):
-        read_photo(path, LIMITS)
+        read_upload(path, LIMITS)
 
 
 def test_missing_upload_says_what_to_do():
     with pytest.raises(ImageError, match="no face photo: upload one"):
-        read_photo(None, LIMITS, "face photo")
+        read_upload(None, LIMITS, "face photo")
 
 
 # ------------------------------------------------------------------------------------------ framing
 def test_photo_is_ffhq_aligned(photos):
-    framed = frame_face(read_photo(photos[1], LIMITS), 64, "grace_hopper.jpg")
+    framed = frame_face(read_upload(photos[1], LIMITS), 64, "grace_hopper.jpg")
     assert framed.image.shape == (64, 64, 3) and framed.method.startswith("FFHQ-aligned")
 
 
@@ -138,7 +139,7 @@ def test_hair_tab_refuses_a_text_file(models, photos, tmp_path):
 # ------------------------------------------------------------------------------------------ ChunkyGAN tab
 def test_inversion_previews_files_and_per_chunk_edits(models, photos, tmp_path):
     updates = list(chunky_tab.invert_photo(models, photos[0], 2, "wplus", 12, LIMITS, tmp_path, preview_every=5))
-    assert [u.step for u in updates] == [0, 1, 6, 11, 12]
+    assert [u.step for u in updates] == [0, 1, 6, 11, 12, 12]  # the last two: saving, then the result
     assert all(u.preview.shape == (32, 32, 3) for u in updates)
     result = updates[-1].result
     assert result is not None and result.n == 2 and all(u.result is None for u in updates[:-1])
@@ -176,15 +177,26 @@ def test_closing_the_page_stops_the_inversion(models, photos, tmp_path):
     assert not list(tmp_path.glob("invert-*"))  # nothing was written for the cancelled run
 
 
-def test_stop_event_cancels_the_inversion(models, photos, tmp_path):
+def test_stop_ends_the_inversion_with_its_partial_result(models, photos, tmp_path):
     cancel = threading.Event()
     gen = chunky_tab.invert_photo(models, photos[0], 2, "s", 100_000, LIMITS, tmp_path, 1, cancel=cancel)
     next(gen), next(gen)
-    cancel.set()
-    with pytest.raises(chunky_tab.InversionCancelled):
-        for _ in gen:
-            pass
+    cancel.set()  # Stop
+    rest = list(gen)
+    last = rest[-1]
+    assert last.stopped and last.result is not None and 0 < last.step < 100_000
+    assert rest[-2].saving and rest[-2].step == last.step  # "saving the result" between the two
+    assert f"stopped at step {last.step} / 100000" in last.status and "partial" in last.status
+    saved = json.loads((last.result.folder / "result.json").read_text())
+    assert saved["steps"] == last.step  # the file says how far it got
     assert _gone()
+
+
+def test_status_line_is_the_one_progress_display(models, photos, tmp_path):
+    updates = list(chunky_tab.invert_photo(models, photos[0], 2, "wplus", 12, LIMITS, tmp_path, preview_every=5))
+    assert updates[1].status.startswith("inverting: step 1 / 12 (8 %)")
+    assert updates[-2].status.startswith("saving the result: step 12 / 12 (100 %)")
+    assert updates[-1].status.startswith("done: 12 steps, n = 2")
 
 
 def test_inversion_settings_are_checked(models, photos, tmp_path):
@@ -250,7 +262,9 @@ def test_app_queues_heavy_work_and_writes_only_to_its_workspace(models, tmp_path
     fns = list(demo.fns.values())
     heavy = [f for f in fns if getattr(f, "concurrency_id", None) == "semedit-heavy"]
     assert len(heavy) == 1 and heavy[0].concurrency_limit == 1
-    assert any(f.cancels for f in fns)  # the Stop button cancels the inversion
+    # Stop sets the session's event (the inversion ends at its next step and shows its partial result);
+    # it does not kill the event through Gradio's cancels=, which would lose that result.
+    assert not any(f.cancels for f in fns)
     assert {p.name for p in workspace.examples.iterdir()} == {"astronaut.png", "grace_hopper.jpg"}
     workspace.remove()
     assert not workspace.root.exists()

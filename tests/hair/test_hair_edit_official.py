@@ -12,7 +12,8 @@ import torch
 from semedit.cli import main
 from semedit.directions.io import load_direction
 from semedit.hair.inference import HairTransfer, load_hair_model
-from semedit.images import image_grid, load_image, save_image
+from semedit.images import image_grid, save_image
+from semedit.perception.photos import load_image
 from tests.hair.test_official_release import _released_state_dict
 
 
@@ -38,7 +39,7 @@ def test_hair_edit_reads_the_official_file_at_the_official_scale(release, capsys
     folder, ckpt, pkl, directions, face = release
     out = folder / "color.png"
     assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction", "color",
-                 "--directions-file", str(pkl), "--out", str(out)]) == 0
+                 "--directions-file", str(pkl), "--precision", "none", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "strengths [10.0, 10.5, 11.0]" in text and "official 'color'" in text  # the README's default
     # The same edit by hand: hair embedding + c * direction (hairstyle_transfer_tool.py line 219), seeded noise.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from semedit.errors import ImageError
 from semedit.inversion.data import (
     ImageSource,
     InputError,
@@ -45,18 +46,27 @@ def test_invalid_images_give_clear_errors(tmp_path):
     wide = ImageSource("wide", str(tmp_path / "wide.png"))
     with pytest.raises(InputError, match="12x8, not square"):
         frame_image(load_rgb(wide), 16, "none", wide.location)
-    for name in ("gray", "alpha"):
-        with pytest.raises(InputError, match="expected an RGB image with 3 channels"):
-            load_rgb(ImageSource(name, str(tmp_path / f"{name}.png")))
-    with pytest.raises(InputError, match="broken.png is not an image"):
+    with pytest.raises(ImageError, match="broken.png is not an image"):
         load_rgb(ImageSource("broken", str(tmp_path / "broken.png")))
     (tmp_path / "empty.png").write_bytes(b"")
-    with pytest.raises(InputError, match="empty file"):
+    with pytest.raises(ImageError, match="empty file"):
         load_rgb(ImageSource("empty", str(tmp_path / "empty.png")))
-    with pytest.raises(InputError, match="input not found"):
+    with pytest.raises(ImageError, match="input not found"):
         list_images([str(tmp_path / "nope")], [".png"])
-    with pytest.raises(InputError, match="no image called"):
+    with pytest.raises(ImageError, match="no image called"):
         load_rgb(ImageSource("x", "skimage:not_an_image"))
+
+
+def test_greyscale_alpha_and_16_bit_photos_are_read_as_8_bit_rgb(tmp_path):
+    # The package's one photo reader converts them (semedit.perception.photos), for inversion as elsewhere.
+    grey = np.arange(64, dtype=np.uint8).reshape(8, 8) * 4
+    Image.fromarray(grey).save(tmp_path / "gray.png")
+    Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 7)])).save(tmp_path / "alpha.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")  # 16-bit: v * 257 -> v
+    for name in ("gray", "alpha", "deep"):
+        rgb = load_rgb(ImageSource(name, str(tmp_path / f"{name}.png")))
+        assert rgb.dtype == np.uint8 and rgb.shape == (8, 8, 3)
+        np.testing.assert_array_equal(rgb, np.dstack([grey] * 3))
 
 
 def test_listing_is_sorted_and_names_unique(tmp_path):
@@ -64,7 +74,7 @@ def test_listing_is_sorted_and_names_unique(tmp_path):
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / f"{name}.png")
     assert [s.name for s in list_images([str(tmp_path)], [".png"])] == ["a", "b"]
     Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
-    with pytest.raises(InputError, match="same output name 'a'"):
+    with pytest.raises(ImageError, match="same output name 'a'"):
         list_images([str(tmp_path)], [".png", ".jpg"])
 
 

@@ -7,9 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from pytorch_lightning.loggers import CSVLogger
 
 import semedit.inversion.run
@@ -81,7 +79,7 @@ def test_ddp_predict_inverts_each_image_exactly_once(tmp_path):
 def test_cli_invert_reports_bad_inputs(tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
-    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(bad / "gray.png")
+    (bad / "notes.png").write_text("not an image, whatever its name says\n")
 
     assert main(["invert", str(bad), f"run.output_dir={tmp_path}"]) == 2
     assert main(["invert", str(tmp_path / "missing"), f"run.output_dir={tmp_path}"]) == 2

@@ -36,7 +36,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     prefixes = ("SLURM_", "WANDB_SWEEP", "SUBMITIT_", "SEMEDIT_")
     names = {"RANK", "LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "WANDB_RUN_ID",
              "TORCHELASTIC_RUN_ID", "PL_GLOBAL_SEED"}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes) and k not in names}
+    # The suite's own settings (tests/conftest.py: the bf16 probe, the thread count) pass through.
+    keep = {"SEMEDIT_CPU_BF16", "SEMEDIT_THREADS"}
+    env = {k: v for k, v in os.environ.items() if k in keep or (not k.startswith(prefixes) and k not in names)}
     env.update({"WANDB_MODE": "offline", "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1",
                 "PYTHONWARNINGS": "ignore"}, **extra)
     return env

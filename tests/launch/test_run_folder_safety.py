@@ -172,14 +172,32 @@ def test_corrupt_last_ckpt_is_set_aside_and_last_points_at_the_real_state(tmp_pa
     (ckpts / "last.ckpt").write_bytes(data[: len(data) // 2])  # cut short, and the newest file
     capsys.readouterr()
     assert _train(tmp_path, "trainer.max_steps=4", "run.checkpoint_every_n_steps=1") == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert f"from {ckpts / 'step00000002.ckpt'}" in out
     assert f"checkpoint:  {ckpts / 'last.ckpt'}" in out
+    assert (captured.out + captured.err).count("moved it to") == 1  # said once, not once per log handler
+    history = yaml.safe_load((tmp_path / "r" / "resumes.yaml").read_text())
+    assert history[-1]["checkpoint"] == str(ckpts / "step00000002.ckpt")  # where the resume started
     assert len(list(ckpts.glob("last.ckpt.corrupt-*"))) == 1
     assert not list(ckpts.glob("*-v*.ckpt")), sorted(p.name for p in ckpts.iterdir())
     assert _step(ckpts / "last.ckpt") == 4
     assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["last.ckpt", "step00000001.ckpt", "step00000002.ckpt",
                                                             "step00000003.ckpt", "step00000004.ckpt"]
+
+
+def test_a_run_whose_checkpoints_are_all_corrupt_says_it_starts_again(tmp_path, capsys):
+    assert _train(tmp_path, "trainer.max_steps=2", "run.checkpoint_every_n_steps=1") == 0
+    ckpts = tmp_path / "r" / "checkpoints"
+    for path in ckpts.glob("*.ckpt"):
+        path.write_bytes(path.read_bytes()[:100])
+    capsys.readouterr()
+    assert _train(tmp_path, "trainer.max_steps=2", "run.checkpoint_every_n_steps=1") == 0
+    out = capsys.readouterr().out
+    assert out.count("moved it to") == 3 and "starts again from step 0" in out
+    history = yaml.safe_load((tmp_path / "r" / "resumes.yaml").read_text())
+    assert history[-1]["checkpoint"] is None
+    assert _step(ckpts / "last.ckpt") == 2
 
 
 class _Planted:

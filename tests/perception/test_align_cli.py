@@ -77,3 +77,16 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "input not found" in capsys.readouterr().err
     assert main(["align", "skimage:astronaut"]) == 2
     assert "--out DIR is required" in capsys.readouterr().err
+
+
+def test_sub_folders_are_named_when_skipped_and_aligned_with_recursive(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    (photos / "family").mkdir(parents=True)
+    shutil.copy(GRACE_HOPPER, photos / "hopper.jpg")
+    shutil.copy(GRACE_HOPPER, photos / "family" / "hopper.jpg")  # the same name in a sub-folder
+    assert main(["align", str(photos), "--out", str(tmp_path / "a"), "--size", "64", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "skipping 1 sub-folder(s)" in captured.err and "family" in captured.err and "--recursive" in captured.err
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["hopper.png"]
+    assert main(["align", str(photos), "--out", str(tmp_path / "b"), "--size", "64", "--quiet", "--recursive"]) == 0
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["family_hopper.png", "hopper.png"]

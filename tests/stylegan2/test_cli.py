@@ -36,7 +36,7 @@ def test_generate_from_rosinality_checkpoint_and_range_seeds(tmp_path):
     G = build_tiny_generator(resolution=16, channel_max=32, seed=5)
     torch.save({"g_ema": semedit_to_rosinality(G), "latent_avg": G.w_avg}, tmp_path / "ros.pt")
     assert main(["generate", "--ckpt", str(tmp_path / "ros.pt"), "--seeds", "0-4", "--outdir",
-                 str(tmp_path / "out"), "--noise-mode", "none"]) == 0
+                 str(tmp_path / "out"), "--noise-mode", "none", "--precision", "none"]) == 0
     assert len(list((tmp_path / "out").glob("seed000*.png"))) == 5
     z = zs_from_seeds([3], G.z_dim)
     ref = ((G(z, noise_mode="none")[0] * 127.5 + 128).clamp(0, 255).to(torch.uint8)).permute(1, 2, 0).numpy()

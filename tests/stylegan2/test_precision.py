@@ -68,13 +68,30 @@ def test_auto_precision_follows_the_cpu_capability(monkeypatch, native):
 
 
 def test_bf16_detection_reads_the_cpu_flags(monkeypatch):
-    detect = sg_compile.cpu_has_bf16_units.__wrapped__  # bypass the per-process cache
+    detect = sg_compile._probe_cpu_bf16_units.__wrapped__  # bypass the per-process cache
     for flags, expected in [({"avx2", "amx_bf16", "amx_tile"}, True), ({"avx512f", "avx512_bf16"}, True),
                             ({"avx2", "avx512f"}, False), (set(), False)]:
         monkeypatch.setattr(sg_compile, "_cpu_flags", lambda flags=flags: flags)
         assert detect() is expected
     info = sg_compile.describe_cpu()
     assert set(info) == {"model_name", "torch_cpu_capability", "bf16_flags", "bf16_native"}
+
+
+def test_the_bf16_probe_can_be_forced_either_way(monkeypatch):
+    monkeypatch.setattr(sg_compile, "_cpu_flags", lambda: {"avx2"})
+    sg_compile._probe_cpu_bf16_units.cache_clear()
+    try:
+        monkeypatch.setenv(sg_compile.CPU_BF16_ENV, "1")
+        assert sg_compile.cpu_has_bf16_units() and sg_compile.resolve_precision("auto", "cpu") == "bf16"
+        monkeypatch.setenv(sg_compile.CPU_BF16_ENV, "0")
+        assert not sg_compile.cpu_has_bf16_units() and sg_compile.resolve_precision("auto", "cpu") == "none"
+        monkeypatch.setenv(sg_compile.CPU_BF16_ENV, "yes")
+        with pytest.raises(ValueError, match="SEMEDIT_CPU_BF16"):
+            sg_compile.cpu_has_bf16_units()
+        monkeypatch.delenv(sg_compile.CPU_BF16_ENV)
+        assert not sg_compile.cpu_has_bf16_units()  # the (patched) flags decide
+    finally:
+        sg_compile._probe_cpu_bf16_units.cache_clear()
 
 
 def test_generate_precision_flag_reaches_the_generator(tmp_path):

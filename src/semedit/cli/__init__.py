@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"semedit {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        # Jobs that write run folders say themselves where they resume from (semedit.training.Interrupted).
+        print(f"semedit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (`semedit sweep expand ... | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

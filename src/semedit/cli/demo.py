@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from semedit.cli.common import CLIError, add_speed_arguments
-from semedit.demo.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, UploadLimits
+from semedit.demo.limits import DEFAULT_MAX_PIXELS, DEFAULT_MAX_UPLOAD_MB, upload_limits
 
 __all__ = ["register"]
 
@@ -30,7 +30,7 @@ def cmd_demo(args) -> int:
     models = load_models(args.hair_ckpt, args.generator, args.directions, device=args.device,
                          hair_pca_samples=args.pca_samples, latent_pca_samples=args.pca_samples * 32,
                          precision=args.precision, compile=args.compile)
-    limits = UploadLimits.from_megabytes(args.max_upload_mb, args.max_pixels)
+    limits = upload_limits(args.max_upload_mb, args.max_pixels)
     # The server's console shows what the demo does (models loaded, inversions cancelled, unexpected errors).
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # Gradio's own start-up requests

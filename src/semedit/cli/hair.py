@@ -22,9 +22,7 @@ from semedit.cli.common import (
     parse_floats,
 )
 from semedit.cli.jobs import run_job
-from semedit.cli.perception import read_photo
 from semedit.directions.io import load_direction, save_direction
-from semedit.errors import ImageError
 from semedit.hair.inference import (
     NOISE_MODES,
     PREPROCESS_MODES,
@@ -40,7 +38,7 @@ from semedit.hair.official_directions import (
     official_direction_step,
 )
 from semedit.images import from_uint8, image_grid, save_image
-from semedit.inversion.data import ImageSource, load_rgb
+from semedit.perception.photos import read_photo
 from semedit.stylegan2.seeds import zs_from_seeds
 from semedit.weights import resolve_weights
 
@@ -61,20 +59,12 @@ def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.T
 
 
 def _read_inputs(paths: list[str], raw: bool) -> list[np.ndarray]:
-    """uint8 RGB arrays of the inputs, through invert's reader (``inversion.data.load_rgb``) or, for raw photos,
-    `semedit align`'s: missing, empty, non-image, decompression-bomb and non-RGB files are ImageErrors naming
-    the file; aligned inputs must be squares."""
+    """uint8 RGB arrays of the inputs, through the package's one photo reader (missing, empty, non-image and
+    decompression-bomb files are ImageErrors naming the file); aligned inputs must be squares."""
     photos = []
     for path in paths:
-        if not Path(path).is_file():
-            raise ImageError(f"image not found: {path}")
-        if raw:
-            try:
-                photo = read_photo(path)  # the reader of `semedit align`: EXIF rotation, clear reasons
-            except ImageError as err:
-                raise ImageError(f"{path}: {err}") from None
-        else:
-            photo = load_rgb(ImageSource(Path(path).stem, path))
+        photo = read_photo(path)
+        if not raw:
             height, width = photo.shape[:2]
             if width != height:
                 raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from semedit.config import ConfigError, load_config, packaged_config
+from semedit.devices import check_devices
 from semedit.directions import train as direction_job
 from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.inversion import evaluate_inversion
 from semedit.hair import direction_job as hair_direction_job
 from semedit.hair import train as hair_job
 from semedit.inversion.config import Config as InversionJobConfig
-from semedit.inversion.config import validate as validate_inversion
 from semedit.inversion.run import invert
 from semedit.training import FitResult
 
@@ -39,11 +39,16 @@ class Job:
     entry: Callable[[Any, list[str]], Any]  # (config, inputs) -> result
     report: Callable[[Any, Any], None]  # (config, result) -> prints a summary
     takes_inputs: bool = False  # positional photos / folders (inversion jobs)
-    validate: Callable[[Any], Any] | None = None  # checks OmegaConf's types cannot express
 
     def load_config(self, config: str | None, overrides: list[str]):
-        cfg = load_config(self.schema, config or packaged_config(self.default_config), overrides)
-        return self.validate(cfg) if self.validate else cfg
+        return load_config(self.schema, config or packaged_config(self.default_config), overrides)
+
+    def run(self, cfg, inputs: list[str]):
+        """Run the job here: first check that this machine has the devices the config asks for."""
+        trainer = getattr(cfg, "trainer", None)
+        if trainer is not None:
+            check_devices(trainer)
+        return self.entry(cfg, inputs)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -111,12 +116,11 @@ JOBS: dict[str, Job] = {job.name: job for job in (
         "scorer + direction classifier)", hair_direction_job.Config, hair_direction_job.DEFAULT_CONFIG,
         lambda cfg, inputs: hair_direction_job.train(cfg), report_fit),
     Job("invert", "ChunkyGAN inversion of real photos", InversionJobConfig, "chunkygan/tiny.yaml",
-        lambda cfg, inputs: invert(cfg, inputs), report_invert, takes_inputs=True, validate=validate_inversion),
+        lambda cfg, inputs: invert(cfg, inputs), report_invert, takes_inputs=True),
     Job("eval-identity", "identity retrieval after hair transfer (FG 2021 protocol)", EvalIdentityConfig,
         "hair/eval_identity_tiny.yaml", lambda cfg, inputs: run_eval_identity(cfg), report_eval_identity),
     Job("eval-inversion", "the ChunkyGAN projection and identity-after-edit tables", InversionJobConfig,
-        "chunkygan/tiny.yaml", _run_eval_inversion, report_eval_inversion, takes_inputs=True,
-        validate=validate_inversion),
+        "chunkygan/tiny.yaml", _run_eval_inversion, report_eval_inversion, takes_inputs=True),
 )}
 
 
@@ -147,6 +151,6 @@ def run_job(name: str, config: str | None, items: list[str], extra_overrides: li
         raise ConfigError(f"job '{name}' needs inputs: image files, folders or skimage:<name> "
                           "(e.g. skimage:astronaut)")
     cfg = job.load_config(config, [*overrides, *extra_overrides])
-    result = job.entry(cfg, inputs)
+    result = job.run(cfg, inputs)
     job.report(cfg, result)
     return result

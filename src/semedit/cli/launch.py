@@ -210,7 +210,7 @@ class TrainTask(submitit.helpers.Checkpointable):
         os.environ[REQUEUE_OWNER_ENV] = "submitit"
         job = get_job(self.job)
         inputs, overrides = split_items(job, self.overrides)
-        result = job.entry(job.load_config(self.config, overrides), inputs)
+        result = job.run(job.load_config(self.config, overrides), inputs)
         if isinstance(result, FitResult):
             return {
                 "run_dir": str(result.run_dir),
@@ -316,7 +316,18 @@ def cmd_sweep_check(args: argparse.Namespace) -> int:
           f"(config {spec.config_path})")
     for name, values in checked.items():
         print(f"  {name}: {spec.parameters[name]}  (checked: {', '.join(map(str, values))})")
+    print(f"offline (no W&B server): {offline_expand_command(spec, args.sweep)}")
     return 0
+
+
+def offline_expand_command(spec, path: str) -> str:
+    """The `semedit sweep expand` command that prints this sweep's trials as plain runs: a grid expands whole,
+    random and bayes sweeps need a number of draws (bayes needs W&B's server; offline its trials are random)."""
+    trials = [] if spec.raw["method"] == "grid" else ["--trials", str(OFFLINE_TRIALS)]
+    return shlex.join(["semedit", "sweep", "expand", str(path), *trials])
+
+
+OFFLINE_TRIALS = 16  # random draws suggested for an offline random/bayes sweep (semedit's choice)
 
 
 def cmd_sweep_expand(args: argparse.Namespace) -> int:
@@ -340,6 +351,12 @@ def register(subparsers) -> None:
     p.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
     what = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
+    def add_launch_flags(sub) -> None:
+        # The same flags after the job (`launch train hair --dry-run`); SUPPRESS keeps a flag given before
+        # the job from being reset by the sub-command's default.
+        sub.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--wait", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
     t = what.add_parser("train", help="a training run (or one run per trial of an offline sweep)")
     t.add_argument("job", help="a registered job, as in `semedit train JOB`")
     t.add_argument("--config", default=None, help="YAML config (default: the job's tiny config)")
@@ -347,11 +364,13 @@ def register(subparsers) -> None:
     t.add_argument("--trials", type=int, default=None, help="trials of a random sweep (grid: all by default)")
     t.add_argument("--sweep-seed", type=int, default=0, help="seed of the random trials")
     t.add_argument("overrides", nargs="*", help="key=value overrides of the job config (and inputs of jobs that take photos)")
+    add_launch_flags(t)
 
     a = what.add_parser("agent", help="W&B sweep agents, one per array task (needs network to W&B)")
     a.add_argument("sweep_id", help="ENTITY/PROJECT/SWEEP_ID as printed by `wandb sweep`")
     a.add_argument("--count", type=int, default=None, help="trials per agent (default: until the sweep ends)")
     a.add_argument("--agents", type=int, default=1, help="number of agents (array tasks)")
+    add_launch_flags(a)
     p.set_defaults(func=cmd_launch)
 
     s = subparsers.add_parser(

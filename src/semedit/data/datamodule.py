@@ -23,12 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from semedit.config import ConfigError, GeneratorSpec
-from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler, resume_position
+from semedit.config import TINY_RESOLUTIONS, ConfigError, GeneratorSpec, check, check_number, validate_config
+from semedit.data.samplers import FixedIndexSampler, PositionedLoader, ResumableIndexSampler, resume_position
 from semedit.data.scorers import ScorerConfig, build_scorer, random_unit_vector
 from semedit.data.seeding import STREAM_PAIR_K, normal_for_indices, uniform_for_indices, z_for_indices
 from semedit.directions.io import load_direction
-from semedit.perception.regions import make_region_splitter
+from semedit.perception.regions import REGION_SPLITTERS, make_region_splitter
 from semedit.stylegan2 import generator_from_spec
 
 MODES = ("samples", "pairs")
@@ -38,6 +38,10 @@ PAIR_SPACES = ("w", "z")
 
 class DataConfigError(ConfigError):
     """The data section of a config is inconsistent (message names the key)."""
+
+
+def _check(ok: bool, key: str, expected: str, value) -> None:
+    check(ok, key, expected, value, DataConfigError)
 
 
 @dataclass
@@ -64,6 +68,19 @@ class PairsConfig:
     regions: str = "ellipse"
     region_weights: Optional[str] = None  # weights of the splitter's model (hull, parsing)
 
+    def validate(self, prefix: str = "") -> None:
+        _check(self.k_distribution in K_DISTRIBUTIONS, f"{prefix}k_distribution", " | ".join(K_DISTRIBUTIONS),
+              self.k_distribution)
+        _check(self.space in PAIR_SPACES, f"{prefix}space", " | ".join(PAIR_SPACES), self.space)
+        _check(self.space == "w" or self.layers is None, f"{prefix}layers",
+              "null: layers applies to space=w only (a z shift moves every layer)", self.layers)
+        _check(self.layers is None or all(isinstance(i, int) and i >= 0 for i in self.layers), f"{prefix}layers",
+              "null or a list of W+ layer indices >= 0", self.layers)
+        check_number(self.k_scale, f"{prefix}k_scale", low=0, error=DataConfigError)
+        _check(self.k_distribution != "choice" or bool(self.k_values), f"{prefix}k_values",
+              "a non-empty list with k_distribution=choice, e.g. [-3, 3]", self.k_values)
+        _check(self.regions in REGION_SPLITTERS, f"{prefix}regions", " | ".join(REGION_SPLITTERS), self.regions)
+
 
 @dataclass
 class SyntheticDataConfig:
@@ -83,29 +100,23 @@ class SyntheticDataConfig:
     scorer: ScorerConfig = field(default_factory=ScorerConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
 
-
-def _check_config(data: SyntheticDataConfig) -> None:
-    if data.mode not in MODES:
-        raise DataConfigError(f"data.mode must be one of {MODES}, got '{data.mode}'")
-    if data.batch_size < 1:
-        raise DataConfigError(f"data.batch_size must be >= 1, got {data.batch_size}")
-    if data.epoch_length < 1:
-        raise DataConfigError(f"data.epoch_length must be >= 1, got {data.epoch_length}")
-    if data.pairs.k_distribution not in K_DISTRIBUTIONS:
-        raise DataConfigError(f"data.pairs.k_distribution must be one of {K_DISTRIBUTIONS}, "
-                              f"got '{data.pairs.k_distribution}'")
-    if data.pairs.space not in PAIR_SPACES:
-        raise DataConfigError(f"data.pairs.space must be one of {PAIR_SPACES}, got '{data.pairs.space}'")
-    if data.pairs.space == "z" and data.pairs.layers is not None:
-        raise DataConfigError("data.pairs.layers applies to space=w only; a z shift moves every layer "
-                              "(leave data.pairs.layers unset)")
-    if data.pairs.k_distribution == "choice" and not data.pairs.k_values:
-        raise DataConfigError("data.pairs.k_distribution=choice needs data.pairs.k_values, e.g. [-3, 3]")
-    if data.mode == "pairs" and not data.synthesize_images:
-        raise DataConfigError("data.mode=pairs needs data.synthesize_images=true")
-    if data.mode == "pairs" and data.pairs.direction is None:
-        raise DataConfigError("data.mode=pairs needs data.pairs.direction: a direction file (make a yaw "
-                              "direction with `semedit train direction`) or 'random' for tests")
+    def validate(self, prefix: str = "") -> None:
+        _check(self.mode in MODES, f"{prefix}mode", " | ".join(MODES), self.mode)
+        for key in ("batch_size", "epoch_length"):
+            _check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
+        _check(self.val_size >= 0, f"{prefix}val_size", "an integer >= 0", self.val_size)
+        _check(self.val_batch_size is None or self.val_batch_size >= 1, f"{prefix}val_batch_size",
+              "null or an integer >= 1", self.val_batch_size)
+        _check(self.resolution is None or self.resolution in TINY_RESOLUTIONS, f"{prefix}resolution",
+              "null (the generator's) or a power of two from 8 to 1024", self.resolution)
+        _check(self.num_workers >= 0, f"{prefix}num_workers", "an integer >= 0", self.num_workers)
+        _check(min(self.seed, self.first_index, self.val_first_index) >= 0, f"{prefix}seed/first_index/val_first_index",
+              "integers >= 0", (self.seed, self.first_index, self.val_first_index))
+        _check(self.mode != "pairs" or self.synthesize_images, f"{prefix}synthesize_images",
+              "true with mode=pairs", self.synthesize_images)
+        _check(self.mode != "pairs" or self.pairs.direction is not None, f"{prefix}pairs.direction",
+              "a direction file with mode=pairs (make a yaw direction with `semedit train direction`), "
+              "or 'random' for tests", self.pairs.direction)
 
 
 def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -152,7 +163,7 @@ class StyleGAN2DataModule(pl.LightningDataModule):
 
     def __init__(self, generator: GeneratorSpec, data: SyntheticDataConfig):
         super().__init__()
-        _check_config(data)
+        validate_config(data, "data.")  # also when built in code rather than from a loaded config
         self.generator_spec = generator
         self.data = data
         self._generator = None
@@ -242,8 +253,8 @@ class StyleGAN2DataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         epoch, done = self._resume_position()
         sampler = self.train_sampler(epoch, done)
-        return DataLoader(range(2**63 - 1), batch_size=self.data.batch_size, sampler=sampler,
-                          num_workers=self.data.num_workers, persistent_workers=False)
+        return PositionedLoader(range(2**63 - 1), batch_size=self.data.batch_size, sampler=sampler,
+                                num_workers=self.data.num_workers, persistent_workers=False)
 
     def val_indices(self) -> np.ndarray:
         return np.arange(self.data.val_first_index, self.data.val_first_index + self.data.val_size, dtype=np.int64)

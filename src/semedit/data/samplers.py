@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Optional
 
 import numpy as np
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 from semedit.data.seeding import epoch_permutation
 
@@ -80,6 +80,22 @@ class ResumableIndexSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return self.num_samples
+
+
+class PositionedLoader(DataLoader):
+    """The training loader: it starts where the restored run left off, so Lightning may count it resumable.
+
+    Its sampler is built from the restored loop counters (``resume_position``), so the loader has no state of
+    its own to save or load: both methods below are empty on purpose. Lightning looks for them to decide
+    whether a mid-epoch resume is exact, and without them warns on every such resume that "your dataloader
+    is not resumable", which is false here (the resume tests check that it is bit-exact).
+    """
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        del state_dict
 
 
 def resume_position(trainer, epoch_length: int, batch_size: int) -> tuple[int, int]:

@@ -34,20 +34,20 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+from semedit.config import ConfigError, check
 from semedit.data.hair_scores import HAIR_ATTRIBUTES, hair_attribute
 from semedit.directions.io import load_direction
-from semedit.errors import SemeditError
 from semedit.perception.landmarks import load_landmarker
 from semedit.perception.parsing import load_face_parser
-from semedit.perception.regions import make_region_splitter
+from semedit.perception.regions import REGION_SPLITTERS, make_region_splitter
 from semedit.registry import registrar
-from semedit.weights import resolve_weights
+from semedit.weights import load_state_dict_strict, load_torch_state_dict, resolve_weights
 
 # name -> builder(cfg, device); filled by @register_scorer below.
 SCORERS: dict[str, Callable[[Any, Any], Scorer]] = {}
 
 
-class ScorerError(SemeditError, ValueError):
+class ScorerError(ConfigError):
     """A scorer is misconfigured or its inputs are missing."""
 
 
@@ -68,6 +68,32 @@ class ScorerConfig:
     regions: Optional[str] = None
     hue_angle: float = 45.0
     background_delta: float = 10.0
+
+    def validate(self, prefix: str = "") -> None:
+        if self.name is None:
+            return
+        check(self.name in SCORERS, f"{prefix}name", "null or one of " + ", ".join(sorted(SCORERS)), self.name)
+        # An option the chosen scorer does not read would be ignored without a word: refuse it instead.
+        uses = SCORER_OPTIONS[self.name]
+        for key in OPTIONAL_SCORER_FIELDS:
+            if getattr(self, key) is not None and key not in uses:
+                raise ConfigError(f"{prefix}{key}={getattr(self, key)!r} is not used by scorer '{self.name}' "
+                                  f"(it reads {', '.join(f'{prefix}{k}' for k in uses) or 'no options'}); "
+                                  f"remove it, or choose a scorer that takes it")
+        for key in ("weights", "module", "path"):
+            check(key not in SCORER_REQUIRES.get(self.name, ()) or bool(getattr(self, key)), f"{prefix}{key}",
+                  f"a value: scorer '{self.name}' needs it", getattr(self, key))
+        check(self.input_range in INPUT_RANGES, f"{prefix}input_range", " | ".join(INPUT_RANGES), self.input_range)
+        check(self.space in ("w", "z"), f"{prefix}space", "w or z", self.space)
+        check(self.regions is None or self.regions in REGION_SPLITTERS, f"{prefix}regions",
+              "null or one of " + ", ".join(REGION_SPLITTERS), self.regions)
+        if self.name == "file":
+            read_score_file(self.path)  # a bad file stops here, at config load
+
+
+# Options of ScorerConfig that only some scorers read (None = unset).
+OPTIONAL_SCORER_FIELDS = ("weights", "module", "path", "regions")
+INPUT_RANGES = ("-1,1", "0,1", "imagenet")
 
 
 class Scorer:
@@ -187,24 +213,10 @@ class ScoreFileScorer(Scorer):
     name = "file"
 
     def __init__(self, path: str | Path):
-        path = Path(path)
-        if not path.is_file():
-            raise ScorerError(f"score file not found: {path}")
-        if path.suffix == ".npy":
-            scores = np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
-            index = np.arange(len(scores), dtype=np.int64)
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                if "index" not in data or "score" not in data:
-                    raise ScorerError(f"{path} must hold arrays 'index' and 'score', found {list(data.keys())}")
-                index = data["index"].astype(np.int64).reshape(-1)
-                scores = data["score"].astype(np.float64).reshape(-1)
-            if len(index) != len(scores):
-                raise ScorerError(f"{path}: 'index' has {len(index)} entries but 'score' has {len(scores)}")
-        else:
-            raise ScorerError(f"score file must be .npy or .npz, got {path.name}")
+        self.path = Path(path)
+        index, scores = read_score_file(self.path)
         order = np.argsort(index, kind="stable")
-        self.index, self.scores, self.path = index[order], scores[order], path
+        self.index, self.scores = index[order], scores[order]
 
     def __call__(self, batch: dict) -> torch.Tensor:
         wanted = batch["index"].detach().cpu().numpy().astype(np.int64)
@@ -213,6 +225,41 @@ class ScoreFileScorer(Scorer):
         if missing.any():
             raise ScorerError(f"score file {self.path} has no score for sample index {int(wanted[missing][0])}")
         return torch.from_numpy(self.scores[pos]).to(batch["index"].device, torch.float32)
+
+
+def read_score_file(path: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """(index int64 [M], score float64 [M]) of a score file: a .npy [M] of scores (index = row), or a .npz
+    with arrays ``index`` and ``score``. Never unpickles: an array of Python objects is refused."""
+    example = "a .npy of M numbers (the score of sample i in row i) or a .npz with arrays 'index' and 'score'"
+    if not path:
+        raise ScorerError(f"scorer 'file' needs data.scorer.path: {example}")
+    path = Path(path)
+    if not path.is_file():
+        raise ScorerError(f"score file not found: {path} (data.scorer.path); expected {example}")
+    if path.suffix not in (".npy", ".npz"):
+        raise ScorerError(f"score file {path.name} must be .npy or .npz: {example}")
+    try:
+        if path.suffix == ".npy":
+            scores = np.load(path, allow_pickle=False)
+            index = np.arange(scores.size, dtype=np.int64)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                if "index" not in data or "score" not in data:
+                    raise ScorerError(f"{path} must hold arrays 'index' and 'score', found {list(data.keys())}")
+                index, scores = data["index"], data["score"]
+        if not (np.issubdtype(np.asarray(scores).dtype, np.number) and np.issubdtype(np.asarray(index).dtype, np.integer)):
+            raise ValueError("not numeric")
+        index = np.asarray(index).astype(np.int64).reshape(-1)
+        scores = np.asarray(scores).astype(np.float64).reshape(-1)
+    except ScorerError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        why = ("it holds Python objects (a pickle), which semedit never loads" if "allow_pickle" in str(err)
+               else "it is not a readable array of numbers")
+        raise ScorerError(f"score file {path}: {why}; expected {example}") from None
+    if len(index) != len(scores):
+        raise ScorerError(f"{path}: 'index' has {len(index)} entries but 'score' has {len(scores)}")
+    return index, scores
 
 
 def _prepare(images: torch.Tensor, size: Optional[int], input_range: str) -> torch.Tensor:
@@ -326,12 +373,22 @@ def _import_factory(spec: str) -> Callable[[], torch.nn.Module]:
 def _load_state_dict(path: Path) -> dict:
     if path.suffix == ".safetensors":
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)  # never runs pickled code
-    return state.get("state_dict", state) if isinstance(state, dict) else state
+    state = load_torch_state_dict(path, "scorer classifier weights")  # never runs pickled code
+    return state.get("state_dict", state)
 
 
-# ``@register_scorer("name")`` makes ``builder(cfg, device) -> Scorer`` the scorer called ``name`` in configs.
-register_scorer = registrar(SCORERS, "scorer")
+_register_builder = registrar(SCORERS, "scorer")
+SCORER_OPTIONS: dict[str, tuple[str, ...]] = {}  # scorer name -> the optional fields it reads
+SCORER_REQUIRES: dict[str, tuple[str, ...]] = {}  # scorer name -> the optional fields it cannot do without
+
+
+def register_scorer(name: str, uses: tuple[str, ...] = (), requires: tuple[str, ...] = ()):
+    """``@register_scorer("name", uses=(...))`` makes ``builder(cfg, device) -> Scorer`` the scorer called
+    ``name`` in configs; ``uses`` lists the optional ScorerConfig fields it reads (any other one set is
+    refused at config load), ``requires`` those it needs."""
+    SCORER_OPTIONS[name] = tuple(uses)
+    SCORER_REQUIRES[name] = tuple(requires)
+    return _register_builder(name)
 
 
 @register_scorer("centroid_x")
@@ -339,39 +396,40 @@ def _centroid_x(cfg: ScorerConfig, device) -> Scorer:
     return CentroidXScorer()
 
 
-@register_scorer("landmarks_yaw")
+@register_scorer("landmarks_yaw", uses=("weights",))
 def _landmarks_yaw(cfg: ScorerConfig, device) -> Scorer:
     return LandmarksYawScorer(cfg.weights, device)
 
 
-@register_scorer("parsing_yaw")
+@register_scorer("parsing_yaw", uses=("weights",))
 def _parsing_yaw(cfg: ScorerConfig, device) -> Scorer:
     return ParsingYawScorer(cfg.weights, device)
 
 
-@register_scorer("torch")
+@register_scorer("torch", uses=("module", "weights"), requires=("module",))
 def _torch_module(cfg: ScorerConfig, device) -> Scorer:
     module = _import_factory(cfg.module)()
     if cfg.weights:
-        module.load_state_dict(_load_state_dict(resolve_weights(cfg.weights)), strict=True)
+        load_state_dict_strict(module, _load_state_dict(resolve_weights(cfg.weights)),
+                               f"data.scorer.weights {cfg.weights} (for {cfg.module})")
     return TorchModuleScorer(module, cfg.output_index, cfg.input_size, cfg.input_range)
 
 
-@register_scorer("onnx")
+@register_scorer("onnx", uses=("weights",), requires=("weights",))
 def _onnx(cfg: ScorerConfig, device) -> Scorer:
     if not cfg.weights:
         raise ScorerError("scorer 'onnx' needs scorer.weights (an .onnx file)")
     return OnnxScorer(resolve_weights(cfg.weights), cfg.output_index, cfg.input_size, cfg.input_range)
 
 
-@register_scorer("file")
+@register_scorer("file", uses=("path",), requires=("path",))
 def _score_file(cfg: ScorerConfig, device) -> Scorer:
     if not cfg.path:
         raise ScorerError("scorer 'file' needs scorer.path (a .npy or .npz score file)")
     return ScoreFileScorer(cfg.path)
 
 
-@register_scorer("projection")
+@register_scorer("projection", uses=("path",))
 def _projection(cfg: ScorerConfig, device) -> Scorer:
     vector = None
     if cfg.path:
@@ -422,7 +480,7 @@ def _hair_builder(attribute: str):
 
 
 for _attribute in HAIR_ATTRIBUTES:
-    register_scorer(_attribute)(_hair_builder(_attribute))
+    register_scorer(_attribute, uses=("regions", "weights"))(_hair_builder(_attribute))
 
 
 def build_scorer(cfg: ScorerConfig, device="cpu") -> Optional[Scorer]:

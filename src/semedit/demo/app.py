@@ -2,12 +2,14 @@
 
 Server behaviour (see ``serve``):
 - binds 127.0.0.1 unless told otherwise, and makes no public link unless ``share`` is asked;
-- uploads are limited in bytes (by Gradio before they are stored, and again by ``read_photo``) and in
-  pixels (``read_photo``, before decoding);
-- a bad upload raises ``gr.Error``: the message appears in the page and the server keeps serving;
+- uploads are limited in bytes (by Gradio before they are stored, and again by ``read_upload``) and in
+  pixels (``read_upload``, before decoding);
+- a user error (a bad upload, a bad setting) is shown in the tab, under its inputs, until the next action;
+  the server logs one line for it and keeps serving (unexpected errors are logged with their traceback);
 - events go through Gradio's queue: one inversion at a time, two light events (renders) at a time;
 - every file the app writes (uploads, results, examples) lives in one temporary folder, removed at exit;
-- an inversion stops when its page is closed or Stop is pressed (see ``chunky_tab.invert_photo``).
+- an inversion stops when its page is closed or Stop is pressed, and Stop shows the partial result (see
+  ``chunky_tab.invert_photo``).
 """
 
 
@@ -29,17 +31,10 @@ import numpy as np
 import skimage.data
 from PIL import Image
 
-from semedit.demo.chunky_tab import (
-    MAX_CHUNKS,
-    InversionCancelled,
-    chunk_directions,
-    invert_photo,
-    mask_overlay,
-    recomposite,
-)
+from semedit.demo.chunky_tab import MAX_CHUNKS, chunk_directions, invert_photo, mask_overlay, recomposite
 from semedit.demo.generate_tab import GENERATE_SPACES, generate
 from semedit.demo.hair_tab import DISPLAY_SIZE, prepare_pair, render_hair
-from semedit.demo.limits import UploadLimits
+from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
 from semedit.errors import SemeditError
 
@@ -105,37 +100,47 @@ class Cancels:
             event.set()
 
 
-def _user_errors(fn: Callable) -> Callable:
-    """Errors meant for users (bad uploads, bad settings) become gr.Error: shown in the page."""
+def _is_user_error(err: Exception) -> bool:
+    return isinstance(err, (SemeditError, ValueError, FileNotFoundError))
+
+
+def _error_text(err: Exception) -> str:
+    if _is_user_error(err):
+        log.info("demo: refused: %s", err)  # one line: what the page shows
+        return f"**Error:** {err}"
+    log.exception("demo: unexpected error")
+    return f"**Unexpected error** ({type(err).__name__}: {err}); the server log has the details"
+
+
+def _with_error_box(fn: Callable, box) -> Callable:
+    """Run a handler that returns (or yields) ``{component: value}``; its first output also clears the tab's
+    error box, and an error fills the box instead of Gradio's toast, leaving the other outputs as they were.
+    The message stays next to the inputs until the next action."""
     import gradio as gr  # optional dependency (the `demo` extra): imported only by the app
 
-    def to_gr(err: Exception) -> gr.Error:
-        if isinstance(err, (SemeditError, ValueError, FileNotFoundError)):
-            return gr.Error(str(err))
-        log.exception("demo: unexpected error")
-        return gr.Error(f"unexpected error ({type(err).__name__}: {err}); the server log has the details")
+    hidden = gr.update(value="", visible=False)
+
+    def shown(err: Exception):
+        return {box: gr.update(value=_error_text(err), visible=True)}
 
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen_wrapper(*args, **kwargs):
             try:
-                yield from fn(*args, **kwargs)
-            except InversionCancelled:
-                return
-            except gr.Error:
-                raise
-            except Exception as err:  # noqa: BLE001
-                raise to_gr(err) from err
+                first = True
+                for out in fn(*args, **kwargs):
+                    yield {**out, box: hidden} if first else out
+                    first = False
+            except Exception as err:  # noqa: BLE001 - shown in the page
+                yield shown(err)
         return gen_wrapper
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except Exception as err:  # noqa: BLE001
-            raise to_gr(err) from err
+            return {**fn(*args, **kwargs), box: hidden}
+        except Exception as err:  # noqa: BLE001 - shown in the page
+            return shown(err)
     return wrapper
 
 
@@ -165,6 +170,18 @@ def _header(models: DemoModels, limits: UploadLimits) -> str:
     )
 
 
+THUMBNAIL = 160  # pixels: the height of the previews of uploaded photos (semedit's choice)
+
+
+def thumbnail(path, limits: UploadLimits, what: str) -> np.ndarray | None:
+    """A small preview of an uploaded photo (read, and so checked, by the demo's reader); None without one."""
+    if path is None or str(path) == "":
+        return None
+    im = Image.fromarray(read_upload(path, limits, what))
+    im.thumbnail((4 * THUMBNAIL, THUMBNAIL))
+    return np.asarray(im)
+
+
 def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, preview_every: int = 10):
     """The gr.Blocks of the three tabs (not launched). Set GRADIO_TEMP_DIR before calling (``serve`` does)."""
     import gradio as gr  # optional dependency (the `demo` extra): imported only by the app
@@ -180,6 +197,19 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
         return gr.Slider(-named.limit, named.limit, value=0.0, step=named.limit / 30, label=named.label,
                          elem_id=elem_id)
 
+    def upload(label: str, elem_id: str):
+        """A file upload (read by the demo's own checked reader) and the thumbnail of what was uploaded."""
+        with gr.Column():
+            file = gr.File(label=label, type="filepath", elem_id=f"{elem_id}-upload")
+            thumb = gr.Image(label=f"{label.lower()} (preview)", format="png", interactive=False, height=THUMBNAIL,
+                             elem_id=f"{elem_id}-thumb")
+        return file, thumb
+
+    def show_thumbnail(file, thumb, box, what: str) -> None:
+        """Uploading (or picking an example) shows the photo's thumbnail, or why it cannot be used."""
+        file.change(_with_error_box(lambda path: {thumb: thumbnail(path, limits, what)}, box), file, [thumb, box],
+                    concurrency_id=LIGHT)
+
     with gr.Blocks(title="semedit demo", analytics_enabled=False) as demo:
         gr.Markdown(_header(models, limits))
         # -------------------------------------------------------------------------------- hair transfer
@@ -187,11 +217,15 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
             gr.Markdown("The face of one photo with the hair of another (Šubrtová, Čech, Franc, FG 2021). Raw photos "
                         "are aligned automatically.")
             with gr.Row():
-                face_in = gr.File(label="Face photo", type="filepath", elem_id="hair-face-upload")
-                hair_in = gr.File(label="Hair photo", type="filepath", elem_id="hair-hair-upload")
+                face_in, face_thumb = upload("Face photo", "hair-face")
+                hair_in, hair_thumb = upload("Hair photo", "hair-hair")
+            hair_error = gr.Markdown(visible=False, elem_id="hair-error")
             hair_aligned = gr.Checkbox(False, label="photos are already FFHQ-aligned (skip face alignment)")
-            gr.Examples([[str(examples[0]), str(examples[1])], [str(examples[1]), str(examples[0])]],
-                        inputs=[face_in, hair_in], label="Examples (face, hair)")
+            gr.Examples([[str(examples[0]), str(examples[1]), str(examples[0]), str(examples[1])],
+                         [str(examples[1]), str(examples[0]), str(examples[1]), str(examples[0])]],
+                        inputs=[face_in, hair_in, face_thumb, hair_thumb], label="Examples (face, hair)")
+            show_thumbnail(face_in, face_thumb, hair_error, "face photo")
+            show_thumbnail(hair_in, hair_thumb, hair_error, "hair photo")
             transfer_btn = gr.Button("Transfer hair", variant="primary", elem_id="hair-run")
             with gr.Row():
                 face_crop = gr.Image(label="aligned face photo", format="png", interactive=False)
@@ -211,29 +245,31 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
             hair_notes = gr.Markdown(elem_id="hair-notes")
             pair_state = gr.State(None)
 
-            @_user_errors
             def on_transfer(request: gr.Request, face_path, hair_path, aligned, blend, t, *strengths):
                 # (request first: Gradio fills it in by position, and *strengths must come last)
                 pair, face_view, hair_view = prepare_pair(models, face_path, hair_path, limits, aligned)
                 out = render_hair(models, pair, t, strengths, blend)
                 path = _save_png(out, workspace.session_dir(_session(request)), "hair-transfer")
-                notes = "  \n".join(pair.notes)
-                return pair, pair.face_crop, pair.hair_crop, face_view, hair_view, _show(out), str(path), notes
+                return {pair_state: pair, face_crop: pair.face_crop, hair_crop: pair.hair_crop, face_mask: face_view,
+                        hair_mask: hair_view, hair_out: _show(out), hair_file: str(path),
+                        hair_notes: "  \n".join(pair.notes)}
 
-            @_user_errors
             def on_hair_controls(request: gr.Request, pair, blend, t, *strengths):
                 if pair is None:
-                    raise gr.Error("press 'Transfer hair' first")
+                    raise ValueError("press 'Transfer hair' first")
                 out = render_hair(models, pair, t, strengths, blend)
-                return _show(out), str(_save_png(out, workspace.session_dir(_session(request)), "hair-transfer"))
+                return {hair_out: _show(out),
+                        hair_file: str(_save_png(out, workspace.session_dir(_session(request)), "hair-transfer"))}
 
-            transfer_btn.click(on_transfer, [face_in, hair_in, hair_aligned, alpha, mix, *hair_sliders],
+            transfer_btn.click(_with_error_box(on_transfer, hair_error),
+                               [face_in, hair_in, hair_aligned, alpha, mix, *hair_sliders],
                                [pair_state, face_crop, hair_crop, face_mask, hair_mask, hair_out, hair_file,
-                                hair_notes], concurrency_id=LIGHT, concurrency_limit=2)
+                                hair_notes, hair_error], concurrency_id=LIGHT, concurrency_limit=2)
             controls = [pair_state, alpha, mix, *hair_sliders]
-            alpha.input(on_hair_controls, controls, [hair_out, hair_file], concurrency_id=LIGHT)
+            render_again = _with_error_box(on_hair_controls, hair_error)
+            alpha.input(render_again, controls, [hair_out, hair_file, hair_error], concurrency_id=LIGHT)
             for s in [mix, *hair_sliders]:
-                s.release(on_hair_controls, controls, [hair_out, hair_file], concurrency_id=LIGHT)
+                s.release(render_again, controls, [hair_out, hair_file, hair_error], concurrency_id=LIGHT)
 
         # -------------------------------------------------------------------------------- ChunkyGAN
         with gr.Tab("ChunkyGAN", id="chunky", elem_id="tab-chunky"):
@@ -241,9 +277,9 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                         "(Šubrtová et al., ECCV 2022), then edit each chunk.")
             with gr.Row():
                 with gr.Column():
-                    photo_in = gr.File(label="Photo", type="filepath", elem_id="chunky-upload")
+                    photo_in, photo_thumb = upload("Photo", "chunky")
                     chunky_aligned = gr.Checkbox(False, label="photo is already FFHQ-aligned")
-                    gr.Examples([[str(p)] for p in examples], inputs=[photo_in], label="Examples")
+                    gr.Examples([[str(p), str(p)] for p in examples], inputs=[photo_in, photo_thumb], label="Examples")
                 with gr.Column():
                     n_in = gr.Slider(1, MAX_CHUNKS, value=min(inv.n, MAX_CHUNKS), step=1, label="n chunks")
                     space_in = gr.Radio(["w", "wplus", "s"], value=inv.space, label="latent space")
@@ -252,6 +288,8 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                     with gr.Row():
                         invert_btn = gr.Button("Invert", variant="primary", elem_id="chunky-run")
                         stop_btn = gr.Button("Stop", elem_id="chunky-stop")
+            chunky_error = gr.Markdown(visible=False, elem_id="chunky-error")
+            show_thumbnail(photo_in, photo_thumb, chunky_error, "photo")
             status = gr.Markdown(elem_id="chunky-status")
             with gr.Row():
                 preview = gr.Image(label=f"live preview (every {preview_every} steps)", format="png",
@@ -272,45 +310,42 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
             inv_state = gr.State(None)
             k = len(chunk_dirs)
 
-            @_user_errors
-            def on_invert(path, aligned, n, space, steps, request: gr.Request, progress=gr.Progress()):  # noqa: B008
-                session = _session(request)
-                cancel = cancels.fresh(session)
-                nothing = [gr.update()] * (len(accordions) + len(chunk_sliders))
+            def on_invert(path, aligned, n, space, steps, request: gr.Request):
+                # The status line is the one progress display: it says which step the preview shows.
+                cancel = cancels.fresh(_session(request))
                 for u in invert_photo(models, path, int(n), space, int(steps), limits,
-                                      workspace.session_dir(session), preview_every, aligned, cancel):
-                    progress((u.step, u.steps), desc="inverting", unit="steps")
+                                      workspace.session_dir(_session(request)), preview_every, aligned, cancel):
                     if u.result is None:
-                        text = f"step {u.step} / {u.steps} — {u.framing}"
-                        yield (gr.update(), _show(u.preview), text, gr.update(), gr.update(), gr.update(), gr.update(),
-                               *nothing)
+                        yield {preview: _show(u.preview), status: u.status}
                         continue
                     r = u.result
                     overlay = mask_overlay(r.target, r.masks[0], max(DISPLAY_SIZE, r.target.shape[-1]))
                     with Image.open(r.folder / "chunks.png") as im:  # G(z_i) side by side, as `invert` wrote it
                         chunk_strip = _show(np.asarray(im.convert("RGB")))
-                    text = f"done: {u.steps} steps, n = {r.n}, space {r.space} — {u.framing}"
-                    shown = [gr.update(visible=c < r.n) for c in range(len(accordions))]
-                    yield (r, _show(u.preview), text, overlay, chunk_strip, _show(u.preview), [str(p) for p in r.files],
-                           *shown, *[gr.update(value=0.0)] * len(chunk_sliders))
+                    yield {inv_state: r, preview: _show(u.preview), status: u.status, masks_view: overlay,
+                           chunks_view: chunk_strip, edited: _show(u.preview), downloads: [str(p) for p in r.files],
+                           **{acc: gr.update(visible=c < r.n) for c, acc in enumerate(accordions)},
+                           **{s: gr.update(value=0.0) for s in chunk_sliders}}
 
-            @_user_errors
             def on_chunk_slider(r, *values):
                 if r is None:
-                    raise gr.Error("invert a photo first")
+                    raise ValueError("invert a photo first")
                 rows = [list(values[c * k:(c + 1) * k]) for c in range(r.n)]
-                return _show(recomposite(models, r, rows))
+                return {edited: _show(recomposite(models, r, rows))}
 
             def on_stop(request: gr.Request):
+                # Not Gradio's cancels=: the inversion ends at its next step and still shows what it has.
                 cancels.cancel(_session(request))
+                return "stopping after the current step …"
 
-            invert_event = invert_btn.click(
-                on_invert, [photo_in, chunky_aligned, n_in, space_in, steps_in],
-                [inv_state, preview, status, masks_view, chunks_view, edited, downloads, *accordions, *chunk_sliders],
-                concurrency_id=HEAVY, concurrency_limit=1)
-            stop_btn.click(on_stop, None, None, cancels=[invert_event], queue=False)
+            invert_btn.click(
+                _with_error_box(on_invert, chunky_error), [photo_in, chunky_aligned, n_in, space_in, steps_in],
+                [inv_state, preview, status, masks_view, chunks_view, edited, downloads, *accordions, *chunk_sliders,
+                 chunky_error], concurrency_id=HEAVY, concurrency_limit=1)
+            stop_btn.click(on_stop, None, status, queue=False)
             for s in chunk_sliders:
-                s.release(on_chunk_slider, [inv_state, *chunk_sliders], edited, concurrency_id=LIGHT)
+                s.release(_with_error_box(on_chunk_slider, chunky_error), [inv_state, *chunk_sliders],
+                          [edited, chunky_error], concurrency_id=LIGHT)
 
         # -------------------------------------------------------------------------------- generate
         with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
@@ -321,17 +356,21 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                     gen_space = gr.Radio(list(GENERATE_SPACES), value="W", label="edit space")
                     layers_in = gr.Textbox("", label="layers for 'W+ layers' / 'S' (e.g. 0-3; empty = all)")
                     gen_sliders = [slider(d) for d in latent_dirs]
+                    gen_error = gr.Markdown(visible=False, elem_id="generate-error")
                     gen_btn = gr.Button("Generate", variant="primary", elem_id="generate-run")
-                gallery = gr.Gallery(label="generated", columns=4, format="png", elem_id="generate-gallery")
+                # Rows grow with the images (a fixed height clipped the last row).
+                gallery = gr.Gallery(label="generated", columns=4, format="png", height="auto", object_fit="contain",
+                                     elem_id="generate-gallery")
 
-            @_user_errors
             def on_generate(seeds, psi, space, layers, *strengths):
-                return [(_show(img), caption) for img, caption in generate(models, seeds, psi, space, layers, strengths)]
+                images = generate(models, seeds, psi, space, layers, strengths)
+                return {gallery: [(_show(img), caption) for img, caption in images]}
 
             gen_inputs = [seeds_in, psi_in, gen_space, layers_in, *gen_sliders]
-            gen_btn.click(on_generate, gen_inputs, gallery, concurrency_id=LIGHT)
+            regenerate = _with_error_box(on_generate, gen_error)
+            gen_btn.click(regenerate, gen_inputs, [gallery, gen_error], concurrency_id=LIGHT)
             for s in [psi_in, *gen_sliders]:
-                s.release(on_generate, gen_inputs, gallery, concurrency_id=LIGHT)
+                s.release(regenerate, gen_inputs, [gallery, gen_error], concurrency_id=LIGHT)
 
         def on_unload(request: gr.Request):
             cancels.cancel(_session(request))  # a closed page stops its inversion
@@ -362,7 +401,16 @@ def serve(models: DemoModels, limits: UploadLimits, host: str = "127.0.0.1", por
     demo.queue(max_size=64, default_concurrency_limit=1)
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
+    # quiet: Gradio's own lines advise `share=True` in `launch()`, which is `--share` here; say it ourselves.
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=limits.max_bytes,
-                allowed_paths=[str(workspace.outputs), str(workspace.examples)], prevent_thread_lock=not block,
-                theme=theme, footer_links=[], quiet=False, inbrowser=False)
+                allowed_paths=[str(workspace.outputs), str(workspace.examples)], prevent_thread_lock=True,
+                theme=theme, footer_links=[], quiet=True, inbrowser=False)
+    print(f"semedit demo: open {demo.local_url}", flush=True)
+    if demo.share_url:
+        print(f"semedit demo: public link (--share): {demo.share_url}", flush=True)
+    elif host in ("127.0.0.1", "localhost"):
+        print("semedit demo: reachable from this machine only; `semedit demo --host 0.0.0.0` serves the network, "
+              "`--share` makes a public Gradio link. Ctrl-C stops it.", flush=True)
+    if block:
+        demo.block_thread()
     return demo

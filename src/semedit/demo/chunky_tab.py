@@ -1,10 +1,11 @@
 """ChunkyGAN tab: invert one photo with live previews, then edit each chunk along directions.
 
 ``invert_photo`` is a generator: it runs ``semedit.inversion.optimize.invert_batch`` (the optimisation of
-`semedit invert`) in a worker thread and yields a preview every few steps. Closing the generator, or
-setting its ``cancel`` event (the page was closed, or Stop was pressed), stops the optimisation at the
-next step. The finished inversion is written with ``semedit.inversion.module.save_result``, so the files
-offered for download are the ones `semedit invert` writes.
+`semedit invert`) in a worker thread and yields a preview every few steps. Setting its ``cancel`` event
+(Stop was pressed, or the page was closed) ends the optimisation before its next step, and the codes and
+masks it has so far are the (partial) result; closing the generator does the same. The result is written
+with ``semedit.inversion.module.save_result``, so the files offered for download are the ones `semedit
+invert` writes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from semedit.demo.framing import frame_face
 from semedit.demo.hair_tab import DISPLAY_SIZE
-from semedit.demo.limits import UploadLimits, read_photo
+from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels, NamedDirection
 from semedit.images import from_uint8, to_uint8
 from semedit.inversion.edit import apply_direction, render_composite
@@ -36,16 +37,12 @@ from semedit.inversion.latents import check_space
 from semedit.inversion.module import face_parser_fn, initial_mask_logits, save_result
 from semedit.inversion.optimize import invert_batch
 
-__all__ = ["Inverted", "InvertUpdate", "InversionCancelled", "invert_photo", "recomposite", "mask_overlay",
-           "chunk_directions", "MAX_CHUNKS"]
+__all__ = ["Inverted", "InvertUpdate", "invert_photo", "recomposite", "mask_overlay", "chunk_directions",
+           "MAX_CHUNKS"]
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNKS = 8  # semedit's choice: the largest n with default parsing groups (masks.DEFAULT_PARSING_GROUPS)
-
-
-class InversionCancelled(Exception):
-    """The page that asked for the inversion was closed or pressed Stop."""
 
 
 @dataclass
@@ -72,6 +69,19 @@ class InvertUpdate:
     preview: Optional[np.ndarray] = None  # uint8 composite at this step
     result: Optional[Inverted] = None  # set on the last update only
     framing: str = ""
+    stopped: bool = False  # the last update of an inversion that Stop ended early
+    saving: bool = False  # the optimisation is over; its files are being written
+
+    @property
+    def status(self) -> str:
+        """One line for the page: where the inversion is (the one progress display)."""
+        if self.result is not None:
+            done = (f"stopped at step {self.step} / {self.steps}: the result below is the partial inversion"
+                    if self.stopped else f"done: {self.steps} steps")
+            return f"{done}, n = {self.result.n}, space {self.result.space} — {self.framing}"
+        percent = 100 * self.step / max(1, self.steps)
+        what = "saving the result" if self.saving else "inverting"
+        return f"{what}: step {self.step} / {self.steps} ({percent:.0f} %) — {self.framing}"
 
 
 def chunk_directions(models: DemoModels) -> list[NamedDirection]:
@@ -97,7 +107,7 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
     check_space(space)
     G, dev = models.generator, models.device
     name = Path(str(path)).stem if path else "photo"
-    photo = read_photo(path, limits, "photo")
+    photo = read_upload(path, limits, "photo")
     res = G.img_resolution
     framed = frame_face(photo, max(res, DISPLAY_SIZE), source=Path(str(path)).name, aligned=aligned)
     target = from_uint8(framed.image)
@@ -112,8 +122,6 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
     every = max(1, int(preview_every))
 
     def on_step(step: int, out: torch.Tensor) -> None:
-        if cancel.is_set():
-            raise InversionCancelled(f"inversion of {name} cancelled at step {step} of {steps}")
         if step % every == 0:
             updates.put(("step", step, to_uint8(out[:1].cpu())[0]))
 
@@ -122,11 +130,10 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
             start = time.perf_counter()
             with torch.enable_grad():
                 result = invert_batch(G, lpips_fn, target, logits.to(dev), cfg.invert,
-                                      noise_mode=cfg.generator.noise_mode, on_step=on_step)
+                                      noise_mode=cfg.generator.noise_mode, on_step=on_step, should_stop=cancel.is_set)
+            if result.steps_done < int(steps):  # Stop was pressed, or the page was closed
+                log.info("demo: inversion of %s stopped at step %d of %d", name, result.steps_done, steps)
             updates.put(("done", result, time.perf_counter() - start))
-        except InversionCancelled as err:
-            log.info("%s", err)  # the page was closed or pressed Stop: nobody waits for the result
-            updates.put(("error", err, None))
         except BaseException as err:  # handed to the consumer, which re-raises it
             updates.put(("error", err, None))
 
@@ -135,23 +142,23 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
     try:
         yield InvertUpdate(0, int(steps), to_uint8(target)[0], framing=framed.method)
         while True:
-            try:
-                kind, a, b = updates.get(timeout=0.2)
-            except queue.Empty:
-                if cancel.is_set():
-                    raise InversionCancelled() from None
-                continue
+            kind, a, b = updates.get()
             if kind == "step":
                 yield InvertUpdate(a + 1, int(steps), b, framing=framed.method)
             elif kind == "error":
                 raise a
             else:
+                done = a.steps_done
+                yield InvertUpdate(done, int(steps), to_uint8(a.reconstruction)[0], framing=framed.method, saving=True)
                 folder = workdir / f"invert-{uuid.uuid4().hex[:12]}" / name
-                save_result(folder, name, a, 0, target[0].cpu(), cfg, G, b)
+                # result.json records the steps that were taken
+                saved = dataclasses.replace(cfg, invert=dataclasses.replace(cfg.invert, steps=done))
+                save_result(folder, name, a, 0, target[0].cpu(), saved, G, b)
                 files = sorted(p for p in folder.iterdir() if p.is_file())
                 archive = Path(shutil.make_archive(str(folder), "zip", root_dir=folder))
                 inverted = Inverted(name, a.space, a.codes, a.masks, target.cpu(), folder, files + [archive])
-                yield InvertUpdate(int(steps), int(steps), to_uint8(a.reconstruction)[0], inverted, framed.method)
+                yield InvertUpdate(done, int(steps), to_uint8(a.reconstruction)[0], inverted, framed.method,
+                                   stopped=done < int(steps))
                 return
     finally:
         cancel.set()  # a closed page (GeneratorExit here) or an error: stop the worker at its next step

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from semedit.demo.framing import frame_face
-from semedit.demo.limits import UploadLimits, read_photo
+from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
 from semedit.hair.inference import direction_in_embedding
 from semedit.images import from_uint8, to_uint8
@@ -60,7 +60,7 @@ def prepare_pair(models: DemoModels, face_path, hair_path, limits: UploadLimits,
     size = max(res, DISPLAY_SIZE)
     notes, crops = [], []
     for path, what in ((face_path, "face photo"), (hair_path, "hair photo")):
-        framed = frame_face(read_photo(path, limits, what), size, source=_name(path), aligned=aligned)
+        framed = frame_face(read_upload(path, limits, what), size, source=_name(path), aligned=aligned)
         notes.append(f"{what}: {framed.method}")
         crops.append(framed.image)
     face, hair = (_aligned_tensor(c, res).to(tool.device) for c in crops)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from sklearn import svm
 from torch.utils.data import DataLoader
 
-from semedit.data.samplers import ResumableIndexSampler, resume_position
+from semedit.config import check, check_number
+from semedit.data.samplers import PositionedLoader, ResumableIndexSampler, resume_position
 from semedit.directions.io import Direction, save_direction
 
 LOSSES = ("hinge", "logistic")
@@ -69,6 +70,25 @@ class DirectionConfig:
     batch_size: int = 0  # per device, while fitting; 0: the whole training split in one batch
     whiten: bool = True
     output: str = "direction.safetensors"  # written into the run folder
+
+    def validate(self, prefix: str = "") -> None:
+        check(self.space in FEATURE_SPACES, f"{prefix}space", " | ".join(FEATURE_SPACES), self.space)
+        check(self.classifier in CLASSIFIERS, f"{prefix}classifier", " | ".join(CLASSIFIERS), self.classifier)
+        check(self.loss in LOSSES, f"{prefix}loss", " | ".join(LOSSES), self.loss)
+        check(self.optimizer in ("lbfgs", "sgd"), f"{prefix}optimizer", "lbfgs or sgd", self.optimizer)
+        check(self.num_samples >= 2, f"{prefix}num_samples", "an integer >= 2", self.num_samples)
+        check_number(self.fraction, f"{prefix}fraction", low=0, high=0.5, low_open=True)
+        check_number(self.val_fraction, f"{prefix}val_fraction", low=0, high=0.9)
+        check_number(self.interfacegan_split_ratio, f"{prefix}interfacegan_split_ratio", low=0, high=1, low_open=True)
+        check(self.score_batch_size >= 1, f"{prefix}score_batch_size", "an integer >= 1", self.score_batch_size)
+        check(self.lbfgs_iterations >= 1, f"{prefix}lbfgs_iterations", "an integer >= 1", self.lbfgs_iterations)
+        check_number(self.lr, f"{prefix}lr", low=0, low_open=True)
+        check_number(self.weight_decay, f"{prefix}weight_decay", low=0)
+        check(self.batch_size >= 0, f"{prefix}batch_size", "0 (whole split) or an integer >= 1", self.batch_size)
+        check(self.layers is None or all(isinstance(i, int) and i >= 0 for i in self.layers), f"{prefix}layers",
+              "null or a list of W+ layer indices >= 0", self.layers)
+        check(bool(self.output.strip()) and "/" not in self.output, f"{prefix}output",
+              "a file name inside the run folder", self.output)
 
 
 def features(batch: dict, space: str, layers: Optional[list[int]] = None) -> torch.Tensor:
@@ -305,7 +325,7 @@ class ScoredLatentsDataModule(pl.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         sampler = ResumableIndexSampler(len(train), batch_size, world, rank, seed=self.source.data.seed,
                                         shuffle=True, fresh_each_epoch=False, start_epoch=epoch, start_batch=done)
-        return DataLoader(train.cpu().tolist(), batch_size=batch_size, sampler=sampler)
+        return PositionedLoader(train.cpu().tolist(), batch_size=batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         val = self.pool["val"]

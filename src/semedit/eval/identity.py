@@ -33,15 +33,17 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from semedit.config import MISSING, TrainerConfig, as_dict
+from semedit.config import MISSING, TrainerConfig, as_dict, check, check_number
 from semedit.eval.shards import ShardStore
 from semedit.hair.inference import HairModelError, HairTransfer, load_hair_model
+from semedit.lightning_output import quiet_lightning
 from semedit.perception.face_align import NormCropIdentityEncoder
 from semedit.perception.identity import identity_metric, load_identity_encoder
+from semedit.perception.regions import REGION_SPLITTERS
 from semedit.runs import open_run_folder
 from semedit.stylegan2.seeds import z_from_seed
 from semedit.threads import configure_threads, local_processes
-from semedit.training import is_global_zero, quiet_lightning
+from semedit.training import build_predict_trainer, is_global_zero
 from semedit.weights import resolve_weights, sha256_of
 
 __all__ = [
@@ -202,6 +204,21 @@ class EvalIdentityConfig:
     gallery_dir: Optional[str] = None
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     threads: int = 0  # CPU threads per process; 0: automatic (semedit.threads)
+
+    def validate(self, prefix: str = "") -> None:
+        check(self.identity_model is None or self.identity_model in IDENTITY_MODELS, f"{prefix}identity_model",
+              "null or one of " + ", ".join(IDENTITY_MODELS), self.identity_model)
+        check(self.identity_crop in IDENTITY_CROPS, f"{prefix}identity_crop", " | ".join(IDENTITY_CROPS),
+              self.identity_crop)
+        check(self.keypoints in ("detector", "ffhq"), f"{prefix}keypoints", "detector or ffhq", self.keypoints)
+        check(self.regions is None or self.regions in REGION_SPLITTERS, f"{prefix}regions",
+              "null or one of " + ", ".join(REGION_SPLITTERS), self.regions)
+        check(self.noise_mode in (None, "const", "random", "none"), f"{prefix}noise_mode",
+              "null (the model's own), const, random or none", self.noise_mode)
+        for key in ("gallery_size", "num_transfers", "shard_size", "batch_size"):
+            check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
+        check_number(self.truncation_psi, f"{prefix}truncation_psi")
+        check(self.threads >= 0, f"{prefix}threads", "0 (automatic) or an integer >= 1", self.threads)
 
 
 STORES = ("gallery", "transfer", "reconstruction")
@@ -412,10 +429,7 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     wall = time.perf_counter()
     trainer = None
     if todo:
-        tc = cfg.trainer
-        trainer = pl.Trainer(accelerator=tc.accelerator, devices=tc.devices, num_nodes=tc.num_nodes,
-                             strategy=tc.strategy, precision=tc.precision, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=tc.enable_progress_bar, enable_model_summary=False)
+        trainer = build_predict_trainer(cfg.trainer, out, cfg.threads)
         loader = torch.utils.data.DataLoader(_ShardIds(todo), batch_size=1, shuffle=False)
         folder.keep()
         with quiet_lightning():  # predict_step writes shards and returns None on purpose

@@ -43,7 +43,7 @@ from safetensors.torch import load_file
 from semedit.directions.io import Direction, load_direction
 from semedit.errors import ConfigError
 from semedit.files import save_safetensors
-from semedit.images import load_image, save_image
+from semedit.images import save_image
 from semedit.inversion.data import RealImageDataset, list_images
 from semedit.inversion.edit import apply_direction, edit_codes_images
 from semedit.inversion.encoders import encode_images, load_encoder
@@ -54,6 +54,7 @@ from semedit.inversion.pti import PivotConfig, pivotal_tuning
 from semedit.inversion.run import invert
 from semedit.perception.identity import identity_metric, load_identity_encoder
 from semedit.perception.lpips import load_lpips
+from semedit.perception.photos import load_image
 from semedit.stylegan2 import generator_from_spec
 
 __all__ = ["RowSpec", "parse_row", "row_config", "NOT_IMPLEMENTED", "identity_distance", "l2_error",
@@ -551,12 +552,17 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
     targets = None
     row_dirs: dict[RowSpec, Path] = {}
     seconds: dict[str, float] = {}
+    began = time.perf_counter()
     for k, row in enumerate(run_rows, 1):
         directory = output_dir / "rows" / row.slug
         row_dirs[row] = directory
-        # Progress over the rows (each row's own inversion shows its bar over images and steps).
+        # Progress over the rows (each row's own inversion shows its bar over images and steps), with the
+        # time so far and a rough estimate of what is left (from the rows done in this run).
         if cfg.trainer.enable_progress_bar:
-            print(f"eval-inversion: row {k}/{len(run_rows)}: {row.label}", flush=True)
+            spent = time.perf_counter() - began
+            left = f"; about {spent / (k - 1) * (len(run_rows) - k + 1):.0f} s left" if k > 1 else ""
+            print(f"eval-inversion: row {k}/{len(run_rows)}: {row.label} ({len(names)} images; {spent:.0f} s so far"
+                  f"{left})", flush=True)
         start = time.perf_counter()
         if row.kind == "chunky" or (row.kind == "single" and cfg.eval.optimization_recipe == "chunkygan"):
 

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semedit.config import check
+
 # The IR-SE building blocks are ArcFace's; the released encoders use the same modules and names.
 from semedit.perception.identity import IRSE_UNITS, BottleneckIRSE, SEModule
 
@@ -37,6 +39,9 @@ __all__ = [
     "build_hair_net",
     "resize_for_encoder",
 ]
+
+IRSE_DEPTHS = tuple(sorted(IRSE_UNITS))
+
 
 def units_for_depth(num_layers: int) -> tuple[int, ...]:
     """Units per stage of an IR-SE network with ``num_layers`` layers (10, 18, 34, 50, 100 or 152)."""
@@ -184,6 +189,14 @@ class EncoderConfig:
     pool_size: int = 7  # last feature map is average-pooled to pool_size x pool_size
     se_reduction: int = 16
     input_size: int = 256  # images are resized to input_size x input_size before the encoders
+
+    def validate(self, prefix: str = "") -> None:
+        check(self.num_layers in IRSE_DEPTHS, f"{prefix}num_layers", " | ".join(map(str, IRSE_DEPTHS)), self.num_layers)
+        check(len(self.channels) == 4 and all(1 <= c <= 4096 for c in self.channels), f"{prefix}channels",
+              "four stage widths from 1 to 4096", self.channels)
+        for key in ("feature_dim", "pool_size", "se_reduction"):
+            check(1 <= getattr(self, key) <= 4096, f"{prefix}{key}", "an integer from 1 to 4096", getattr(self, key))
+        check(16 <= self.input_size <= 1024, f"{prefix}input_size", "an integer from 16 to 1024", self.input_size)
 
 
 def build_hair_net(cfg: EncoderConfig, num_ws: int, w_dim: int) -> HairTransferNet:

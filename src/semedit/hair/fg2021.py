@@ -11,7 +11,6 @@ shape agree; the decoder goes through semedit's rosinality converter. The file i
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +18,11 @@ from typing import Any, Optional
 
 import torch
 
-from semedit.errors import SemeditError
+from semedit.errors import CorruptWeightsError
 from semedit.hair.encoders import IRSE_UNITS, EncoderConfig, HairTransferNet, build_hair_net
 from semedit.stylegan2 import Generator
 from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
-from semedit.weights import load_state_dict_strict
+from semedit.weights import load_state_dict_strict, load_weights_only
 
 __all__ = [
     "FG2021CheckpointError",
@@ -40,7 +39,7 @@ RELEASED_W_DIM = 512
 RELEASED_INPUT_SIZE = 256  # the released model sees 256x256 crops (pSp's face_pool)
 
 
-class FG2021CheckpointError(SemeditError, ValueError):
+class FG2021CheckpointError(CorruptWeightsError):
     """The file is not a released FG 2021 hairstyle-transfer checkpoint (or is damaged)."""
 
 
@@ -57,19 +56,8 @@ class FG2021Model:
 
 def read_fg2021_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read the flat name -> tensor dict from a released checkpoint file (no code is executed)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"hairstyle checkpoint not found: {path}")
-    try:
-        # pSp-style checkpoints may carry their training options as an argparse.Namespace.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - re-raised with an explanation
-        raise FG2021CheckpointError(
-            f"{path} could not be read as a weights-only torch checkpoint ({err}). The released FG 2021 "
-            "model is a torch.save'd dict of tensors; other objects inside it are not loaded for safety."
-        ) from err
-    return flatten_checkpoint(obj, source=str(path))
+    # pSp-style checkpoints may carry their training options as an argparse.Namespace (allowed).
+    return flatten_checkpoint(load_weights_only(path, "FG 2021 hairstyle checkpoint"), source=str(path))
 
 
 def flatten_checkpoint(obj: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:

@@ -8,9 +8,6 @@ Inputs are FFHQ-aligned images; raw photos are aligned first with ``align_photo`
 
 from __future__ import annotations
 
-import argparse
-import pickle
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +21,14 @@ from omegaconf import OmegaConf
 from semedit.config import GeneratorSpec
 from semedit.directions.io import Direction
 from semedit.directions.module import select_extremes
-from semedit.errors import SemeditError
+from semedit.errors import CorruptWeightsError
 from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net, resize_for_encoder
 from semedit.hair.fg2021 import FG2021CheckpointError, flatten_checkpoint, load_fg2021
 from semedit.images import from_uint8
 from semedit.perception import faces
 from semedit.perception.regions import make_region_splitter
 from semedit.stylegan2 import generator_from_spec
-from semedit.weights import resolve_weights
+from semedit.weights import load_weights_only, resolve_weights
 
 __all__ = [
     "HairModel",
@@ -53,7 +50,7 @@ PREPROCESS_MODES = ("semedit", "official")
 OFFICIAL_BLEND_SIGMA = 5.0  # Tool.alpha_blend_sigma, hairstyle_transfer_tool.py line 29 (pixels at 256)
 
 
-class HairModelError(SemeditError, ValueError):
+class HairModelError(CorruptWeightsError):
     """The file is neither a semedit hair-transfer checkpoint nor the released FG 2021 model."""
 
 
@@ -77,25 +74,6 @@ WHERE_HAIR_MODELS_COME_FROM = ("a hair model is <run>/checkpoints/last.ckpt writ
                                "(`semedit weights download hairstyle-fg2021`, or give hair_ckpt=hairstyle-fg2021)")
 
 
-def _unreadable_hair_model(path: Path, err: BaseException) -> str:
-    """Why ``path`` cannot be read, for people. PyTorch's own text is not repeated: it suggests loading
-    with weights_only=False, which would run code from the file."""
-    if not path.exists():
-        reason = "does not exist"
-    elif path.is_dir():
-        reason = "is a folder"
-    elif path.stat().st_size == 0:
-        reason = "is an empty file (0 bytes)"
-    elif not zipfile.is_zipfile(path):
-        reason = "is not a PyTorch checkpoint (a zip archive); it may be truncated, or a file of another kind"
-    elif isinstance(err, pickle.UnpicklingError):
-        reason = ("holds objects other than tensors and plain values, so it was refused (nothing from it was run); "
-                  "it is not a semedit or FG 2021 checkpoint")
-    else:
-        reason = "is a damaged PyTorch checkpoint (its archive cannot be read); it may be truncated"
-    return f"hair model {path} {reason}. Expected a PyTorch checkpoint of a hair-transfer model: {WHERE_HAIR_MODELS_COME_FROM}"
-
-
 def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
                     generator: Optional[torch.nn.Module] = None) -> HairModel:
     """Load a semedit hair checkpoint or the released FG 2021 model (never executes code from the file).
@@ -106,10 +84,10 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
 
     path = resolve_weights(path)  # a path, or a registry name such as hairstyle-fg2021
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise HairModelError(_unreadable_hair_model(Path(path), err)) from None
+        obj = load_weights_only(path, "hair model")
+    except CorruptWeightsError as err:
+        raise HairModelError(f"{err} Expected a PyTorch checkpoint of a hair-transfer model: "
+                             f"{WHERE_HAIR_MODELS_COME_FROM}") from None
     if not isinstance(obj, dict):
         raise HairModelError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
     hp = obj.get("hyper_parameters")

@@ -24,6 +24,7 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 import torch
 
+from semedit.config import check, check_number
 from semedit.data import downsample
 from semedit.hair import losses
 from semedit.hair.encoders import EncoderConfig, build_hair_net, resize_for_encoder
@@ -55,6 +56,14 @@ class LossConfig:
     # ArcFace for the identity term: registry name, .pth/.onnx path, or "random-irse:<depth>" (tests).
     identity_encoder: Optional[str] = "arcface-irse50"
 
+    def validate(self, prefix: str = "") -> None:
+        for key in ("l2", "lpips", "identity", "wplus", "face_weight", "hair_weight"):
+            check_number(getattr(self, key), f"{prefix}{key}", low=0)
+        check(self.lpips_net in ("alex", "vgg"), f"{prefix}lpips_net", "alex or vgg", self.lpips_net)
+        check(self.identity == 0 or bool(self.identity_encoder), f"{prefix}identity_encoder",
+              f"an identity encoder (e.g. arcface-irse50) while {prefix}identity > 0; or set {prefix}identity=0",
+              self.identity_encoder)
+
 
 @dataclass
 class OptimConfig:
@@ -71,6 +80,20 @@ class OptimConfig:
     step_size: int = 10_000  # "step": multiply by gamma every step_size steps
     gamma: float = 0.5
 
+    def validate(self, prefix: str = "") -> None:
+        check(self.optimizer in OPTIMIZERS, f"{prefix}optimizer", " | ".join(OPTIMIZERS), self.optimizer)
+        check(self.scheduler in SCHEDULERS, f"{prefix}scheduler", " | ".join(SCHEDULERS), self.scheduler)
+        check_number(self.lr, f"{prefix}lr", low=0, low_open=True)
+        check(len(self.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas),
+              f"{prefix}betas", "two numbers in [0, 1), e.g. [0.9, 0.999]", self.betas)
+        check_number(self.weight_decay, f"{prefix}weight_decay", low=0)
+        check(self.warmup_steps >= 0, f"{prefix}warmup_steps", "an integer >= 0", self.warmup_steps)
+        check_number(self.min_lr_ratio, f"{prefix}min_lr_ratio", low=0, high=1)
+        check(self.total_steps is None or self.total_steps >= 1, f"{prefix}total_steps", "null or an integer >= 1",
+              self.total_steps)
+        check(self.step_size >= 1, f"{prefix}step_size", "an integer >= 1", self.step_size)
+        check_number(self.gamma, f"{prefix}gamma", low=0, low_open=True)
+
 
 def hair_inputs(image: torch.Tensor, face_mask: torch.Tensor, image_hair: torch.Tensor,
                 hair_mask_hair: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,11 +101,6 @@ def hair_inputs(image: torch.Tensor, face_mask: torch.Tensor, image_hair: torch.
     face = resize_for_encoder(losses.masked(image, face_mask), size)
     hair = resize_for_encoder(losses.masked(image_hair, hair_mask_hair), size)
     return face, hair
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(valid)}")
 
 
 class HairTransferModule(pl.LightningModule):
@@ -112,11 +130,9 @@ class HairTransferModule(pl.LightningModule):
         self.encoder_cfg = encoder if isinstance(encoder, EncoderConfig) else EncoderConfig(**encoder)
         self.loss_cfg = loss if isinstance(loss, LossConfig) else LossConfig(**loss)
         self.optim_cfg = optim if isinstance(optim, OptimConfig) else OptimConfig(**optim)
-        _check_choice("optim.optimizer", self.optim_cfg.optimizer, OPTIMIZERS)
-        _check_choice("optim.scheduler", self.optim_cfg.scheduler, SCHEDULERS)
-        if self.loss_cfg.identity > 0 and not self.loss_cfg.identity_encoder:
-            raise ValueError("loss.identity > 0 needs loss.identity_encoder (e.g. arcface-irse50); "
-                             "set loss.identity=0 to train without the identity term")
+        # Checked again here for modules built in code rather than from a loaded config.
+        self.loss_cfg.validate("loss.")
+        self.optim_cfg.validate("optim.")
         # Plain data only, so that checkpoints load with torch.load(weights_only=True).
         self.save_hyperparameters({
             "encoder": asdict(self.encoder_cfg), "loss": asdict(self.loss_cfg), "optim": asdict(self.optim_cfg),

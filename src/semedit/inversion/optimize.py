@@ -79,6 +79,7 @@ class InversionResult:
     history: dict[str, torch.Tensor]  # per-step terms [steps, N] (before each update)
     snapshots: torch.Tensor  # [N, S, 3, R, R] reconstructions at ``snapshot_steps``
     snapshot_steps: list[int] = field(default_factory=list)
+    steps_done: int = 0  # optimisation steps taken: all of them, or fewer when ``should_stop`` ended it early
 
 
 def invert_batch(
@@ -89,6 +90,7 @@ def invert_batch(
     cfg,
     noise_mode: str = "const",
     on_step: Callable[[int, torch.Tensor], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> InversionResult:
     """Optimise codes (and masks) of N images jointly.
 
@@ -101,6 +103,8 @@ def invert_batch(
             lambda_reg, reg_form, freeze_masks, lpips_resolution, snapshots).
         on_step: called as ``on_step(step, composite [N,3,R,R] detached)`` before each update, for live
             previews (``semedit demo``); an exception it raises stops the optimisation (cancellation).
+        should_stop: asked before each step; True ends the optimisation there and returns what it has so
+            far (``steps_done`` says how far it got): the demo's Stop button.
     """
     space = check_space(cfg.space)
     num_images, n = mask_logits.shape[:2]
@@ -131,7 +135,11 @@ def invert_batch(
         reg = latent_regulariser(codes, means, cfg.reg_form, spread)
         return chunks, masks, out, inversion_loss(lp, reg, cfg.lambda_reg)
 
+    steps_done = cfg.steps
     for step in range(cfg.steps):
+        if should_stop is not None and should_stop():
+            steps_done = step
+            break
         for group in optimiser.param_groups:
             group["lr"] = projector_lr(step, cfg.steps, group["base_lr"], cfg.lr_rampup, cfg.lr_rampdown)
         # While every chunk still has its initial code (the mean), all chunk images are equal and the
@@ -162,5 +170,6 @@ def invert_batch(
         losses={k: v.detach().cpu() for k, v in terms.items()},
         history={k: torch.stack(v) for k, v in history.items()},
         snapshots=torch.stack(frames, dim=1),
-        snapshot_steps=frames_at,
+        snapshot_steps=[s for s in frames_at if s < steps_done] + [steps_done],
+        steps_done=steps_done,
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from semedit.config import check, check_number
 from semedit.inversion.optimize import lpips_input
 from semedit.inversion.projector import project_nvlabs
 
@@ -65,6 +66,16 @@ class PTIConfig:
     locality_lpips_lambda: float = 0.1  # regulizer_lpips_lambda
     # PTI applies LPIPS to the full-resolution images (base_coach.py line 117); None keeps that.
     lpips_resolution: int | None = None
+
+    def validate(self, prefix: str = "") -> None:
+        for key in ("pivot_steps", "steps", "locality_samples"):
+            check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
+        check_number(self.lr, f"{prefix}lr", low=0, low_open=True)
+        for key in ("l2_lambda", "lpips_lambda", "lpips_threshold", "locality_alpha", "locality_l2_lambda",
+                    "locality_lpips_lambda"):
+            check_number(getattr(self, key), f"{prefix}{key}", low=0)
+        check(self.lpips_resolution is None or 16 <= self.lpips_resolution <= 1024, f"{prefix}lpips_resolution",
+              "null or an integer from 16 to 1024", self.lpips_resolution)
 
 
 def _lp(fn, x, y, resolution):

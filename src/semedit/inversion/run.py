@@ -11,13 +11,14 @@ import pytorch_lightning as pl
 from semedit.inversion.config import Config, validate
 from semedit.inversion.data import RealImageDataset, check_sources, list_images
 from semedit.inversion.module import ChunkyGANModule
+from semedit.lightning_output import quiet_lightning
 from semedit.stylegan2 import generator_from_spec
 from semedit.threads import configure_threads, local_processes
-from semedit.training import build_logger, job_run_folder, quiet_lightning
+from semedit.training import build_logger, build_predict_trainer, job_run_folder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvertOutcome", "invert", "build_predict_trainer"]
+__all__ = ["InvertOutcome", "invert"]
 
 
 @dataclass
@@ -25,28 +26,6 @@ class InvertOutcome:
     run_dir: Path  # the run folder (config.yaml, summary.json, one sub-folder per image)
     names: list[str]  # all images of the run, in order
     is_global_zero: bool
-
-
-def build_predict_trainer(cfg: Config, run_dir: Path):
-    t = cfg.trainer
-    logger = build_logger(cfg.logger, run_dir, run_dir.name, cfg) if cfg.logger.wandb else False
-    return pl.Trainer(
-        accelerator=t.accelerator,
-        devices=t.devices,
-        num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,
-        logger=logger,
-        enable_progress_bar=t.enable_progress_bar,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        default_root_dir=str(run_dir),
-        # The optimisation needs autograd inside predict_step, and each rank's share of the images is
-        # chosen by ShardSampler (Lightning's distributed sampler would pad shards with repeated images).
-        inference_mode=False,
-        use_distributed_sampler=False,
-        deterministic=t.deterministic,
-    )
 
 
 def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: str = "invert",
@@ -69,7 +48,12 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
                                    cfg.perception.landmark_weights, cfg.perception.landmarker)
         pl.seed_everything(cfg.run.seed, verbose=False)
         module = ChunkyGANModule(cfg, dataset, run_dir, generator=generator, lpips_fn=lpips_fn)
-        trainer = build_predict_trainer(cfg, run_dir)
+        logger = build_logger(cfg.logger, run_dir, run_dir.name, cfg) if cfg.logger.wandb else False
+        # The optimisation needs autograd inside predict_step, and each rank's share of the images is chosen
+        # by ShardSampler (Lightning's distributed sampler would pad shards with repeated images). The module
+        # shows its own bar over the optimisation steps; Lightning's would only count batches.
+        trainer = build_predict_trainer(cfg.trainer, run_dir, cfg.run.threads, logger, progress_bar=False,
+                                        inference_mode=False, use_distributed_sampler=False)
         folder.keep()
         with quiet_lightning():  # predict_step writes its results to disk and returns nothing on purpose
             trainer.predict(module, return_predictions=False)

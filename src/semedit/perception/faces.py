@@ -478,6 +478,19 @@ def landmarker_for(landmark_weights: str | None, landmarker: str | None = None) 
     return "dlib"
 
 
+# The FFHQ transform runs at 4 x the output size: 4096 px out means a 16k x 16k intermediate (768 MB as uint8
+# RGB), the most a desktop can be asked for. FFHQ itself is 1024.
+MAX_ALIGN_SIZE = 4096
+
+
+def check_align_size(size: int, what: str = "the aligned size") -> int:
+    """``size`` if it is an aligned output size semedit can make (8 .. MAX_ALIGN_SIZE px), else ImageError."""
+    if not 8 <= int(size) <= MAX_ALIGN_SIZE:
+        raise ImageError(f"{what} must be from 8 to {MAX_ALIGN_SIZE} px (FFHQ: 1024; the alignment works at 4x "
+                         f"that size), got {size}")
+    return int(size)
+
+
 def align_photo(image: np.ndarray, size: int = 1024, *, detector: str = "hog", all_faces: bool = False,
                 source: str = "<image>", landmarker: str = "dlib", landmark_weights: str | None = None,
                 detector_weights: str = "detector-scrfd-10g",
@@ -495,8 +508,7 @@ def align_photo(image: np.ndarray, size: int = 1024, *, detector: str = "hog", a
     array is not a uint8 RGB image.
     """
     image = _check_image(image, source)
-    if size < 8:
-        raise ValueError(f"align_photo: size must be at least 8 px, got {size}")
+    check_align_size(size)
     if landmarker == "dlib":
         boxes = _detect_scaled(image, detector, detect_max_side)
         if not len(boxes):

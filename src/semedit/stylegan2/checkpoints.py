@@ -13,13 +13,11 @@ Formats (detected from the file's bytes, not its name):
 
 from __future__ import annotations
 
-import argparse
 import collections
 import io
 import json
 import pickle
 import re
-import zipfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -27,22 +25,18 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
-from semedit.errors import SemeditError
+from semedit.errors import CorruptWeightsError, UnsafePickleError
 from semedit.files import save_safetensors
 from semedit.stylegan2.networks import Generator, GeneratorConfig
 from semedit.stylegan2.ops import setup_filter
-from semedit.weights import load_state_dict_strict
+from semedit.weights import load_state_dict_strict, load_weights_only
 
 OWN_FORMAT = "semedit-stylegan2"
 OWN_FORMAT_VERSION = "1"
 
 
-class CheckpointError(SemeditError, ValueError):
+class CheckpointError(CorruptWeightsError):
     """A checkpoint file is missing, corrupt, of an unknown format, or does not describe a StyleGAN2."""
-
-
-class UnsafePickleError(CheckpointError):
-    """A pickle asks for a global that StyleGAN2 network pickles never contain; nothing was executed."""
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -332,17 +326,13 @@ def semedit_to_rosinality(G: Generator) -> dict[str, torch.Tensor]:
 
 
 def _torch_load(path: Path) -> Any:
+    # rosinality training checkpoints also hold the argparse.Namespace of their arguments: plain data.
     try:
-        # rosinality training checkpoints also hold the argparse.Namespace of their arguments: plain data.
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise UnsafePickleError(
-            f"refusing to load {path}: it contains objects other than tensors and plain data "
-            f"(torch.load weights_only refused it: {str(err).splitlines()[0]}). Nothing was executed."
-        ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}); re-download it") from err
+        return load_weights_only(path, "generator checkpoint")
+    except UnsafePickleError:
+        raise
+    except CorruptWeightsError as err:
+        raise CheckpointError(str(err)) from None
 
 
 def read_rosinality(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor], Optional[torch.Tensor]]:

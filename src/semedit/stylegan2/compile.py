@@ -153,12 +153,28 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+# Overrides the CPU probe below: "1" = behave as on a CPU with bf16 units, "0" = as on one without. The test
+# suite sets "0" so that no expectation depends on the CPU it runs on, and sets "1" to exercise that branch on
+# every machine (on a CPU without the units bf16 is then emulated: correct, only slow).
+CPU_BF16_ENV = "SEMEDIT_CPU_BF16"
+
+
 @functools.cache
+def _probe_cpu_bf16_units() -> bool:
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+
+
 def cpu_has_bf16_units() -> bool:
     """AMX-BF16 or AVX512-BF16 in /proc/cpuinfo: the CPU multiplies bf16 matrices natively (oneDNN then runs
     bf16 convolutions and matmuls faster than fp32). Without them oneDNN emulates bf16, slower than fp32.
-    ``torch.backends.cpu.get_cpu_capability()`` ("AVX512", "AVX2") does not say whether bf16 is native."""
-    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
+    ``torch.backends.cpu.get_cpu_capability()`` ("AVX512", "AVX2") does not say whether bf16 is native.
+    ``SEMEDIT_CPU_BF16=1|0`` overrides the probe."""
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"{CPU_BF16_ENV}={forced!r}: expected 1 (bf16 units) or 0 (none), or unset (probe the CPU)")
+    return _probe_cpu_bf16_units()
 
 
 def describe_cpu() -> dict:
