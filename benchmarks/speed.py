@@ -34,7 +34,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from semedit.hair.encoders import HairTransferNet, units_for_depth
+from semedit.hair.encoders import HairTransferNet
+from semedit.layers import units_for_depth
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
 from semedit.inversion.optimize import lpips_input

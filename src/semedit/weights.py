@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import pickle
 import re
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ import torch.hub
 from tqdm import tqdm
 
 from semedit.errors import CorruptWeightsError, MissingWeightsError, UnsafePickleError, WeightsError
+from semedit.registry import registrar
 from semedit.safe_pickle import load_numpy_dict
 
 __all__ = [
@@ -361,9 +364,6 @@ def expected_path(entry: WeightsEntry | str) -> Path:
     """Where the file of ``entry`` must be on this machine."""
     entry = get_entry(entry) if isinstance(entry, str) else entry
     if entry.location == "face_recognition_models":
-        # Imported here, not at the top: semedit.perception.faces imports this module.
-        from semedit.perception.faces import package_model_path
-
         return package_model_path(entry.filename) or weights_dir() / entry.filename
     folder = torch_hub_checkpoints_dir() if entry.location == "torch_hub" else weights_dir()
     return folder / entry.filename
@@ -452,29 +452,79 @@ def _check_digest(entry: WeightsEntry, path: Path, digest: str) -> str | None:
     return None
 
 
-def _check_parses(kind: str, path: Path) -> str | None:
-    """A problem description when the file does not parse as ``kind``, else None. Never runs pickled code."""
+# File kinds whose parser lives above this module (dlib models: semedit.perception.faces), by kind.
+PARSE_CHECKS: dict[str, Callable[[Path], object]] = {}
+register_parse_check = registrar(PARSE_CHECKS, "weights parse check")
+
+
+DLIB_MODEL_FILES: dict[str, tuple[str, str]] = {
+    "landmarks-68": ("pose_predictor_model_location", "shape_predictor_68_face_landmarks.dat"),
+    "landmarks-5": ("pose_predictor_five_point_model_location", "shape_predictor_5_face_landmarks.dat"),
+    "mmod": ("cnn_face_detector_model_location", "mmod_human_face_detector.dat"),
+    "resnet": ("face_recognition_model_location", "dlib_face_recognition_resnet_model_v1.dat"),
+}
+
+
+def package_model_path(filename: str) -> Path | None:
+    """Where the pip package face_recognition_models ships ``filename`` (one of ``DLIB_MODEL_FILES``), through
+    its ``*_location()`` function; None when the package is not installed.
+
+    The package's ``__init__`` imports ``pkg_resources``, which setuptools >= 81 no longer ships; when only
+    that import fails, the file is taken from the package folder, which is what its
+    ``resource_filename(__name__, "models/<file>")`` returns for an installed package.
+    """
+    function = next((fn for fn, name in DLIB_MODEL_FILES.values() if name == filename), None)
+    if function is None:
+        raise ValueError(f"{filename} is not one of the dlib model files: "
+                         f"{', '.join(name for _, name in DLIB_MODEL_FILES.values())}")
     try:
-        if kind == "torch":
-            load_torch_state_dict(path)
-        elif kind == "directions-pickle":
-            load_numpy_dict(path)
-        elif kind == "npy":
-            np.load(path, allow_pickle=False)
-        elif kind == "onnx":
-            import onnx
+        import face_recognition_models  # heavy optional dependency (100 MB of model files)
 
-            onnx.load(str(path), load_external_data=False)
-        elif kind == "dlib":
-            # Imported here, not at the top: semedit.perception.faces imports this module.
-            from semedit.perception.faces import load_dlib_model
+        return Path(getattr(face_recognition_models, function)())
+    except ModuleNotFoundError as err:
+        if err.name != "pkg_resources":
+            return None
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        return Path(next(iter(spec.submodule_search_locations))) / "models" / filename
 
-            load_dlib_model(path)
-        elif kind == "nvlabs-pickle":
-            with open(path, "rb") as f:
-                head = f.read(2)
-            if len(head) < 2 or head[0] != 0x80:
-                return "not a pickle file (NVlabs network pickles start with a protocol marker)"
+
+register_parse_check("directions-pickle")(load_numpy_dict)
+
+
+@register_parse_check("torch")
+def _parse_torch(path: Path) -> None:
+    load_torch_state_dict(path)
+
+
+@register_parse_check("npy")
+def _parse_npy(path: Path) -> None:
+    np.load(path, allow_pickle=False)
+
+
+@register_parse_check("onnx")
+def _parse_onnx(path: Path) -> None:
+    import onnx  # optional heavy dependency: only ONNX files need it
+
+    onnx.load(str(path), load_external_data=False)
+
+
+@register_parse_check("nvlabs-pickle")
+def _parse_nvlabs_pickle(path: Path) -> None:
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if len(head) < 2 or head[0] != 0x80:
+        raise CorruptWeightsError("not a pickle file (NVlabs network pickles start with a protocol marker)")
+
+
+def _check_parses(kind: str, path: Path) -> str | None:
+    """A problem description when the file does not parse as ``kind``, else None. Never runs pickled code.
+    dlib's kind is registered by semedit.perception.faces (imported by `semedit weights`)."""
+    if kind not in PARSE_CHECKS:
+        raise ValueError(f"no parse check for files of kind {kind!r}; known: {', '.join(sorted(PARSE_CHECKS))}")
+    try:
+        PARSE_CHECKS[kind](path)
     except CorruptWeightsError as err:
         return str(err)
     except Exception as err:  # onnx raises DecodeError and friends

@@ -18,7 +18,7 @@ from semedit.data import (
     z_for_indices,
 )
 from semedit.data.scorers import ScorerConfig
-from semedit.directions.io import Direction, save_direction
+from semedit.edits import Direction, save_direction
 from semedit.stylegan2 import z_from_seed
 from semedit.training import RUN_DIR_ENV, RunConfig, fit
 

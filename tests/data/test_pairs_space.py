@@ -9,7 +9,7 @@ from semedit.config import GeneratorSpec
 from semedit.data import PairsConfig, StyleGAN2DataModule, pair_shifts
 from semedit.data.datamodule import DataConfigError
 from semedit.data.scorers import random_unit_vector
-from semedit.directions.io import Direction, save_direction
+from semedit.edits import Direction, save_direction
 
 try:  # renamed by the layout refactor
     from semedit.data import SyntheticDataConfig as DataConfig

@@ -17,7 +17,7 @@ from semedit.demo.app import Workspace, build_app, example_photos
 from semedit.demo.framing import frame_face
 from semedit.demo.limits import read_upload, upload_limits
 from semedit.demo.models import load_models
-from semedit.directions.io import Direction, DirectionFileError, save_direction
+from semedit.edits import Direction, DirectionFileError, save_direction
 from semedit.errors import ImageError
 from semedit.images import to_uint8
 from semedit.inversion.io import load_inversion

@@ -12,8 +12,7 @@ from semedit.directions.chunkmogrify import (
     import_chunkmogrify_npy,
     parse_layer_range,
 )
-from semedit.directions.io import DirectionFileError, load_direction
-from semedit.inversion.edit import direction_delta_wplus
+from semedit.edits import DirectionFileError, load_direction, wplus_offset
 from semedit.weights import get_entry, verify_file
 
 
@@ -40,7 +39,7 @@ def test_cli_import_and_edit_semantics(tmp_path, capsys):
     # strength m * source_norm on the unit vector.
     G = SimpleNamespace(num_ws=18, w_dim=512, w_avg=torch.zeros(512))
     m = 0.75
-    delta = direction_delta_wplus(G, d) * (m * d.meta["source_norm"])
+    delta = wplus_offset(d, G.num_ws, G.w_dim) * (m * d.meta["source_norm"])
     expected = torch.zeros(18, 512)
     expected[0:5] = torch.from_numpy(arr[0:5]).float() * m
     torch.testing.assert_close(delta, expected, atol=1e-5, rtol=1e-5)

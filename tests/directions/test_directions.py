@@ -22,9 +22,19 @@ from semedit.data.scorers import (
     yaw_from_parsing,
 )
 from semedit.directions import train as job
-from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
-from semedit.directions.io import Direction, DirectionFileError, load_direction, save_direction
 from semedit.directions.pca import StreamingCovariance, pca_w, principal_components
+from semedit.edits import (
+    Direction,
+    DirectionFileError,
+    EditError,
+    condition,
+    edit_styles,
+    edit_wplus,
+    load_direction,
+    save_direction,
+    wplus_offset,
+)
+from semedit.inversion.edit import apply_direction
 from semedit.stylegan2 import build_tiny_generator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -73,17 +83,30 @@ def test_edits_in_w_plus_and_s():
     G = build_tiny_generator()
     ws = G.mapping(torch.randn(2, G.z_dim))
     d = Direction.from_vector(torch.randn(G.w_dim), "w")
-    edited = edit_ws(ws, d, torch.tensor([1.0, -2.0]), layers=[1, 2])
+    edited = edit_wplus(ws, d, torch.tensor([1.0, -2.0]), layers=[1, 2])
     delta = edited - ws
     assert delta[:, [0, *range(3, G.num_ws)]].abs().max() == 0
     torch.testing.assert_close(delta[1, 2], -2.0 * d.vector)
-    # S edit with the S image of a W direction renders the same image as the W+ edit (affines are linear).
-    step = w_direction_to_styles(G, Direction(d.vector, "w", [1, 2]))
-    s_dir = Direction.from_vector(step, "s")
-    styles = edit_styles(G.synthesis.ws_to_styles(ws), s_dir, 1.5 * float(step.norm()))
+    # The W direction mapped into S renders the same image as the W+ edit (affines are linear).
+    styles = edit_styles(G.synthesis, G.synthesis.ws_to_styles(ws), d, 1.5, layers=[1, 2])
     image_s = G.synthesis.synthesize_from_styles(styles)
-    image_w = G.synthesis(edit_ws(ws, d, 1.5, layers=[1, 2]))
+    image_w = G.synthesis(edit_wplus(ws, d, 1.5, layers=[1, 2]))
     torch.testing.assert_close(image_s, image_w, atol=1e-4, rtol=1e-4)
+
+
+def test_one_offset_for_every_caller_a_wplus_direction_narrowed_to_some_of_its_layers():
+    # `semedit edit` (edit_wplus) and editing after inversion (apply_direction) used to disagree on this file.
+    G = build_tiny_generator()
+    ws = G.mapping(torch.randn(1, G.z_dim))
+    d = Direction.from_vector(torch.randn(3 * G.w_dim), "wplus", layers=[0, 2, 4])
+    narrowed = edit_wplus(ws, d, 2.0, layers=[2])
+    _, (after,) = apply_direction(G, "wplus", [ws[:, None]], d, 2.0, layers=[2])
+    torch.testing.assert_close(narrowed, after[:, 0])
+    offset = wplus_offset(d, G.num_ws, G.w_dim, layers=[2])
+    torch.testing.assert_close(offset[2], d.vector.view(3, G.w_dim)[1])
+    assert offset[[0, 1, 3, 4]].abs().max() == 0
+    with pytest.raises(EditError, match="not among the direction's layers"):
+        edit_wplus(ws, d, 2.0, layers=[1])
 
 
 def test_conditional_direction_is_orthogonal_to_the_others():

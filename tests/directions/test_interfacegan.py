@@ -66,7 +66,7 @@ def test_module_fits_the_same_svm_as_scikit_learn_on_the_pool(tmp_path):
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=str(tmp_path))
     trainer.fit(module, datamodule=dm)
-    from semedit.directions.io import load_direction
+    from semedit.edits import load_direction
 
     d = load_direction(tmp_path / cfg.output)
     assert d.meta["method"] == "interfacegan-svm"

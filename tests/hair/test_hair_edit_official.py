@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from semedit.cli import main
-from semedit.directions.io import load_direction
+from semedit.edits import load_direction
 from semedit.hair.inference import HairTransfer, load_hair_model
 from semedit.images import image_grid, save_image
 from semedit.perception.photos import load_image

@@ -8,10 +8,10 @@ from PIL import Image
 
 from semedit.cli import main
 from semedit.config import GeneratorSpec, as_dict
+from semedit.edits import wplus_offset
 from semedit.hair.encoders import EncoderConfig
 from semedit.hair.inference import (
     HairTransfer,
-    direction_in_embedding,
     hair_classifier_direction,
     hair_pca_directions,
     load_hair_model,
@@ -93,9 +93,9 @@ def test_interpolation_endpoints_and_hair_directions(tiny_model):
     edits = tool.manipulate_hair(images[:1], images[1:2], directions[0], [0.0, 3.0])
     torch.testing.assert_close(edits[0], tool.transfer(images[:1], images[1:2]))
     assert (edits[1] - edits[0]).abs().max() > 0
-    assert direction_in_embedding(torch.ones(w_dim), num_ws, w_dim).sum() == num_ws * w_dim
+    assert wplus_offset(torch.ones(w_dim), num_ws, w_dim).sum() == num_ws * w_dim
     with pytest.raises(ValueError, match="entries"):
-        direction_in_embedding(torch.ones(w_dim + 1), num_ws, w_dim)
+        wplus_offset(torch.ones(w_dim + 1), num_ws, w_dim)
 
 
 def test_cli_transfer_and_errors(tiny_model, capsys):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from semedit.directions.io import Direction
+from semedit.edits import Direction, EditError
 from semedit.inversion.composite import masks_from_logits
-from semedit.inversion.edit import EditError, apply_direction, edit_codes_images, render_composite
+from semedit.inversion.edit import apply_direction, edit_codes_images, render_composite
 from semedit.inversion.latents import codes_to_styles, init_codes, render_chunks
 
 

@@ -7,7 +7,7 @@ import torch
 
 from semedit.cli import main
 from semedit.config import save_config
-from semedit.directions.io import Direction, save_direction
+from semedit.edits import Direction, save_direction
 from semedit.eval.inversion import identity_distance, l2_error, parse_row, summarise
 from semedit.inversion.io import load_inversion
 from semedit.training import RUN_DIR_ENV

@@ -67,7 +67,7 @@ def test_rows_parse_with_paper_labels():
 
 
 def test_strength_units():
-    from semedit.directions.io import Direction
+    from semedit.edits import Direction
 
     d = {"smile": Direction.from_vector(torch.ones(4), "w", meta={"source_norm": 2.5}),
          "rand": Direction.from_vector(torch.ones(4), "w")}

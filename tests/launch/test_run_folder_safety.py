@@ -224,7 +224,7 @@ def test_resume_never_runs_a_planted_checkpoint_even_when_torch_is_told_to(tmp_p
 
 
 def test_safetensors_outputs_have_normal_permissions(tmp_path):
-    from semedit.directions.io import Direction, save_direction
+    from semedit.edits import Direction, save_direction
 
     old = os.umask(0o022)
     try:

@@ -15,8 +15,8 @@ import torch
 
 from semedit.cli import main
 from semedit.config import load_config
-from semedit.directions.io import load_direction
 from semedit.directions.train import Config
+from semedit.edits import load_direction
 from semedit.training import find_resume_checkpoint
 from tests.launch.launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
 

@@ -10,7 +10,8 @@ import torch
 import torch._dynamo as dynamo
 from torch._dynamo.testing import CompileCounter
 
-from semedit.data.datamodule import downsample, shift_ws
+from semedit.data.datamodule import downsample
+from semedit.edits import edit_wplus
 from semedit.hair.encoders import HairTransferNet
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import init_codes, render_chunks
@@ -77,7 +78,7 @@ def test_datamodule_pair_synthesis_is_one_graph():
     splitter = make_region_splitter("ellipse")
 
     def pairs(ws, k, direction):
-        images = G.synthesis(torch.cat([ws, shift_ws(ws, k, direction, [0, 1, 2])]), noise_mode="const")
+        images = G.synthesis(torch.cat([ws, edit_wplus(ws, direction, k, [0, 1, 2])]), noise_mode="const")
         images = downsample(images, 8)
         return images, splitter(images)
 

@@ -12,9 +12,8 @@ import torch
 from semedit.cli.common import CLIError, add_strengths_argument, parse_floats
 from semedit.config import GeneratorSpec
 from semedit.directions.chunkmogrify import import_chunkmogrify_npy, parse_layer_range
-from semedit.directions.edit import condition, edit_styles, edit_ws, w_direction_to_styles
-from semedit.directions.io import Direction, load_direction, save_direction
 from semedit.directions.pca import pca_w
+from semedit.edits import Direction, condition, edit_styles, edit_wplus, load_direction, save_direction
 from semedit.images import image_grid, save_image
 from semedit.stylegan2 import generator_from_spec, parse_seeds, zs_from_seeds
 from semedit.weights import REGISTRY, resolve_weights
@@ -43,15 +42,6 @@ def run_edit(args) -> int:
     G = _generator(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.space == "s" and direction.space in ("w", "wplus"):
-        # The exact StyleSpace image of the W step (affine layers are linear).
-        step = w_direction_to_styles(G, direction if layers is None else Direction(
-            direction.vector, direction.space, layers if direction.space == "w" else direction.layers, direction.meta))
-        direction = Direction.from_vector(step, "s", None, direction.meta)
-        scale = float(step.norm())
-        layers = None
-    else:
-        scale = 1.0
     if args.space == "w" and direction.space == "s":
         raise CLIError("an 's' direction can only be applied with --space s")
     with torch.no_grad():
@@ -60,11 +50,11 @@ def run_edit(args) -> int:
         for seed, w in zip(seeds, ws):
             w = w[None].expand(len(strengths), -1, -1)
             k = torch.tensor(strengths, device=args.device)
-            if args.space == "s":
-                styles = edit_styles(G.synthesis.ws_to_styles(w), direction, k * scale, layers)
+            if args.space == "s":  # a W/W+ direction is mapped into S exactly (style_offsets)
+                styles = edit_styles(G.synthesis, G.synthesis.ws_to_styles(w), direction, k, layers)
                 images = G.synthesis.synthesize_from_styles(styles, noise_mode=args.noise_mode)
             else:
-                images = G.synthesis(edit_ws(w, direction, k, layers), noise_mode=args.noise_mode)
+                images = G.synthesis(edit_wplus(w, direction, k, layers), noise_mode=args.noise_mode)
             path = save_image(image_grid(images.clamp(-1, 1), ncols=len(strengths)), out / f"seed{seed:04d}.png")
             print(path)
     (out / "edit.json").write_text(json.dumps({

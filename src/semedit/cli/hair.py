@@ -22,7 +22,7 @@ from semedit.cli.common import (
     parse_floats,
 )
 from semedit.cli.jobs import run_job
-from semedit.directions.io import load_direction, save_direction
+from semedit.edits import load_direction, save_direction
 from semedit.hair.inference import (
     NOISE_MODES,
     PREPROCESS_MODES,

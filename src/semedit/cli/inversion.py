@@ -9,7 +9,7 @@ import torch
 
 from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
 from semedit.cli.jobs import get_job, run_job
-from semedit.directions.io import load_direction
+from semedit.edits import load_direction
 from semedit.images import save_image
 from semedit.inversion.edit import edit_codes_images, render_composite
 from semedit.inversion.io import find_inversions, load_inversion

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from semedit import weights as W
+from semedit.perception import faces  # noqa: F401 - registers the parse check of dlib's model files
 
 __all__ = ["register"]
 

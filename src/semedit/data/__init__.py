@@ -7,7 +7,6 @@ from semedit.data.datamodule import (
     SyntheticDataConfig,
     downsample,
     pair_shifts,
-    shift_ws,
 )
 from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler
 from semedit.data.seeding import sample_seeds, z_for_indices
@@ -22,6 +21,5 @@ __all__ = [
     "downsample",
     "pair_shifts",
     "sample_seeds",
-    "shift_ws",
     "z_for_indices",
 ]

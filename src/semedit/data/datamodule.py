@@ -27,7 +27,7 @@ from semedit.config import TINY_RESOLUTIONS, ConfigError, GeneratorSpec, check, 
 from semedit.data.samplers import FixedIndexSampler, PositionedLoader, ResumableIndexSampler, resume_position
 from semedit.data.scorers import ScorerConfig, build_scorer, random_unit_vector
 from semedit.data.seeding import STREAM_PAIR_K, normal_for_indices, uniform_for_indices, z_for_indices
-from semedit.directions.io import load_direction
+from semedit.edits import edit_wplus, load_direction
 from semedit.perception.regions import REGION_SPLITTERS, make_region_splitter
 from semedit.stylegan2 import generator_from_spec
 
@@ -145,17 +145,6 @@ def pair_shifts(indices: torch.Tensor, seed: int, pairs: PairsConfig) -> torch.T
         u = uniform_for_indices(indices, seed, STREAM_PAIR_K)
         k = values[np.minimum((u * len(values)).astype(np.int64), len(values) - 1)]
     return torch.from_numpy(np.asarray(k)).to(torch.float32)
-
-
-def shift_ws(ws: torch.Tensor, k: torch.Tensor, direction: torch.Tensor, layers: list[int]) -> torch.Tensor:
-    """ws [N, num_ws, w_dim] + k [N] · direction on ``layers``.
-
-    ``direction`` is [w_dim] (the same vector on every layer) or [len(layers), w_dim] (one per layer).
-    """
-    shifted = ws.clone()
-    step = direction.to(ws) if direction.ndim == 2 else direction.to(ws).expand(len(layers), -1)
-    shifted[:, layers] += k.to(ws).view(-1, 1, 1) * step.unsqueeze(0)
-    return shifted
 
 
 class StyleGAN2DataModule(pl.LightningDataModule):
@@ -292,7 +281,7 @@ class StyleGAN2DataModule(pl.LightningDataModule):
                 batch["z_hair"] = z + k[:, None] * n.to(z)
                 batch["ws_hair"] = G.mapping(batch["z_hair"], truncation_psi=spec.truncation_psi)
             else:
-                batch["ws_hair"] = shift_ws(ws, k, n, layers)
+                batch["ws_hair"] = edit_wplus(ws, n, k, layers)
             images = self._render(torch.cat([ws, batch["ws_hair"]]))
             batch["image"], batch["image_hair"] = images.chunk(2)
             masks = self._split(images)

@@ -36,7 +36,7 @@ from safetensors.torch import load_file
 
 from semedit.config import ConfigError, check
 from semedit.data.hair_scores import HAIR_ATTRIBUTES, hair_attribute
-from semedit.directions.io import load_direction
+from semedit.edits import load_direction
 from semedit.perception.landmarks import load_landmarker
 from semedit.perception.parsing import load_face_parser
 from semedit.perception.regions import REGION_SPLITTERS, make_region_splitter

@@ -14,9 +14,8 @@ import numpy as np
 import torch
 
 from semedit.demo.models import DemoModels
-from semedit.directions.edit import edit_z
+from semedit.edits import EditError, edit_z, style_offsets, wplus_offset
 from semedit.images import to_uint8
-from semedit.inversion.edit import EditError, direction_delta_styles, direction_delta_wplus
 from semedit.stylegan2 import parse_seeds, zs_from_seeds
 
 __all__ = ["GENERATE_SPACES", "MAX_SEEDS", "parse_layers", "generate"]
@@ -67,7 +66,7 @@ def generate(models: DemoModels, seeds_text: str, truncation: float, space: str,
             if d.direction.space == "s":
                 raise EditError(f"'{d.name}' is a StyleSpace direction; choose the space S to use it")
             if d.direction.space != "z":
-                delta = delta + k * direction_delta_wplus(G, d.direction, layers).to(dev)
+                delta = delta + k * wplus_offset(d.direction, G.num_ws, G.w_dim, layers, device=dev)
         images = syn(ws + delta[None], noise_mode=noise_mode)
     else:
         styles = syn.ws_to_styles(ws)
@@ -75,11 +74,11 @@ def generate(models: DemoModels, seeds_text: str, truncation: float, space: str,
             if d.direction.space == "z":
                 continue
             if d.direction.space == "s":
-                deltas = direction_delta_styles(G, d.direction, layers)
+                deltas = style_offsets(syn, d.direction, layers)
             else:  # a W direction mapped into S, kept on the chosen style layers
                 keep = set(range(len(styles))) if layers is None else set(layers)
                 deltas = [x if i in keep else torch.zeros_like(x)
-                          for i, x in enumerate(direction_delta_styles(G, d.direction))]
+                          for i, x in enumerate(style_offsets(syn, d.direction))]
             styles = [s + k * x.to(dev)[None] for s, x in zip(styles, deltas, strict=True)]
         images = syn.synthesize_from_styles(styles, noise_mode=noise_mode)
     images = to_uint8(images.float().clamp(-1, 1))

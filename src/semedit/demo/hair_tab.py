@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from semedit.demo.framing import frame_face
 from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
-from semedit.hair.inference import direction_in_embedding
+from semedit.edits import wplus_offset
 from semedit.images import from_uint8, to_uint8
 
 __all__ = ["HairPair", "prepare_pair", "render_hair", "region_overlay", "DISPLAY_SIZE"]
@@ -96,7 +96,7 @@ def render_hair(models: DemoModels, pair: HairPair, mix: float = 1.0, strengths:
     num_ws, w_dim = code.shape[1:]
     for named, s in zip(models.hair_directions, strengths):
         if s:
-            code = code + float(s) * named.scale * direction_in_embedding(named.direction, num_ws, w_dim).to(code)
+            code = code + float(s) * named.scale * wplus_offset(named.direction, num_ws, w_dim).to(code)
     out = tool.render(pair.face_code, code)
     if alpha_blend:
         out = tool.paste_face(out, from_uint8(pair.face_crop).to(tool.device))

@@ -18,8 +18,8 @@ from typing import Optional
 import torch
 
 from semedit.config import GeneratorSpec, load_config, packaged_config
-from semedit.directions.io import Direction, DirectionFileError, load_direction
 from semedit.directions.pca import pca_w
+from semedit.edits import Direction, DirectionFileError, EditError, load_direction, style_offsets
 from semedit.hair.encoders import build_hair_net
 from semedit.hair.inference import HairModel, HairTransfer, hair_pca_directions, load_hair_model
 from semedit.hair.official_directions import (
@@ -31,7 +31,6 @@ from semedit.hair.train import DEFAULT_CONFIG
 from semedit.hair.train import Config as HairConfig
 from semedit.inversion.config import Config as InvertConfig
 from semedit.inversion.config import validate
-from semedit.inversion.edit import EditError, direction_delta_styles
 from semedit.inversion.module import load_lpips_for
 from semedit.stylegan2 import generator_from_spec, load_generator, zs_from_seeds
 
@@ -174,7 +173,7 @@ def load_models(hair_ckpt: str | None = None, generator: str | None = None, dire
         if d.direction.space == "z":
             continue
         try:
-            direction_delta_styles(G, d.direction)
+            style_offsets(G.synthesis, d.direction)
         except EditError as err:
             raise DirectionFileError(f"direction '{d.name}' does not fit the generator: {err}") from err
     if not hair_dirs and hair_pca_samples > 1:

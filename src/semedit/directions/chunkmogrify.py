@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from semedit.directions.io import Direction, DirectionFileError
+from semedit.edits import Direction, DirectionFileError
 
 __all__ = ["CHUNKMOGRIFY_DIRECTIONS", "UI_VALUE_RANGE", "UI_MULTIPLIER_MAX", "parse_layer_range",
            "import_chunkmogrify_npy"]

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from semedit.config import check, check_number
 from semedit.data.samplers import PositionedLoader, ResumableIndexSampler, resume_position
-from semedit.directions.io import Direction, save_direction
+from semedit.edits import Direction, save_direction
 
 LOSSES = ("hinge", "logistic")
 FEATURE_SPACES = ("z", "w", "wplus")

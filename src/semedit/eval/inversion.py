@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from semedit.directions.io import Direction, load_direction
+from semedit.edits import Direction, load_direction
 from semedit.errors import ConfigError
 from semedit.files import save_safetensors
 from semedit.images import save_image

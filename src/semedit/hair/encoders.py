@@ -14,7 +14,6 @@ copy (see ``fg2021.py``). Depth and widths are configurable so that tiny CPU con
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -25,48 +24,15 @@ from torch import nn
 from semedit.config import check
 
 # The IR-SE building blocks are ArcFace's; the released encoders use the same modules and names.
-from semedit.perception.identity import IRSE_UNITS, BottleneckIRSE, SEModule
+from semedit.layers import IRSE_DEPTHS, IRSE_UNITS, FullyConnectedLayer, irse_body, irse_stem, units_for_depth
 
 __all__ = [
-    "IRSE_UNITS",
-    "units_for_depth",
-    "EqualLinear",
-    "SEModule",
-    "BottleneckIRSE",
     "WPlusEncoder",
     "HairTransferNet",
     "EncoderConfig",
     "build_hair_net",
     "resize_for_encoder",
 ]
-
-IRSE_DEPTHS = tuple(sorted(IRSE_UNITS))
-
-
-def units_for_depth(num_layers: int) -> tuple[int, ...]:
-    """Units per stage of an IR-SE network with ``num_layers`` layers (10, 18, 34, 50, 100 or 152)."""
-    if num_layers not in IRSE_UNITS:
-        raise ValueError(f"unsupported IR-SE depth {num_layers}; valid depths: {sorted(IRSE_UNITS)}")
-    return IRSE_UNITS[num_layers]
-
-
-class EqualLinear(nn.Module):
-    """rosinality's equalised-learning-rate linear layer (no activation), as used by pSp encoders.
-
-    The weight is stored unscaled (``randn / lr_mul``) and multiplied by ``lr_mul / sqrt(in_features)``
-    at run time; parameter names ``weight`` [out, in] and ``bias`` [out] match the released checkpoint.
-    """
-
-    def __init__(self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
-        self.bias = nn.Parameter(torch.full((out_features,), float(bias_init)))
-        self.scale = lr_mul / math.sqrt(in_features)
-        self.lr_mul = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-
 
 class WPlusEncoder(nn.Module):
     """IR-SE backbone -> pooled features -> W+ code (pSp ``BackboneEncoderUsingLastLayerIntoWPlus``).
@@ -101,24 +67,16 @@ class WPlusEncoder(nn.Module):
             raise ValueError(f"units {list(units)} and channels {list(channels)} must have the same length")
         self.num_ws, self.w_dim = int(num_ws), int(w_dim)
         stem = int(channels[0])
-        self.input_layer = nn.Sequential(
-            nn.Conv2d(in_channels, stem, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(stem), nn.PReLU(stem)
-        )
-        blocks: list[nn.Module] = []
-        in_c = stem
-        for n_units, depth in zip(units, channels):
-            for unit in range(int(n_units)):
-                blocks.append(BottleneckIRSE(in_c, int(depth), stride=2 if unit == 0 else 1,
-                                             se_reduction=se_reduction))
-                in_c = int(depth)
-        self.body = nn.Sequential(*blocks)
+        self.input_layer = irse_stem(in_channels, stem)
+        self.body = irse_body(units, channels, stem, se_reduction)
+        in_c = int(channels[-1])
         self.output_layer_2 = nn.Sequential(
             nn.BatchNorm2d(in_c),
             nn.AdaptiveAvgPool2d((pool_size, pool_size)),
             nn.Flatten(),
             nn.Linear(in_c * pool_size * pool_size, feature_dim),
         )
-        self.linear = EqualLinear(feature_dim, self.num_ws * self.w_dim, lr_mul=1.0)
+        self.linear = FullyConnectedLayer(feature_dim, self.num_ws * self.w_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:

@@ -19,7 +19,8 @@ from typing import Any, Optional
 import torch
 
 from semedit.errors import CorruptWeightsError
-from semedit.hair.encoders import IRSE_UNITS, EncoderConfig, HairTransferNet, build_hair_net
+from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net
+from semedit.layers import IRSE_UNITS, irse_stage_layout
 from semedit.stylegan2 import Generator
 from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
 from semedit.weights import load_state_dict_strict, load_weights_only
@@ -93,37 +94,19 @@ def split_fg2021_state_dict(state_dict: Mapping[str, torch.Tensor]) -> tuple[dic
     return encoder, decoder
 
 
-def _stage_layout(encoder_sd: Mapping[str, torch.Tensor], prefix: str) -> tuple[list[int], list[int]]:
-    """(units per stage, channels per stage) from the body weights of one backbone."""
-    unit_ids = sorted({int(k[len(prefix):].split(".")[0]) for k in encoder_sd if k.startswith(prefix)})
-    if not unit_ids or unit_ids != list(range(len(unit_ids))):
-        raise FG2021CheckpointError(f"backbone units under '{prefix}' are missing or not numbered 0..n-1")
-    units: list[int] = []
-    channels: list[int] = []
-    prev = None
-    for i in unit_ids:
-        depth = int(encoder_sd[f"{prefix}{i}.res_layer.1.weight"].shape[0])
-        stage_start = i == 0 or depth != prev or f"{prefix}{i}.shortcut_layer.0.weight" in encoder_sd
-        if stage_start:
-            units.append(1)
-            channels.append(depth)
-        else:
-            units[-1] += 1
-        prev = depth
-    return units, channels
-
-
 def infer_encoder_config(encoder_sd: Mapping[str, torch.Tensor], w_dim: int = RELEASED_W_DIM
                          ) -> tuple[EncoderConfig, int]:
     """The ``EncoderConfig`` and ``num_ws`` that the encoder weights were made with."""
     try:
-        units, channels = _stage_layout(encoder_sd, "encoder_face.body.")
+        units, channels = irse_stage_layout(encoder_sd, "encoder_face.body.")
         proj = encoder_sd["encoder_face.output_layer_2.3.weight"]  # [feature_dim, C * pool * pool]
         code = int(encoder_sd["encoder_face.linear.weight"].shape[0])  # num_ws * w_dim
         # [C / reduction, C, 1, 1] of the widest (last) unit: narrow units clamp C / reduction at 1.
         fc1 = encoder_sd[f"encoder_face.body.{sum(units) - 1}.res_layer.5.fc1.weight"]
     except KeyError as err:
         raise FG2021CheckpointError(f"encoder weight {err} missing; not an FG 2021 encoder") from err
+    except CorruptWeightsError as err:
+        raise FG2021CheckpointError(f"{err}; not an FG 2021 encoder") from err
     depth = next((d for d, u in IRSE_UNITS.items() if list(u) == units), None)
     if depth is None:
         raise FG2021CheckpointError(f"backbone has {units} units per stage, which is no IR-SE depth "

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from semedit.config import GeneratorSpec
-from semedit.directions.io import Direction
 from semedit.directions.module import select_extremes
+from semedit.edits import Direction, wplus_offset
 from semedit.errors import CorruptWeightsError
 from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net, resize_for_encoder
 from semedit.hair.fg2021 import FG2021CheckpointError, flatten_checkpoint, load_fg2021
@@ -295,7 +295,7 @@ class HairTransfer:
         [len(layers) * w_dim].
         """
         face, hair = self.embed_face(face_images), self.embed_hair(hair_images)
-        step = direction_in_embedding(direction, hair.shape[1], hair.shape[2]).to(hair)
+        step = wplus_offset(direction, hair.shape[1], hair.shape[2]).to(hair)
         return torch.stack([self.render(face, hair + s * step) for s in strengths])
 
 
@@ -334,25 +334,6 @@ def gaussian_filter_like_scipy(mask: torch.Tensor, sigma: float) -> torch.Tensor
         else:
             out = F.conv2d(padded, kernel.view(1, 1, -1, 1))
     return out
-
-
-def direction_in_embedding(direction, num_ws: int, w_dim: int) -> torch.Tensor:
-    """A direction (``Direction`` or tensor) as a step [num_ws, w_dim] in the hair-embedding space."""
-    vector = getattr(direction, "vector", direction)
-    layers = getattr(direction, "layers", None)
-    vector = torch.as_tensor(vector, dtype=torch.float32).flatten()
-    layers = list(range(num_ws)) if layers is None else list(layers)
-    if any(not 0 <= i < num_ws for i in layers):
-        raise ValueError(f"direction layers {layers} exceed the embedding's {num_ws} entries")
-    step = torch.zeros(num_ws, w_dim)
-    if vector.numel() == w_dim:
-        step[layers] = vector
-    elif vector.numel() == len(layers) * w_dim:
-        step[layers] = vector.view(len(layers), w_dim)
-    else:
-        raise ValueError(f"direction has {vector.numel()} entries; the hair embedding needs {w_dim} (one W vector) "
-                         f"or {len(layers)} x {w_dim} (its layers)")
-    return step
 
 
 def hair_pca_directions(embeddings: torch.Tensor, num_components: int) -> tuple[list, torch.Tensor]:

@@ -23,7 +23,7 @@ the codes with the configured generator, which for the paper configs is the same
 (NVlabs ``ffhq.pkl`` is "FFHQ at 1024x1024, trained using original StyleGAN2", stylegan2-ada-pytorch
 README line 48; pSp/e4e use rosinality's conversion of that network).
 
-The IR-SE units are semedit's ``BottleneckIRSE`` (perception/identity.py), whose parameter names are the
+The IR-SE units are semedit's ``BottleneckIRSE`` (semedit/layers.py), whose parameter names are the
 public ``bottleneck_IR_SE``'s; stage widths, depth and input size are read from the state dict, so the
 same code loads IR-SE50 checkpoints and the small random encoders of the tiny configuration.
 """
@@ -39,8 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semedit.hair.encoders import EqualLinear
-from semedit.perception.identity import IRSE_UNITS, BottleneckIRSE
+from semedit.layers import IRSE_UNITS, FullyConnectedLayer, irse_body, irse_stage_layout, irse_stem
 from semedit.weights import (
     CorruptWeightsError,
     load_state_dict_strict,
@@ -58,7 +57,7 @@ ENCODER_INPUT = 256  # the resolution both encoders were trained on
 
 
 class GradualStyleBlock(nn.Module):
-    """pSp psp_encoders.py lines 11-32: log2(spatial) stride-2 convs with LeakyReLU, then EqualLinear."""
+    """pSp psp_encoders.py lines 11-32: log2(spatial) stride-2 convs with LeakyReLU, then the equalised linear layer (EqualLinear)."""
 
     def __init__(self, in_c: int, out_c: int, spatial: int):
         super().__init__()
@@ -68,7 +67,7 @@ class GradualStyleBlock(nn.Module):
         for _ in range(num_pools - 1):
             modules += [nn.Conv2d(out_c, out_c, kernel_size=3, stride=2, padding=1), nn.LeakyReLU()]
         self.convs = nn.Sequential(*modules)
-        self.linear = EqualLinear(out_c, out_c, lr_mul=1.0)
+        self.linear = FullyConnectedLayer(out_c, out_c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(self.convs(x).view(-1, self.out_c))
@@ -104,14 +103,8 @@ class PyramidEncoder(nn.Module):
         self.kind, self.n_styles, self.w_dim, self.input_size = kind, int(n_styles), int(w_dim), int(input_size)
         self.units, self.channels = tuple(int(u) for u in units), tuple(int(c) for c in channels)
         stem = self.channels[0]
-        self.input_layer = nn.Sequential(nn.Conv2d(3, stem, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(stem),
-                                         nn.PReLU(stem))
-        blocks, in_c = [], stem
-        for n_units, depth in zip(self.units, self.channels, strict=True):
-            for i in range(n_units):
-                blocks.append(BottleneckIRSE(in_c, depth, stride=2 if i == 0 else 1))
-                in_c = depth
-        self.body = nn.Sequential(*blocks)
+        self.input_layer = irse_stem(3, stem)
+        self.body = irse_body(self.units, self.channels, stem)
         ends = [sum(self.units[:k + 1]) - 1 for k in range(4)]
         self.taps = (ends[1], ends[2], ends[3])  # c1, c2, c3: units 6, 20, 23 in IR-SE50
         top = self.channels[3]
@@ -166,25 +159,10 @@ class EncoderInverter(nn.Module):
 
 
 def _stage_layout(sd: dict[str, torch.Tensor]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """IR-SE units per stage and stage widths from ``body.<i>.res_layer.1.weight`` shapes.
-
-    A stage is a run of units of one width (64, 128, 256, 512 in IR-SE50); the stride is not stored in the
-    weights, so stage widths must differ from each other (they do in every public configuration).
-    """
-    idx = sorted({int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k))})
-    if not idx or idx != list(range(len(idx))):
-        raise CorruptWeightsError("encoder state dict has no consecutive body.<i> IR-SE units")
-    units: list[int] = []
-    channels: list[int] = []
-    for i in idx:
-        width = int(sd[f"body.{i}.res_layer.1.weight"].shape[0])
-        if channels and channels[-1] == width:
-            units[-1] += 1
-        else:
-            units.append(1)
-            channels.append(width)
+    """IR-SE units per stage and stage widths of the encoder body (four stages)."""
+    units, channels = irse_stage_layout(sd, "body.")
     if len(units) != 4:
-        raise CorruptWeightsError(f"expected 4 IR-SE stages of distinct widths in the encoder, found widths {channels}")
+        raise CorruptWeightsError(f"expected 4 IR-SE stages in the encoder, found widths {channels}")
     return tuple(units), tuple(channels)
 
 

@@ -49,7 +49,14 @@ from PIL import Image
 from semedit.errors import ImageError, SemeditError
 from semedit.images import to_uint8
 from semedit.perception.landmarks import align_ffhq, ffhq_quad, load_landmarker, quad_to_aligned
-from semedit.weights import CorruptWeightsError, MissingWeightsError, weights_dir
+from semedit.weights import (
+    DLIB_MODEL_FILES,
+    CorruptWeightsError,
+    MissingWeightsError,
+    package_model_path,
+    register_parse_check,
+    weights_dir,
+)
 
 __all__ = [
     "NoFaceError",
@@ -57,11 +64,9 @@ __all__ = [
     "AlignedFace",
     "DETECTORS",
     "LANDMARKERS",
-    "DLIB_MODEL_FILES",
     "DLIB_FFHQ_FACE_BOX",
     "SAME_PERSON_DISTANCE",
     "DESCRIPTOR_SIZE",
-    "package_model_path",
     "dlib_model_path",
     "load_dlib_model",
     "hog_detector",
@@ -87,12 +92,6 @@ DETECTORS = ("hog", "mmod")
 LANDMARKERS = ("dlib", "insightface")
 
 # model kind -> (function of face_recognition_models that returns its path, file name in that package)
-DLIB_MODEL_FILES: dict[str, tuple[str, str]] = {
-    "landmarks-68": ("pose_predictor_model_location", "shape_predictor_68_face_landmarks.dat"),
-    "landmarks-5": ("pose_predictor_five_point_model_location", "shape_predictor_5_face_landmarks.dat"),
-    "mmod": ("cnn_face_detector_model_location", "mmod_human_face_detector.dat"),
-    "resnet": ("face_recognition_model_location", "dlib_face_recognition_resnet_model_v1.dat"),
-}
 
 # Where dlib's HOG detector puts the face box on FFHQ-aligned images (x0, y0, x1, y1 as fractions of
 # the size). Measured here: the detector returns this box on the 1024 px alignments of skimage's
@@ -166,31 +165,6 @@ def _read_dlib_model(factory: str, path: str, what: str, file_format: str):
         raise CorruptWeightsError(f"{path} is not {what} ({file_format} format): {err}") from err
 
 
-def package_model_path(filename: str) -> Path | None:
-    """Where the pip package face_recognition_models ships ``filename`` (one of ``DLIB_MODEL_FILES``), through
-    its ``*_location()`` function; None when the package is not installed.
-
-    The package's ``__init__`` imports ``pkg_resources``, which setuptools >= 81 no longer ships; when only
-    that import fails, the file is taken from the package folder, which is what its
-    ``resource_filename(__name__, "models/<file>")`` returns for an installed package.
-    """
-    function = next((fn for fn, name in DLIB_MODEL_FILES.values() if name == filename), None)
-    if function is None:
-        raise ValueError(f"{filename} is not one of the dlib model files: "
-                         f"{', '.join(name for _, name in DLIB_MODEL_FILES.values())}")
-    try:
-        import face_recognition_models  # heavy optional dependency (100 MB of model files)
-
-        return Path(getattr(face_recognition_models, function)())
-    except ModuleNotFoundError as err:
-        if err.name != "pkg_resources":
-            return None
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        return Path(next(iter(spec.submodule_search_locations))) / "models" / filename
-
-
 def dlib_model_path(kind: str) -> Path:
     """Path of one of the four dlib model files (``DLIB_MODEL_FILES`` keys): the face_recognition_models
     package's file, else the same file name in the semedit weights folder; an error naming the pip package
@@ -216,6 +190,7 @@ def dlib_model_path(kind: str) -> Path:
     )
 
 
+@register_parse_check("dlib")
 def load_dlib_model(path: str | Path):
     """Load a dlib model file by its published name (shape predictor, MMOD detector or ResNet descriptor);
     CorruptWeightsError when dlib cannot read it. Used by ``semedit weights verify``."""

@@ -32,15 +32,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semedit.layers import (
+    IRSE_STAGE_CHANNELS,
+    IRSE_UNITS,
+    irse_body,
+    irse_depth,
+    irse_stage_layout,
+    irse_stem,
+)
 from semedit.perception import faces
 from semedit.perception.checkpoints import load_checked_state_dict
 from semedit.perception.onnx import onnx_providers
 from semedit.weights import CorruptWeightsError, load_torch_state_dict, resolve_weights
 
 __all__ = [
-    "IRSE_UNITS",
-    "SEModule",
-    "BottleneckIRSE",
     "IRSEBackbone",
     "build_irse",
     "irse_depth_from_state_dict",
@@ -60,67 +65,12 @@ __all__ = [
     "identity_distance",
 ]
 
-# Bottleneck units per stage (64, 128, 256, 512 channels). 50/100/152 are the InsightFace depths; 10/18/34
-# follow the ResNet counts and exist for tiny configurations (the hair encoders use them too).
-IRSE_UNITS: dict[int, tuple[int, int, int, int]] = {
-    10: (1, 1, 1, 1),
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 14, 3),
-    100: (3, 13, 30, 3),
-    152: (3, 8, 36, 3),
-}
-_STAGE_CHANNELS = (64, 128, 256, 512)
 EMBEDDING_DIM = 512
 
 # pSp's identity crop of a 256 px FFHQ-aligned image: rows 35:223, columns 32:220 (188 x 188).
 _PSP_SIZE = 256
 _PSP_ROWS = (35, 223)
 _PSP_COLS = (32, 220)
-
-
-class SEModule(nn.Module):
-    """Squeeze-and-excitation: channel gates from global average pooling (1x1 convs, no bias)."""
-
-    def __init__(self, channels: int, reduction: int = 16):
-        super().__init__()
-        hidden = max(channels // reduction, 1)  # narrow tiny-config widths keep at least one unit
-        self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, padding=0, bias=False)
-        self.relu = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1, padding=0, bias=False)
-        self.sigmoid = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate = self.sigmoid(self.fc2(self.relu(self.fc1(self.avg_pool(x)))))
-        return x * gate
-
-
-class BottleneckIRSE(nn.Module):
-    """IR-SE unit: BN-conv-PReLU-conv(stride)-BN-SE plus a shortcut (max-pool subsampling or conv-BN).
-
-    in_channels -> depth channels; the spatial size is divided by ``stride``.
-    """
-
-    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
-        super().__init__()
-        if in_channels == depth:
-            self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
-        else:
-            self.shortcut_layer = nn.Sequential(
-                nn.Conv2d(in_channels, depth, (1, 1), stride, bias=False), nn.BatchNorm2d(depth)
-            )
-        self.res_layer = nn.Sequential(
-            nn.BatchNorm2d(in_channels),
-            nn.Conv2d(in_channels, depth, (3, 3), (1, 1), 1, bias=False),
-            nn.PReLU(depth),
-            nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
-            nn.BatchNorm2d(depth),
-            SEModule(depth, se_reduction),
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.res_layer(x) + self.shortcut_layer(x)
 
 
 class IRSEBackbone(nn.Module):
@@ -137,21 +87,13 @@ class IRSEBackbone(nn.Module):
         if num_layers not in IRSE_UNITS:
             raise ValueError(f"unsupported IR-SE depth {num_layers}; valid depths: {sorted(IRSE_UNITS)}")
         self.num_layers = num_layers
-        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, (3, 3), 1, 1, bias=False), nn.BatchNorm2d(64),
-                                         nn.PReLU(64))
+        self.input_layer = irse_stem(3, 64)
         # Declared before the body, as in the original, so state_dict keys come in the checkpoint's order.
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(), nn.Linear(512 * 7 * 7, EMBEDDING_DIM),
             nn.BatchNorm1d(EMBEDDING_DIM),
         )
-        units = []
-        in_channels = 64
-        for count, depth in zip(IRSE_UNITS[num_layers], _STAGE_CHANNELS, strict=True):
-            for i in range(count):
-                # The first unit of each stage halves the resolution: 112 -> 56 -> 28 -> 14 -> 7.
-                units.append(BottleneckIRSE(in_channels, depth, stride=2 if i == 0 else 1))
-                in_channels = depth
-        self.body = nn.Sequential(*units)
+        self.body = irse_body(IRSE_UNITS[num_layers], IRSE_STAGE_CHANNELS, 64)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and (x.ndim != 4 or tuple(x.shape[1:]) != (3, 112, 112)):
@@ -171,16 +113,13 @@ def build_irse(num_layers: int = 50, seed: int | None = None) -> IRSEBackbone:
 
 def irse_depth_from_state_dict(sd: dict[str, torch.Tensor]) -> int:
     """The IR-SE depth whose unit counts match the ``body.<i>`` entries of a state_dict."""
-    indices = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.res_layer\.1\.weight$", k))}
-    widths = [int(sd[f"body.{i}.res_layer.1.weight"].shape[0]) for i in sorted(indices)]
-    units = tuple(widths.count(c) for c in _STAGE_CHANNELS)
-    for depth, expected in IRSE_UNITS.items():
-        if units == expected:
-            return depth
-    raise CorruptWeightsError(
-        f"not an IR-SE (model_ir_se50.pth format) state_dict: units per stage {units} match no depth "
-        f"in {sorted(IRSE_UNITS)}"
-    )
+    try:
+        units, channels = irse_stage_layout(sd, "body.")
+        if tuple(channels) != IRSE_STAGE_CHANNELS:
+            raise CorruptWeightsError(f"stage widths {channels}, not {list(IRSE_STAGE_CHANNELS)}")
+        return irse_depth(units)
+    except CorruptWeightsError as err:
+        raise CorruptWeightsError(f"not an IR-SE (model_ir_se50.pth format) state_dict: {err}") from None
 
 
 def ffhq_face_crop(images: torch.Tensor, size: int = 112) -> torch.Tensor:

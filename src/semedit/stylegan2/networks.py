@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from semedit.layers import FullyConnectedLayer
 from semedit.stylegan2.compile import compiled_entry, normalize_compile_setting, resolve_precision
 from semedit.stylegan2.ops import (
     LRELU_SLOPE,
@@ -81,29 +82,6 @@ class GeneratorConfig:
         d = asdict(self)
         d["channels"] = {str(k): v for k, v in self.channels.items()}
         return d
-
-
-class FullyConnectedLayer(nn.Module):
-    """Linear layer with equalised learning rate.
-
-    weight: [out, in] stored divided by ``lr_multiplier``; used as weight * lr_multiplier / sqrt(in).
-    """
-
-    def __init__(self, in_features: int, out_features: int, activation: str = "linear",
-                 lr_multiplier: float = 1.0, bias_init: float = 0.0):
-        super().__init__()
-        self.activation = activation
-        self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
-        self.weight_gain = lr_multiplier / math.sqrt(in_features)
-        self.bias_gain = lr_multiplier
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, in] -> [N, out]
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias.to(x.dtype) * self.bias_gain
-        if self.activation == "linear":
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
 
 
 class MappingNetwork(nn.Module):

@@ -22,8 +22,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-LRELU_SLOPE = 0.2
-LRELU_GAIN = math.sqrt(2.0)
+from semedit.layers import LRELU_GAIN, LRELU_SLOPE, bias_act  # noqa: F401 - the ops of this package
 
 
 def assert_shape(tensor: torch.Tensor, shape: Sequence[Optional[int]], name: str = "tensor") -> None:
@@ -83,31 +82,6 @@ def upsample2d(x: torch.Tensor, f: torch.Tensor, up: int = 2) -> torch.Tensor:
     p0 = (fw + up - 1) // 2
     p1 = (fw - up) // 2
     return upfirdn2d(x, f, up=up, padding=(p0, p1, p0, p1), gain=up * up)
-
-
-def bias_act(
-    x: torch.Tensor,
-    bias: Optional[torch.Tensor] = None,
-    act: str = "linear",
-    gain: Optional[float] = None,
-    clamp: Optional[float] = None,
-) -> torch.Tensor:
-    """``act(x + bias) * gain``, then clamp to [-clamp, clamp]. Bias is broadcast along dim 1."""
-    if bias is not None:
-        x = x + bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2))
-    if act == "lrelu":
-        x = F.leaky_relu(x, LRELU_SLOPE)
-        default_gain = LRELU_GAIN
-    elif act == "linear":
-        default_gain = 1.0
-    else:
-        raise ValueError(f"unsupported activation '{act}' (expected 'lrelu' or 'linear')")
-    gain = default_gain if gain is None else gain
-    if gain != 1:
-        x = x * gain
-    if clamp is not None and clamp >= 0:
-        x = x.clamp(-clamp, clamp)
-    return x
 
 
 def modulated_conv2d(
