@@ -50,7 +50,7 @@ def test_top_level_configs_are_the_packaged_defaults():
 
 
 def _required_keys(job) -> list[str]:
-    cfg = OmegaConf.merge(OmegaConf.structured(job.schema), OmegaConf.load(packaged_config(job.default_config)))
+    cfg = OmegaConf.merge(OmegaConf.structured(job.config_schema()), OmegaConf.load(packaged_config(job.default_config)))
     return sorted(OmegaConf.missing_keys(cfg))
 
 

@@ -8,7 +8,8 @@ import torch
 from semedit.cli import main
 from semedit.config import save_config
 from semedit.edits import Direction, save_direction
-from semedit.eval.inversion import identity_distance, l2_error, parse_row, summarise
+from semedit.eval.inversion import identity_distance, l2_error, summarise, table_rows
+from semedit.inversion.config import Config
 from semedit.inversion.io import load_inversion
 from semedit.training import RUN_DIR_ENV
 from tests.inversion.helpers import tiny_config, write_images
@@ -22,7 +23,7 @@ def test_metric_helpers():
     torch.testing.assert_close(same, torch.zeros(2), atol=1e-6, rtol=0)
     s = summarise([1.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == 1.0 and s["count"] == 2
-    assert parse_row("wplus:chunky:reg").label == "Ours in W+ reg."
+    assert table_rows(["wplus:chunky:reg"], Config())[0].label == "Ours in W+ reg."
 
 
 def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):

@@ -11,11 +11,13 @@ from PIL import Image
 from semedit.config import save_config
 from semedit.eval.inversion import (
     NOT_IMPLEMENTED,
+    MissingRow,
     image_metrics,
-    parse_row,
     resize_for_metrics,
     strength_scales,
+    table_rows,
 )
+from semedit.inversion.config import Config
 from tests.inversion.helpers import tiny_config, write_images
 
 ALL_ROWS = ["w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
@@ -58,12 +60,14 @@ def test_image_metrics_columns():
 
 
 def test_rows_parse_with_paper_labels():
-    labels = {k: parse_row(k).label for k in ALL_ROWS}
+    rows = dict(zip(ALL_ROWS, table_rows(ALL_ROWS, Config()), strict=True))
+    labels = {k: r.label for k, r in rows.items()}
     assert labels["wplus:chunky:reg"] == "Ours in W+ reg." and labels["s:single"] == "Optimization S"
     assert labels["pti"] == "Pivotal Tuning" and labels["restyle"] == "ReStyle - 5 iters"
-    assert not parse_row("hyperstyle").implemented and parse_row("psp").group == "Encoders"
-    with pytest.raises(ValueError, match="psp, e4e, pti"):
-        parse_row("wplus:magic")
+    assert isinstance(rows["hyperstyle"], MissingRow) and rows["psp"].group == "Encoders"
+    assert rows["w:single"].entry.name == "projector" and rows["w:chunky"].entry.name == "chunkygan"
+    with pytest.raises(ValueError, match="no inversion method fills the row 'wplus:magic'"):
+        table_rows(["wplus:magic"], Config())
 
 
 def test_strength_units():
@@ -87,8 +91,8 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
     cfg.perception.identity = "random-irse:10"
     cfg.eval.rows = ALL_ROWS
     cfg.eval.edit_rows = ["w:single", "wplus:chunky:reg", "e4e", "psp", "restyle", "pti", "hyperstyle"]
-    cfg.eval.psp_weights = cfg.eval.e4e_weights = "random"
-    cfg.eval.pti.pivot_steps, cfg.eval.pti.steps = 3, 2
+    cfg.methods.psp.weights = cfg.methods.e4e.weights = "random"
+    cfg.methods.pti.pivot_steps, cfg.methods.pti.steps = 3, 2
     cfg.eval.test_set, cfg.eval.test_set_size = "tiny test", 2  # the first two of three images
     config_path = save_config(cfg, tmp_path / "cfg.yaml")
     out = tmp_path / "eval"

@@ -9,10 +9,12 @@ import torch
 
 from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
 from semedit.cli.jobs import get_job, run_job
+from semedit.config import GeneratorSpec, load_config
 from semedit.edits import load_direction
 from semedit.images import save_image
+from semedit.inversion.base import use_noise
 from semedit.inversion.edit import edit_codes_images, render_composite
-from semedit.inversion.io import find_inversions, load_inversion
+from semedit.inversion.io import find_inversions, load_inversion, load_noise
 from semedit.perception.photos import load_image
 from semedit.stylegan2 import generator_from_spec
 
@@ -24,19 +26,29 @@ def cmd_invert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_run_config(inv_dirs: list[Path], config: str | None, overrides: list[str]):
-    if config is None:
-        candidate = inv_dirs[0].parent / "config.yaml"
-        config = str(candidate) if candidate.is_file() else None
-    return get_job("invert").load_config(config, overrides)
+def _generator_spec(inv_dirs: list[Path], config: str | None, overrides: list[str]) -> GeneratorSpec:
+    """The generator that made the inversions: ``--config``'s, else the one recorded with their codes."""
+    cfg = get_job("invert").load_config(config, overrides)
+    recorded = load_inversion(inv_dirs[0]).meta.get("generator")
+    if config is not None or recorded is None or any(o.startswith("generator.") for o in overrides):
+        return cfg.generator
+    return load_config(GeneratorSpec, overrides=[f"{k}={v}" for k, v in _flat(recorded)])
+
+
+def _flat(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flat(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", "null" if v is None else v
 
 
 def cmd_edit_real(args: argparse.Namespace) -> int:
     strengths = parse_floats(args.strengths, "--strengths")
     inv_dirs = find_inversions(args.inversion)
-    cfg = _load_run_config(inv_dirs, args.config, args.overrides)
+    spec = _generator_spec(inv_dirs, args.config, args.overrides)
     direction = load_direction(args.direction)
-    G = generator_from_spec(cfg.generator)
+    G = generator_from_spec(spec)
     out_root = Path(args.out) if args.out else Path(args.inversion) / "edits" / Path(args.direction).stem
     print(f"direction {args.direction}: space {direction.space}, layers {direction.layers}")
     for directory in inv_dirs:
@@ -44,9 +56,10 @@ def cmd_edit_real(args: argparse.Namespace) -> int:
         if inv.meta.get("resolution") not in (None, G.img_resolution):
             raise CLIError(f"{directory} was inverted with a {inv.meta['resolution']} px generator, but the "
                              f"configured generator makes {G.img_resolution} px; pass the run's --config")
-        edited = edit_codes_images(G, inv.space, inv.codes, inv.masks, direction, strengths,
-                                   chunks=args.chunks, layers=args.layers, noise_mode=cfg.generator.noise_mode)
-        recon = render_composite(G, inv.space, inv.codes, inv.masks, cfg.generator.noise_mode)[0]
+        with use_noise(G, load_noise(directory)):  # the noise maps a projection optimised, if it saved them
+            edited = edit_codes_images(G, inv.space, inv.codes, inv.masks, direction, strengths,
+                                       chunks=args.chunks, layers=args.layers, noise_mode=spec.noise_mode)
+            recon = render_composite(G, inv.space, inv.codes, inv.masks, spec.noise_mode)[0]
         out = out_root / inv.name
         out.mkdir(parents=True, exist_ok=True)
         for k, img in zip(strengths, edited, strict=True):

@@ -10,6 +10,7 @@ and returns a result; its ``report`` prints that result for people.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.inversion import evaluate_inversion
 from semedit.hair import direction_job as hair_direction_job
 from semedit.hair import train as hair_job
-from semedit.inversion.config import Config as InversionJobConfig
+from semedit.inversion.config import inversion_job_schema
 from semedit.inversion.run import invert
 from semedit.training import FitResult
 
@@ -40,8 +41,12 @@ class Job:
     report: Callable[[Any, Any], None]  # (config, result) -> prints a summary
     takes_inputs: bool = False  # positional photos / folders (inversion jobs)
 
+    def config_schema(self) -> type:
+        """The config dataclass (``schema`` may be a function building it, e.g. from a registry)."""
+        return self.schema if dataclasses.is_dataclass(self.schema) else self.schema()
+
     def load_config(self, config: str | None, overrides: list[str]):
-        return load_config(self.schema, config or packaged_config(self.default_config), overrides)
+        return load_config(self.config_schema(), config or packaged_config(self.default_config), overrides)
 
     def run(self, cfg, inputs: list[str]):
         """Run the job here: first check that this machine has the devices the config asks for."""
@@ -115,11 +120,12 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("hair-direction", "train a hair-manipulation direction in the hair-embedding space (hair attribute "
         "scorer + direction classifier)", hair_direction_job.Config, hair_direction_job.DEFAULT_CONFIG,
         lambda cfg, inputs: hair_direction_job.train(cfg), report_fit),
-    Job("invert", "ChunkyGAN inversion of real photos", InversionJobConfig, "chunkygan/tiny.yaml",
+    Job("invert", "inversion of real photos (ChunkyGAN, or any registered method: invert.method)",
+        inversion_job_schema, "chunkygan/tiny.yaml",
         lambda cfg, inputs: invert(cfg, inputs), report_invert, takes_inputs=True),
     Job("eval-identity", "identity retrieval after hair transfer (FG 2021 protocol)", EvalIdentityConfig,
         "hair/eval_identity_tiny.yaml", lambda cfg, inputs: run_eval_identity(cfg), report_eval_identity),
-    Job("eval-inversion", "the ChunkyGAN projection and identity-after-edit tables", InversionJobConfig,
+    Job("eval-inversion", "the ChunkyGAN projection and identity-after-edit tables", inversion_job_schema,
         "chunkygan/tiny.yaml", _run_eval_inversion, report_eval_inversion, takes_inputs=True),
 )}
 

@@ -92,7 +92,7 @@ def _command_schema(args: list[str], path: Path) -> tuple[type, Path | None]:
                          f" got `semedit {' '.join(args)}`")
     job = JOBS[name]
     config_path = resolve_config_path(config) if config is not None else packaged_config(job.default_config)
-    return job.schema, config_path
+    return job.config_schema(), config_path
 
 
 def _candidate_values(name: str, spec: Any) -> list:

@@ -37,6 +37,7 @@ from semedit.demo.hair_tab import DISPLAY_SIZE, prepare_pair, render_hair
 from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
 from semedit.errors import SemeditError
+from semedit.inversion.base import INVERTERS
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,9 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                     chunky_aligned = gr.Checkbox(False, label="photo is already FFHQ-aligned")
                     gr.Examples([[str(p), str(p)] for p in examples], inputs=[photo_in, photo_thumb], label="Examples")
                 with gr.Column():
-                    n_in = gr.Slider(1, MAX_CHUNKS, value=min(inv.n, MAX_CHUNKS), step=1, label="n chunks")
+                    method_in = gr.Dropdown(sorted(INVERTERS), value=inv.method, label="inversion method",
+                                            elem_id="chunky-method")
+                    n_in = gr.Slider(1, MAX_CHUNKS, value=min(inv.n, MAX_CHUNKS), step=1, label="n chunks (ChunkyGAN)")
                     space_in = gr.Radio(["w", "wplus", "s"], value=inv.space, label="latent space")
                     steps_in = gr.Slider(10, 1000, value=inv.steps, step=10, label="steps",
                                          elem_id="chunky-steps")
@@ -310,11 +313,12 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
             inv_state = gr.State(None)
             k = len(chunk_dirs)
 
-            def on_invert(path, aligned, n, space, steps, request: gr.Request):
+            def on_invert(path, aligned, method, n, space, steps, request: gr.Request):
                 # The status line is the one progress display: it says which step the preview shows.
                 cancel = cancels.fresh(_session(request))
                 for u in invert_photo(models, path, int(n), space, int(steps), limits,
-                                      workspace.session_dir(_session(request)), preview_every, aligned, cancel):
+                                      workspace.session_dir(_session(request)), preview_every, aligned, cancel,
+                                      method):
                     if u.result is None:
                         yield {preview: _show(u.preview), status: u.status}
                         continue
@@ -339,7 +343,8 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                 return "stopping after the current step …"
 
             invert_btn.click(
-                _with_error_box(on_invert, chunky_error), [photo_in, chunky_aligned, n_in, space_in, steps_in],
+                _with_error_box(on_invert, chunky_error),
+                [photo_in, chunky_aligned, method_in, n_in, space_in, steps_in],
                 [inv_state, preview, status, masks_view, chunks_view, edited, downloads, *accordions, *chunk_sliders,
                  chunky_error], concurrency_id=HEAVY, concurrency_limit=1)
             stop_btn.click(on_stop, None, status, queue=False)

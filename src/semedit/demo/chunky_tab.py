@@ -4,12 +4,13 @@
 `semedit invert`) in a worker thread and yields a preview every few steps. Setting its ``cancel`` event
 (Stop was pressed, or the page was closed) ends the optimisation before its next step, and the codes and
 masks it has so far are the (partial) result; closing the generator does the same. The result is written
-with ``semedit.inversion.module.save_result``, so the files offered for download are the ones `semedit
-invert` writes.
+with ``semedit.inversion.io.save_output``, so the files offered for download are the ones `semedit invert`
+writes. Any registered inversion method can be chosen (``method``); ChunkyGAN is the default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -31,11 +32,10 @@ from semedit.demo.hair_tab import DISPLAY_SIZE
 from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels, NamedDirection
 from semedit.images import from_uint8, to_uint8
+from semedit.inversion.base import INVERTERS, InversionOutput, InverterContext, rendering_as
 from semedit.inversion.edit import apply_direction, render_composite
-from semedit.inversion.io import colour_masks
+from semedit.inversion.io import colour_masks, save_output
 from semedit.inversion.latents import check_space
-from semedit.inversion.module import face_parser_fn, initial_mask_logits, save_result
-from semedit.inversion.optimize import invert_batch
 
 __all__ = ["Inverted", "InvertUpdate", "invert_photo", "recomposite", "mask_overlay", "chunk_directions",
            "MAX_CHUNKS"]
@@ -56,6 +56,7 @@ class Inverted:
     target: torch.Tensor  # [1, 3, R, R]
     folder: Path  # the image folder as `semedit invert` writes it
     files: list[Path]  # its files, then a zip of them
+    output: Optional[InversionOutput] = None  # the method's output (its generator changes, for edits)
 
     @property
     def n(self) -> int:
@@ -97,9 +98,12 @@ def mask_overlay(image: torch.Tensor, masks: torch.Tensor, size: int, opacity: f
 
 
 def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limits: UploadLimits, workdir: Path,
-                 preview_every: int = 10, aligned: bool = False,
-                 cancel: Optional[threading.Event] = None) -> Iterator[InvertUpdate]:
-    """Invert one uploaded photo into ``n`` chunks; yields progress, the last update carries the result."""
+                 preview_every: int = 10, aligned: bool = False, cancel: Optional[threading.Event] = None,
+                 method: str = "chunkygan") -> Iterator[InvertUpdate]:
+    """Invert one uploaded photo with a registered inversion method (``method``; ChunkyGAN with ``n``
+    chunks by default); yields progress, the last update carries the result."""
+    if method not in INVERTERS:
+        raise ValueError(f"unknown inversion method {method!r}; choose one of {', '.join(sorted(INVERTERS))}")
     if not 1 <= int(n) <= MAX_CHUNKS:
         raise ValueError(f"n chunks must be in 1..{MAX_CHUNKS}, got {n}")
     if int(steps) < 1:
@@ -114,9 +118,9 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
     target = F.interpolate(target, size=(res, res), mode="area") if target.shape[-1] > res else target
     target = target.to(dev)
     cfg = models.invert_config
-    cfg = dataclasses.replace(cfg, invert=dataclasses.replace(cfg.invert, n=int(n), space=space, steps=int(steps)))
-    logits = initial_mask_logits(cfg, target, [name], _parser(models, cfg))
-    lpips_fn = models.lpips()
+    cfg = dataclasses.replace(cfg, invert=dataclasses.replace(cfg.invert, n=int(n), space=space, steps=int(steps),
+                                                              method=method))
+    inverter = INVERTERS[method].build(InverterContext(G, cfg, {"method": method}, models.tools))
     cancel = cancel or threading.Event()
     updates: queue.Queue = queue.Queue()
     every = max(1, int(preview_every))
@@ -128,12 +132,10 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
     def work() -> None:
         try:
             start = time.perf_counter()
-            with torch.enable_grad():
-                result = invert_batch(G, lpips_fn, target, logits.to(dev), cfg.invert,
-                                      noise_mode=cfg.generator.noise_mode, on_step=on_step, should_stop=cancel.is_set)
-            if result.steps_done < int(steps):  # Stop was pressed, or the page was closed
-                log.info("demo: inversion of %s stopped at step %d of %d", name, result.steps_done, steps)
-            updates.put(("done", result, time.perf_counter() - start))
+            output = inverter.invert(target, [name], [0], on_step=on_step, should_stop=cancel.is_set)
+            if output.steps_done < int(steps) and cancel.is_set():  # Stop was pressed, or the page was closed
+                log.info("demo: inversion of %s stopped at step %d of %d", name, output.steps_done, steps)
+            updates.put(("done", output, time.perf_counter() - start))
         except BaseException as err:  # handed to the consumer, which re-raises it
             updates.put(("error", err, None))
 
@@ -148,27 +150,21 @@ def invert_photo(models: DemoModels, path, n: int, space: str, steps: int, limit
             elif kind == "error":
                 raise a
             else:
-                done = a.steps_done
+                done = min(a.steps_done, int(steps)) if a.steps_done else int(steps)
                 yield InvertUpdate(done, int(steps), to_uint8(a.reconstruction)[0], framing=framed.method, saving=True)
                 folder = workdir / f"invert-{uuid.uuid4().hex[:12]}" / name
-                # result.json records the steps that were taken
-                saved = dataclasses.replace(cfg, invert=dataclasses.replace(cfg.invert, steps=done))
-                save_result(folder, name, a, 0, target[0].cpu(), saved, G, b)
+                meta = {"resolution": res, "num_ws": int(G.num_ws), "generator_ckpt": cfg.generator.ckpt,
+                        "method": method, "index": 0, "result": {"rank": 0}}
+                save_output(folder, name, a, 0, target[0].cpu(), b, meta)
                 files = sorted(p for p in folder.iterdir() if p.is_file())
                 archive = Path(shutil.make_archive(str(folder), "zip", root_dir=folder))
-                inverted = Inverted(name, a.space, a.codes, a.masks, target.cpu(), folder, files + [archive])
+                inverted = Inverted(name, a.space, a.codes, a.masks, target.cpu(), folder, files + [archive], a)
                 yield InvertUpdate(done, int(steps), to_uint8(a.reconstruction)[0], inverted, framed.method,
                                    stopped=done < int(steps))
                 return
     finally:
         cancel.set()  # a closed page (GeneratorExit here) or an error: stop the worker at its next step
         worker.join(timeout=30)
-
-
-def _parser(models: DemoModels, cfg):
-    if cfg.invert.mask_init != "parsing" or cfg.invert.n == 1:
-        return None
-    return face_parser_fn(cfg.perception.parser_weights, models.device)
 
 
 def recomposite(models: DemoModels, inverted: Inverted, strengths: Sequence[Sequence[float]]) -> np.ndarray:
@@ -178,9 +174,12 @@ def recomposite(models: DemoModels, inverted: Inverted, strengths: Sequence[Sequ
     if len(strengths) > inverted.n:
         raise ValueError(f"strengths for {len(strengths)} chunks, the inversion has {inverted.n}")
     space, codes = inverted.space, [c.to(models.device) for c in inverted.codes]
-    for chunk, row in enumerate(strengths):
-        for named, s in zip(directions, row):
-            if s:
-                space, codes = apply_direction(G, space, codes, named.direction, float(s) * named.scale, chunks=[chunk])
-    out = render_composite(G, space, codes, inverted.masks, models.invert_config.generator.noise_mode)
+    # As the method renders: with its noise maps, tuned generator or weight deltas (the styles of an S edit too).
+    with rendering_as(G, inverted.output, 0) if inverted.output is not None else contextlib.nullcontext():
+        for chunk, row in enumerate(strengths):
+            for named, s in zip(directions, row):
+                if s:
+                    space, codes = apply_direction(G, space, codes, named.direction, float(s) * named.scale,
+                                                   chunks=[chunk])
+        out = render_composite(G, space, codes, inverted.masks, models.invert_config.generator.noise_mode)
     return to_uint8(out)[0]

@@ -29,9 +29,9 @@ from semedit.hair.official_directions import (
 )
 from semedit.hair.train import DEFAULT_CONFIG
 from semedit.hair.train import Config as HairConfig
+from semedit.inversion.base import InversionTools
 from semedit.inversion.config import Config as InvertConfig
 from semedit.inversion.config import validate
-from semedit.inversion.module import load_lpips_for
 from semedit.stylegan2 import generator_from_spec, load_generator, zs_from_seeds
 
 log = logging.getLogger(__name__)
@@ -68,15 +68,17 @@ class DemoModels:
     latent_directions: list[NamedDirection]
     invert_config: InvertConfig
     device: torch.device = torch.device("cpu")
-    _lpips: Optional[torch.nn.Module] = field(default=None, repr=False)
+    _tools: Optional[InversionTools] = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def lpips(self) -> torch.nn.Module:
-        """The inversion's LPIPS, loaded on first use (a missing backbone file is an error in the page)."""
+    @property
+    def tools(self) -> InversionTools:
+        """The networks the inversion methods share (LPIPS), loaded on first use (a missing backbone file is
+        an error in the page)."""
         with self._lock:
-            if self._lpips is None:
-                self._lpips = load_lpips_for(self.invert_config).to(self.device)
-            return self._lpips
+            if self._tools is None:
+                self._tools = InversionTools(self.invert_config).to(self.device)
+            return self._tools
 
 
 def _embedded_hair_model(G, device) -> HairModel:

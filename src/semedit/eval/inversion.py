@@ -1,16 +1,14 @@
 """The ChunkyGAN paper's two tables (ECCV 2022; numbers in the talk, shared/reference): projection quality
 and identity preservation after edits.
 
-Rows (``eval.rows``):
-
-- ``<space>:single``             "Optimization" in W / W+ / S: one code per image. Recipe ``eval.optimization_recipe``:
-                                 "nvlabs" (noise maps + ramped w noise, inversion/projector.py ``project_nvlabs``)
-                                 or "chunkygan" (the ChunkyGAN optimiser with n = 1 and frozen masks).
-- ``<space>:chunky[:reg]``       "Ours": ChunkyGAN with ``invert.n`` chunks; ``:reg`` adds eval.lambda_reg x the
-                                 regulariser in the form eval.reg_form.
-- ``psp``, ``e4e``               the released encoders (inversion/encoders.py).
-- ``pti``                        Pivotal Tuning (inversion/pti.py).
-- ``restyle``, ``hyperstyle``    listed with the reason they are not implemented.
+Rows (``eval.rows``) are filled by the registered inversion methods (semedit.inversion.base): each key goes
+to the method that claims it, and the method's label, group and description make the table's row and note.
+Built in: ``<space>:single`` ("Optimization" in W / W+ / S: the NVlabs projector recipe, or with
+``eval.optimization_recipe=chunkygan`` the ChunkyGAN optimiser with n = 1 and frozen masks),
+``<space>:chunky[:reg]`` ("Ours": ChunkyGAN with ``invert.n`` chunks; ``:reg`` adds eval.lambda_reg x the
+regulariser in the form eval.reg_form), ``psp``, ``e4e`` (released encoders), ``pti`` (Pivotal Tuning). Every
+row runs as a `semedit invert` of its method into its own folder, so rows resume independently and run on
+any number of devices. The paper's rows that no method fills yet are listed with the reason.
 
 Projection metrics, per image then mean ± std over images: LPIPS-Alex and L2 = MSE with images in [-1, 1],
 both after resizing target and reconstruction to 256 px, as pSp's scripts/calc_losses_on_images.py
@@ -38,31 +36,33 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
+from semedit.config import as_dict
 from semedit.edits import Direction, load_direction
 from semedit.errors import ConfigError
-from semedit.files import save_safetensors
 from semedit.images import save_image
-from semedit.inversion.data import RealImageDataset, list_images
-from semedit.inversion.edit import apply_direction, edit_codes_images
-from semedit.inversion.encoders import encode_images, load_encoder
-from semedit.inversion.io import colour_masks, is_finished, load_inversion, save_inversion
-from semedit.inversion.module import load_lpips_for
-from semedit.inversion.projector import project_nvlabs, use_noise
-from semedit.inversion.pti import PivotConfig, pivotal_tuning
+from semedit.inversion.base import (
+    InversionTools,
+    InverterContext,
+    Row,
+    resolve_row,
+    row_invert_config,
+    use_noise,
+)
+from semedit.inversion.data import list_images
+from semedit.inversion.edit import edit_codes_images
+from semedit.inversion.io import colour_masks, edit_file, is_finished, load_inversion, load_noise
+from semedit.inversion.module import EditRequest
 from semedit.inversion.run import invert
 from semedit.perception.identity import identity_metric, load_identity_encoder
 from semedit.perception.lpips import load_lpips
 from semedit.perception.photos import load_image
 from semedit.stylegan2 import generator_from_spec
 
-__all__ = ["RowSpec", "parse_row", "row_config", "NOT_IMPLEMENTED", "identity_distance", "l2_error",
-           "resize_for_metrics", "image_metrics", "summarise", "projection_table", "identity_after_edit_table",
-           "write_tables", "evaluate_inversion", "load_eval_directions", "render_figure"]
+__all__ = ["MissingRow", "table_rows", "NOT_IMPLEMENTED", "identity_distance", "l2_error", "resize_for_metrics",
+           "image_metrics", "summarise", "projection_table", "identity_after_edit_table", "write_tables",
+           "evaluate_inversion", "load_eval_directions", "render_figure", "row_record"]
 
-_SPACE_LABEL = {"w": "W", "wplus": "W+", "s": "S"}
-METHOD_ROWS = ("psp", "e4e", "pti")
 # The paper's rows without an implementation here, and why.
 NOT_IMPLEMENTED = {
     "restyle": ("ReStyle - 5 iters", "Encoders",
@@ -72,95 +72,41 @@ NOT_IMPLEMENTED = {
                    "not implemented: needs HyperStyle's hypernetwork (yuval-alaluf/hyperstyle), which predicts "
                    "per-image generator weight offsets, and its released FFHQ checkpoint; not ported yet"),
 }
-NOISE_FILE = "noise.safetensors"
 
 
 @dataclass(frozen=True)
-class RowSpec:
-    key: str  # "wplus:chunky:reg", "psp", "pti"
-    kind: str  # "single" | "chunky" | "psp" | "e4e" | "pti" | "missing"
-    space: str = "wplus"
-    reg: bool = False
+class MissingRow:
+    """A row of the paper's tables that no registered method fills (listed with the reason)."""
+
+    key: str
 
     @property
     def label(self) -> str:
-        if self.kind == "single":
-            return f"Optimization {_SPACE_LABEL[self.space]}"
-        if self.kind == "chunky":
-            return f"Ours in {_SPACE_LABEL[self.space]}" + (" reg." if self.reg else "")
-        if self.kind == "missing":
-            return NOT_IMPLEMENTED[self.key][0]
-        return {"psp": "pSp", "e4e": "e4e", "pti": "Pivotal Tuning"}[self.kind]
+        return NOT_IMPLEMENTED[self.key][0]
 
     @property
     def group(self) -> str:
-        if self.kind in ("single", "chunky"):
-            return "Optimization"
-        if self.kind == "missing":
-            return NOT_IMPLEMENTED[self.key][1]
-        return "Encoders" if self.kind in ("psp", "e4e") else "Generator parameters modification"
+        return NOT_IMPLEMENTED[self.key][1]
 
     @property
-    def slug(self) -> str:
-        return self.key.replace(":", "-")
-
-    @property
-    def implemented(self) -> bool:
-        return self.kind != "missing"
+    def reason(self) -> str:
+        return NOT_IMPLEMENTED[self.key][2]
 
 
-def parse_row(key: str) -> RowSpec:
-    """"<space>:<single|chunky>[:reg]", "psp", "e4e", "pti", "restyle" or "hyperstyle" -> RowSpec."""
-    if key in METHOD_ROWS:
-        return RowSpec(key, key)
-    if key in NOT_IMPLEMENTED:
-        return RowSpec(key, "missing")
-    parts = key.split(":")
-    if len(parts) not in (2, 3) or parts[0] not in _SPACE_LABEL or parts[1] not in ("single", "chunky") or (
-        len(parts) == 3 and parts[2] != "reg"
-    ):
-        raise ConfigError(f"invalid eval row '{key}'; expected <w|wplus|s>:<single|chunky>[:reg] (e.g. wplus:chunky:reg), "
-                         f"{', '.join(METHOD_ROWS)} or {', '.join(NOT_IMPLEMENTED)}")
-    return RowSpec(key, parts[1], parts[0], len(parts) == 3)
+def table_rows(keys: Sequence[str], cfg) -> list[Row | MissingRow]:
+    """The rows of ``eval.rows`` (or ``eval.edit_rows``): registered methods, and the paper's missing rows."""
+    return [MissingRow(k) if k in NOT_IMPLEMENTED else resolve_row(k, cfg) for k in keys]
 
 
-def row_config(cfg, row: RowSpec):
-    """The inversion config of an optimisation row: single-code rows use n = 1 with frozen masks."""
-    out = copy.deepcopy(cfg)
-    out.invert.space = row.space
-    if row.kind == "single":
-        out.invert.n = 1
-        out.invert.freeze_masks = True
-    out.invert.lambda_reg = cfg.eval.lambda_reg if row.reg else 0.0
-    if cfg.eval.test_set_size is not None:  # the same first images as the other rows
-        limit = cfg.data.max_images
-        out.data.max_images = cfg.eval.test_set_size if limit is None else min(limit, cfg.eval.test_set_size)
-    if row.reg:
-        out.invert.reg_form = cfg.eval.reg_form
-    return out
-
-
-def recipe_of(cfg, row: RowSpec) -> str:
-    """How a row's codes were found, for the table notes."""
-    if row.kind == "single":
-        if cfg.eval.optimization_recipe == "nvlabs":
-            return ("NVlabs projector recipe: noise maps optimised (noise reg. 1e5), w noise 0.05 w_std ramped to 0 "
-                    f"over 75 % of {cfg.invert.steps} steps, LPIPS-{cfg.invert.lpips_net} at "
-                    f"{cfg.invert.lpips_resolution} px, codes start at the mean")
-        return (f"ChunkyGAN optimiser with n = 1, masks frozen, noise maps fixed, LPIPS-{cfg.invert.lpips_net}, "
-                f"{cfg.invert.steps} steps")
-    if row.kind == "chunky":
-        reg = (f"; + {cfg.eval.lambda_reg:g} x regulariser ({cfg.eval.reg_form} form)" if row.reg else "; no regulariser")
-        return f"ChunkyGAN, n = {cfg.invert.n}, masks from {cfg.invert.mask_init}, {cfg.invert.steps} steps{reg}"
-    if row.kind in ("psp", "e4e"):
-        spec = getattr(cfg.eval, f"{row.kind}_weights") or f"{row.kind}-ffhq-encode"
-        return f"released encoder `{spec}`, codes + latent_avg, rendered by the configured generator"
-    if row.kind == "pti":
-        p = cfg.eval.pti
-        return (f"W pivot from the NVlabs recipe ({p.pivot_steps} steps), then {p.steps} generator steps "
-                f"(Adam {p.lr:g}, {p.l2_lambda:g} L2 + {p.lpips_lambda:g} LPIPS-Alex, stop at LPIPS <= "
-                f"{p.lpips_threshold:g}), locality regulariser {'on' if p.locality_regularization else 'off (PTI default)'}")
-    return NOT_IMPLEMENTED[row.key][2]
+def row_record(cfg, row: Row) -> dict:
+    """What a row's folder records as its config (semedit.runs checks it on resume): everything that makes the
+    row's numbers (the generator, the photos' framing, the method with its settings, the seed), and nothing
+    of the rest of the evaluation, so adding a row or a direction to it resumes the others."""
+    full = as_dict(cfg)
+    method = row.entry.name
+    return {"row": {"key": row.key, **row.settings_dict}, "generator": full["generator"], "data": full["data"],
+            "perception": full["perception"], "invert": as_dict(row_invert_config(cfg, row.settings_dict)),
+            "method_settings": full.get("methods", {}).get(method), "run": {"seed": cfg.run.seed}}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -220,7 +166,7 @@ def summarise(values: Sequence[float]) -> dict:
 METRICS = ("lpips", "identity", "l2", "l2_full")
 
 
-def projection_table(row_dirs: dict[RowSpec, Path], names: Sequence[str], lpips_fn, identity_fn,
+def projection_table(row_dirs: dict[Row | MissingRow, Path], names: Sequence[str], lpips_fn, identity_fn,
                      resolution: int = 256, batch: int = 16) -> list[dict]:
     """One dict per implemented row: label, key, {metric: {mean, std, count}} and per-image values."""
     rows = []
@@ -279,22 +225,17 @@ def strength_scales(directions: dict, units: str) -> dict[str, float]:
     return {name: float(d.meta["source_norm"]) for name, d in directions.items()}
 
 
-def _edit_file(dname: str, strength: float) -> str:
-    return f"{dname}@{strength:g}.png"
-
-
 def render_edits(G, directory: Path, directions: dict, strengths: Sequence[float], noise_mode: str,
                  scales: dict[str, float] | None = None) -> None:
-    """Write ``edits/<direction>@<k>.png`` of one inverted image folder (codes, masks and noise maps)."""
-
-
-    missing = [(d, k) for d in directions for k in strengths if not (directory / "edits" / _edit_file(d, k)).is_file()]
+    """Write the missing ``edits/<direction>@<k>.png`` of one finished inversion folder from what it saved
+    (codes, masks, noise maps): for methods that render with the configured generator."""
+    missing = [(d, k) for d in directions for k in strengths if not (directory / "edits" / edit_file(d, k)).is_file()]
     if not missing:
         return
     inv = load_inversion(directory)
     device = G.w_avg.device
     codes = [c.to(device) for c in inv.codes]
-    noise = load_file(str(directory / NOISE_FILE)) if (directory / NOISE_FILE).is_file() else None
+    noise = load_noise(directory)
     (directory / "edits").mkdir(exist_ok=True)
     with use_noise(G, noise):
         for dname in {d for d, _ in missing}:
@@ -303,10 +244,10 @@ def render_edits(G, directory: Path, directions: dict, strengths: Sequence[float
             edited = edit_codes_images(G, inv.space, codes, inv.masks, directions[dname], [k * scale for k in ks],
                                        noise_mode=noise_mode)
             for k, img in zip(ks, edited, strict=True):
-                save_image(img[0].cpu(), directory / "edits" / _edit_file(dname, k))
+                save_image(img[0].cpu(), directory / "edits" / edit_file(dname, k))
 
 
-def identity_after_edit_table(row_dirs: dict[RowSpec, Path], names: Sequence[str], directions: Sequence[str],
+def identity_after_edit_table(row_dirs: dict[Row | MissingRow, Path], names: Sequence[str], directions: Sequence[str],
                               strengths: Sequence[float], identity_fn) -> list[dict]:
     """Per row x direction x strength: (a) reconstruction vs edit and (b) input vs edit identity distances."""
     cols = [f"{d}@{k:g}" for d in directions for k in strengths]
@@ -315,7 +256,7 @@ def identity_after_edit_table(row_dirs: dict[RowSpec, Path], names: Sequence[str
         cells = {c: {"reconstructed_vs_edited": [], "input_vs_edited": []} for c in cols}
         for name in names:
             folder = directory / name
-            edits = [folder / "edits" / _edit_file(d, k) for d in directions for k in strengths]
+            edits = [folder / "edits" / edit_file(d, k) for d in directions for k in strengths]
             # One embedding pass per image: input, reconstruction and every edit.
             batch = torch.cat([load_image(folder / "target.png"), load_image(folder / "reconstruction.png"),
                                *[load_image(e) for e in edits]])
@@ -344,12 +285,12 @@ def _fmt(stat: dict, digits: int = 4) -> str:
 
 
 def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dict] | None, info: dict,
-                 missing: Sequence[RowSpec] = (), notes: dict[str, str] | None = None,
+                 missing: Sequence[Row | MissingRow] = (), notes: dict[str, str] | None = None,
                  figure: Path | None = None) -> tuple[Path, Path]:
     """inversion_metrics.json and inversion_metrics.md in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = notes or {}
-    not_impl = [{"key": r.key, "label": r.label, "group": r.group, "reason": NOT_IMPLEMENTED[r.key][2]} for r in missing]
+    not_impl = [{"key": r.key, "label": r.label, "group": r.group, "reason": r.reason} for r in missing]
     json_path = out_dir / "inversion_metrics.json"
     json_path.write_text(json.dumps({"info": info, "projection": projection, "identity_after_edit": identity_edits,
                                      "not_implemented": not_impl, "row_notes": notes,
@@ -395,7 +336,7 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
     return json_path, md_path
 
 
-def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directions: Sequence[str],
+def render_figure(path: Path, row_dirs: dict[Row | MissingRow, Path], name: str, directions: Sequence[str],
                   strengths: Sequence[float]) -> Path:
     """One line per row for image ``name``: input | reconstruction | masks | edits (direction x strength)."""
 
@@ -407,7 +348,7 @@ def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directio
         tiles = [target, recon, colour_masks(inv.masks[0])]
         for d in directions:
             for k in strengths:
-                edit = folder / "edits" / _edit_file(d, k)
+                edit = folder / "edits" / edit_file(d, k)
                 if edit.is_file():
                     tiles.append(load_image(edit)[0])
         lines.append(torch.cat(tiles, dim=2))
@@ -421,97 +362,30 @@ def render_figure(path: Path, row_dirs: dict[RowSpec, Path], name: str, directio
 # Running the rows
 
 
-def _targets(cfg, inputs, resolution: int):
-    """The evaluation images at the generator's framing: (names, [N, 3, R, R])."""
-
-    sources = _sources(cfg, inputs)
-    ds = RealImageDataset(sources, resolution, cfg.data.align, cfg.data.align_fallback, cfg.perception.landmark_weights,
-                          cfg.perception.landmarker)
-    items = [ds[i] for i in range(len(ds))]
-    return [it["name"] for it in items], torch.stack([it["image"] for it in items])
-
-
 def _sources(cfg, inputs):
-
     sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
     size = cfg.eval.test_set_size
     if size is not None:
         if len(sources) < size:
             raise ConfigError(f"eval.test_set_size is {size} ({cfg.eval.test_set}) but the inputs hold only "
-                             f"{len(sources)} images; pass the whole test set or set eval.test_set_size=null")
+                              f"{len(sources)} images; pass the whole test set or set eval.test_set_size=null")
         sources = sources[:size]
     return sources
 
 
-def _save_single(folder: Path, name: str, space: str, codes: list[torch.Tensor], target: torch.Tensor,
-                 recon: torch.Tensor, meta: dict, noise: dict | None = None) -> None:
-    """One single-code result in the inversion folder layout (n = 1, a mask of ones)."""
-
-    folder.mkdir(parents=True, exist_ok=True)
-    if noise:
-        save_safetensors({k: v.contiguous() for k, v in noise.items()}, folder / NOISE_FILE)
-    res = recon.shape[-1]
-    save_inversion(folder, name, space, [c.unsqueeze(0) for c in codes], torch.zeros(1, 1, 1),
-                   torch.ones(1, 1, res, res), target, recon, recon[None], recon[None],
-                   {"lpips": float("nan"), "l2": float(l2_error(target[None], recon[None])[0]), **meta},
-                   {"resolution": res, **meta})
+def _rows_config(cfg):
+    """The job config every row runs with: the test set's first ``eval.test_set_size`` images."""
+    out = copy.deepcopy(cfg)
+    if cfg.eval.test_set_size is not None:
+        limit = cfg.data.max_images
+        out.data.max_images = cfg.eval.test_set_size if limit is None else min(limit, cfg.eval.test_set_size)
+    return out
 
 
-def _row_device(cfg) -> torch.device:
-    """CUDA when the config asks for a GPU (or "auto") and one is present, else the CPU."""
-    wants_gpu = str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
-    return torch.device("cuda") if wants_gpu and torch.cuda.is_available() else torch.device("cpu")
-
-
-def _run_method_row(row: RowSpec, cfg, names, targets, G, lpips_fn, metric_lpips, directory: Path,
-                    directions: dict, strengths: Sequence[float], scales: dict[str, float]) -> int:
-    """Run a single-code (NVlabs recipe), encoder or PTI row over the unfinished images; returns how many ran."""
-
-    todo = [i for i, n in enumerate(names) if not is_finished(directory / n)
-            or (row.kind == "pti" and any(not (directory / n / "edits" / _edit_file(d, k)).is_file()
-                                          for d in directions for k in strengths))]
-    if not todo:
-        return 0
-    # These rows run outside Lightning: put private copies of the networks on the configured accelerator.
-    device = _row_device(cfg)
-    if G.w_avg.device != device:
-        G, lpips_fn, metric_lpips = (copy.deepcopy(m).to(device) for m in (G, lpips_fn, metric_lpips))
-    if row.kind == "single":
-
-        rcfg = row_config(cfg, row).invert
-        for i in todo:
-            codes, noise, img = project_nvlabs(G, lpips_fn, targets[i:i + 1].to(device), rcfg, seed=cfg.run.seed + i)
-            _save_single(directory / names[i], names[i], row.space, [c[0].cpu() for c in codes], targets[i],
-                         img[0].cpu(), {"recipe": "nvlabs"}, noise[0])
-    elif row.kind in ("psp", "e4e"):
-
-        inverter = load_encoder(row.kind, getattr(cfg.eval, f"{row.kind}_weights"), G).to(device)
-        codes = encode_images(inverter, targets[todo])
-        for j, i in enumerate(todo):
-            with torch.no_grad():
-                img = G.synthesis(codes[j:j + 1].to(device), noise_mode="const")[0].cpu()
-            _save_single(directory / names[i], names[i], "wplus", [codes[j]], targets[i], img,
-                         {"recipe": row.kind, "encoder": inverter.source})
-    elif row.kind == "pti":
-
-        pivot_cfg = PivotConfig(steps=cfg.eval.pti.pivot_steps, lpips_resolution=cfg.invert.lpips_resolution)
-        sub = targets[todo].to(device)
-        for j, w_pivot, G_tuned, recon, steps in pivotal_tuning(G, sub, lpips_fn, metric_lpips, cfg.eval.pti,
-                                                                 pivot_cfg, seed=cfg.run.seed):
-            folder = directory / names[todo[j]]
-            (folder / "edits").mkdir(parents=True, exist_ok=True)
-            for dname, direction in directions.items():
-                for k in strengths:
-                    space, moved = apply_direction(G_tuned, "wplus", [w_pivot.unsqueeze(1)], direction,
-                                                   float(k) * scales.get(dname, 1.0))
-                    with torch.no_grad():
-                        img = (G_tuned.synthesis(moved[0][:, 0], noise_mode="const") if space == "wplus"
-                               else G_tuned.synthesis.synthesize_from_styles([s[:, 0] for s in moved], noise_mode="const"))
-                    save_image(img[0].cpu(), folder / "edits" / _edit_file(dname, k))
-            _save_single(folder, names[todo[j]], "wplus", [w_pivot[0].cpu()], targets[todo[j]], recon[0].cpu(),
-                         {"recipe": "pti", "tuning_steps": steps})
-            del G_tuned
-    return len(todo)
+def _unfinished(directory: Path, names: Sequence[str], edits: EditRequest | None) -> int:
+    files = edits.files() if edits is not None else []
+    return sum(not (is_finished(directory / n) and all((directory / n / "edits" / f).is_file() for f in files))
+               for n in names)
 
 
 def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_paths: Sequence[str] = (),
@@ -522,35 +396,30 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
     if not inputs:
         raise ConfigError("no input images: give a folder of aligned faces (e.g. the CelebA-HQ test split)")
     output_dir = Path(output_dir)
-    rows = [parse_row(k) for k in cfg.eval.rows]
-    run_rows = [r for r in rows if r.implemented]
-    missing_rows = [r for r in rows if not r.implemented]
+    rows = table_rows(cfg.eval.rows, cfg)
+    run_rows = [r for r in rows if isinstance(r, Row)]
+    missing_rows = [r for r in rows if isinstance(r, MissingRow)]
     specs = list(direction_paths) or list(cfg.eval.directions)
-    edit_rows = [parse_row(k) for k in cfg.eval.edit_rows] if specs else []
-    absent = [r.key for r in edit_rows if r.key not in {x.key for x in rows}]
+    absent = [k for k in cfg.eval.edit_rows if k not in cfg.eval.rows] if specs else []
     if absent:
         raise ConfigError(f"eval.edit_rows {absent} are not in eval.rows {list(cfg.eval.rows)}")
-    edit_rows = [r for r in edit_rows if r.implemented]
+    edit_keys = {k for k in cfg.eval.edit_rows if k not in NOT_IMPLEMENTED} if specs else set()
     if generator is None:
-
         generator = generator_from_spec(cfg.generator)
     if lpips_fn is None:
-        lpips_fn = load_lpips_for(cfg)
+        lpips_fn = load_lpips(cfg.invert.lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
     if metric_lpips_fn is None:
-
         metric_lpips_fn = load_lpips(cfg.eval.metric_lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
         metric_lpips_fn = metric_lpips_fn.to(generator.w_avg.device).eval().requires_grad_(False)
     if identity_fn is None:
-
         identity_fn = load_identity_encoder(cfg.perception.identity, "cpu").eval()
+    tools = InversionTools(cfg, lpips_fn, metric_lpips_fn)
     directions = load_eval_directions(specs, generator) if specs else {}
     strengths = list(cfg.eval.edit_strengths)
     scales = strength_scales(directions, cfg.eval.strength_units)
-    pti_edits = directions if any(r.kind == "pti" for r in edit_rows) else {}
-    sources = _sources(cfg, inputs)
-    names = [s.name for s in sources]
-    targets = None
-    row_dirs: dict[RowSpec, Path] = {}
+    names = [s.name for s in _sources(cfg, inputs)]
+    rows_cfg = _rows_config(cfg)
+    row_dirs: dict[Row, Path] = {}
     seconds: dict[str, float] = {}
     began = time.perf_counter()
     for k, row in enumerate(run_rows, 1):
@@ -563,16 +432,18 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
             left = f"; about {spent / (k - 1) * (len(run_rows) - k + 1):.0f} s left" if k > 1 else ""
             print(f"eval-inversion: row {k}/{len(run_rows)}: {row.label} ({len(names)} images; {spent:.0f} s so far"
                   f"{left})", flush=True)
+        edits = (EditRequest(directions, tuple(strengths), scales, cfg.generator.noise_mode)
+                 if row.key in edit_keys else None)
+        if edits is not None and not row.entry.modifies_generator:
+            # Finished images of a method that renders with the configured generator: their edits come from
+            # what they saved (codes, masks, noise), without inverting them again.
+            for n in names:
+                if is_finished(directory / n):
+                    render_edits(generator, directory / n, directions, strengths, cfg.generator.noise_mode, scales)
         start = time.perf_counter()
-        if row.kind == "chunky" or (row.kind == "single" and cfg.eval.optimization_recipe == "chunkygan"):
-
-            ran = sum(not is_finished(directory / n) for n in names)
-            invert(row_config(cfg, row), list(inputs), generator=generator, lpips_fn=lpips_fn, run_dir=directory)
-        else:
-            if targets is None:
-                names, targets = _targets(cfg, inputs, generator.img_resolution)
-            ran = _run_method_row(row, cfg, names, targets, generator, lpips_fn, metric_lpips_fn, directory,
-                                  pti_edits if row.kind == "pti" else {}, strengths, scales)
+        ran = _unfinished(directory, names, edits)
+        invert(rows_cfg, inputs, generator=generator, tools=tools, run_dir=directory, row=row, edits=edits,
+               record=row_record(rows_cfg, row))
         timing_file = directory / "timing.json"
         if ran:
             seconds[row.key] = (time.perf_counter() - start) / ran
@@ -580,19 +451,17 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
         elif timing_file.is_file():
             seconds[row.key] = json.loads(timing_file.read_text())["seconds_per_image"]
     projection = projection_table(row_dirs, names, metric_lpips_fn, identity_fn, cfg.eval.metric_resolution)
-    edits = None
-    figure = None
+    edit_rows = [r for r in run_rows if r.key in edit_keys]
+    edits_table = None
     if directions:
-        for row in edit_rows:
-            for n in names:
-                render_edits(generator, row_dirs[row] / n, directions, strengths, cfg.generator.noise_mode, scales)
-        edit_dirs = {r: row_dirs[r] for r in edit_rows}
-        edits = identity_after_edit_table(edit_dirs, names, list(directions), strengths, identity_fn)
+        edits_table = identity_after_edit_table({r: row_dirs[r] for r in edit_rows}, names, list(directions),
+                                                strengths, identity_fn)
     figure_rows = edit_rows or run_rows
+    figure = None
     if names:
         figure = render_figure(output_dir / "inversion_figure.png", {r: row_dirs[r] for r in figure_rows},
                                names[0], list(directions), strengths)
-    notes = {r.label: recipe_of(cfg, r) for r in run_rows}
+    notes = {r.label: r.entry.describe(InverterContext(generator, cfg, r.settings_dict, tools)) for r in run_rows}
     info = {"images": len(names), "input": ", ".join(map(str, inputs)),
             "test_set": cfg.eval.test_set or "unnamed", "generator": cfg.generator.ckpt or "tiny-random",
             "steps": cfg.invert.steps, "n": cfg.invert.n, "lambda_reg_rows": cfg.eval.lambda_reg,
@@ -609,6 +478,6 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
                       f"Identity: {_distance_name(cfg.perception.identity)}; the edit table's (a) compares the "
                       "reconstruction with its edit, (b) the input photo with the edit.",
                       "s / image: wall time of this run of the row divided by the images it processed."]}
-    json_path, md_path = write_tables(output_dir, projection, edits, info, missing_rows, notes, figure)
+    json_path, md_path = write_tables(output_dir, projection, edits_table, info, missing_rows, notes, figure)
     return {"json": json_path, "markdown": md_path, "figure": figure, "projection": projection,
-            "identity_after_edit": edits}
+            "identity_after_edit": edits_table}

@@ -1,38 +1,19 @@
-"""ChunkyGAN real-image inversion via segments (Šubrtová et al., ECCV 2022).
+"""The Inverter family: real-image inversion methods behind one interface (``base.Inverter``), by name.
 
-A photo is modelled as O(z, s) = sum_i G(z_i) * s_i: n latent codes (W, W+ or S) blended by n soft
-masks, optimised jointly to minimise LPIPS(I, O) + lambda_reg * sum_i ||z_i - z_mu||^2.
+- base.py       the interface, its output, the registry (``register_inverter``), rendering as a method renders
+- chunkygan.py  ChunkyGAN (ECCV 2022): n codes blended by n soft masks (composite.py, masks.py, latents.py,
+                optimize.py are its pieces)
+- projector.py  single-code projection: the NVlabs projector recipe (the tables' "Optimization" rows)
+- encoders.py   pSp and e4e from their released checkpoints
+- pti.py        Pivotal Tuning (a W pivot, then the generator tuned per image)
+- module.py     InversionModule: any method at Lightning predict time, DDP, resume, edits (run.py: the job)
+- edit.py       editing inverted codes along directions, recompositing with the same masks
+- io.py, data.py, config.py
 
-- composite.py  compositing and the mask parametrisation (softmax over low-resolution logits)
-- masks.py      mask initialisation: face parsing groups, k-means over colour + position, uniform + noise
-- latents.py    code sets in W / W+ / S, one batched generator call, the regulariser
-- optimize.py   the optimisation of a batch of images (projector learning-rate ramp, Adam)
-- projector.py  classic single-code projection (the n = 1 baseline) and the NVlabs projector recipe
-- encoders.py   pSp / e4e encoders from their released checkpoints (the encoder rows of the tables)
-- pti.py        Pivotal Tuning (pivot W + generator fine-tuning), the PTI row of the tables
-- module.py     ChunkyGANModule: Lightning predict-time optimisation, DDP, resume
-- edit.py       editing inverted images along directions, recompositing with the same masks
-- io.py, data.py, run.py, commands.py, config.py
+Importing the package registers every method above.
 """
 
-from semedit.inversion.composite import composite, masks_from_logits
-from semedit.inversion.edit import apply_direction, edit_codes_images, render_composite
-from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
-from semedit.inversion.optimize import InversionResult, invert_batch, projector_lr
-from semedit.inversion.projector import project_single_code
+from semedit.inversion import chunkygan, encoders, projector, pti  # noqa: F401 - they register themselves
+from semedit.inversion.base import INVERTERS, InversionOutput, Inverter, register_inverter
 
-__all__ = [
-    "InversionResult",
-    "apply_direction",
-    "composite",
-    "edit_codes_images",
-    "init_codes",
-    "invert_batch",
-    "latent_mean",
-    "latent_regulariser",
-    "masks_from_logits",
-    "project_single_code",
-    "projector_lr",
-    "render_chunks",
-    "render_composite",
-]
+__all__ = ["INVERTERS", "Inverter", "InversionOutput", "register_inverter"]

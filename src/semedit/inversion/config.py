@@ -1,15 +1,24 @@
-"""Configuration schema of ChunkyGAN inversion (`semedit invert`, `semedit eval-inversion`)."""
+"""Configuration schema of real-image inversion (`semedit invert`, `semedit eval-inversion`).
+
+``invert`` holds the method (``invert.method``, a registered inverter) and ChunkyGAN's optimisation
+settings, which the optimisation rows share; every registered method with settings of its own gets a section
+``methods.<name>`` (built from the registry by ``inversion_job_schema``, so a new method needs no edit here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from semedit.config import JobConfig, check, check_number, validate_config
+
+# The members register themselves (and their settings) when imported.
+from semedit.inversion import chunkygan, encoders, projector, pti  # noqa: F401
+from semedit.inversion.base import INVERTERS
 from semedit.inversion.latents import REG_FORMS, SPACES
 from semedit.inversion.masks import MASK_INITS
-from semedit.inversion.pti import PTIConfig
 
-__all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig", "Config", "DEFAULT_CONFIG"]
+__all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig", "InversionJobBase",
+           "inversion_job_schema", "Config", "DEFAULT_CONFIG"]
 
 DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # packaged default (semedit/configs/)
 
@@ -18,6 +27,8 @@ DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # packaged default (semedit/configs/)
 class InversionConfig:
     """The optimisation problem min_{z,s} LPIPS(I, sum_i G(z_i) s_i) + lambda_reg sum_i ||z_i - z_mu||^2."""
 
+    # The inversion method of `semedit invert` (a registered Inverter: chunkygan, projector, psp, e4e, pti, ...).
+    method: str = "chunkygan"
     space: str = "wplus"  # "w" (one w per chunk) | "wplus" | "s" (StyleSpace)
     n: int = 4  # number of chunks; n = 1 with frozen masks is the classic single-code projection
     steps: int = 500
@@ -49,6 +60,7 @@ class InversionConfig:
     snapshots: int = 8  # frames in the progress strip
 
     def validate(self, prefix: str = "") -> None:
+        check(self.method in INVERTERS, f"{prefix}method", " | ".join(sorted(INVERTERS)), self.method)
         check(self.space in SPACES, f"{prefix}space", " | ".join(SPACES), self.space)
         for key in ("n", "steps", "batch_size", "mask_resolution", "kmeans_iters"):
             check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
@@ -118,8 +130,8 @@ class PerceptionConfig:
 class EvalConfig:
     """`semedit eval-inversion`: the paper's projection table and identity-after-edit table."""
 
-    # Rows of both tables (eval/inversion.py): "<space>:<single|chunky>[:reg]", "psp", "e4e", "pti", and the
-    # paper's rows semedit does not implement, "restyle" and "hyperstyle" (listed with the reason).
+    # Rows of both tables (eval/inversion.py): "<space>:<single|chunky>[:reg]" or a registered method's name
+    # ("psp", "e4e", "pti", ...); the paper's rows semedit does not implement yet are listed with the reason.
     rows: list[str] = field(default_factory=lambda: [
         "w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
         "e4e", "psp", "restyle", "pti", "hyperstyle",
@@ -138,11 +150,6 @@ class EvalConfig:
     # Metrics as pSp's scripts/calc_losses_on_images.py: LPIPS-Alex and MSE after resizing to 256 px.
     metric_lpips_net: str = "alex"
     metric_resolution: int = 256
-    # Encoder rows: registry name or path of the released checkpoint (None: psp-ffhq-encode / e4e-ffhq-encode),
-    # or "random[:seed]" for small random-weight encoders (tiny configs only).
-    psp_weights: str | None = None
-    e4e_weights: str | None = None
-    pti: PTIConfig = field(default_factory=PTIConfig)
     # The evaluation images: a name for the tables and, when set, exactly how many (the first N by file name).
     test_set: str = ""
     test_set_size: int | None = None
@@ -168,14 +175,35 @@ class EvalConfig:
 
 
 @dataclass
-class Config(JobConfig):
+class InversionJobBase(JobConfig):
+    """The sections of every inversion config; ``inversion_job_schema`` adds ``methods``."""
+
     invert: InversionConfig = field(default_factory=InversionConfig)
     data: PhotoDataConfig = field(default_factory=PhotoDataConfig)
     perception: PerceptionConfig = field(default_factory=PerceptionConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-def validate(cfg: Config) -> Config:
+_SCHEMAS: dict[tuple, type] = {}
+
+
+def inversion_job_schema() -> type:
+    """The inversion config dataclass for the methods registered now: ``methods.<name>`` for every registered
+    inverter with settings (built once per set of methods)."""
+    members = tuple((name, entry.settings) for name, entry in sorted(INVERTERS.items()) if entry.settings is not None)
+    if members not in _SCHEMAS:
+        methods = make_dataclass("MethodsConfig", [(name, settings, field(default_factory=settings))
+                                                   for name, settings in members])
+        methods.__doc__ = "Settings of each registered inversion method that has its own (methods.<name>)."
+        _SCHEMAS[members] = make_dataclass("InversionJobConfig", [("methods", methods, field(default_factory=methods))],
+                                           bases=(InversionJobBase,))
+    return _SCHEMAS[members]
+
+
+Config = inversion_job_schema()  # the schema of the built-in methods (tests and code build configs with it)
+
+
+def validate(cfg):
     """Every section's checks (what ``load_config`` runs), for configs built in code; returns ``cfg``."""
     validate_config(cfg)
     return cfg

@@ -34,11 +34,20 @@ import math
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from semedit.inversion.base import (
+    InversionOutput,
+    Inverter,
+    InverterContext,
+    register_inverter,
+    single_code_output,
+)
 from semedit.layers import IRSE_UNITS, FullyConnectedLayer, irse_body, irse_stage_layout, irse_stem
 from semedit.weights import (
     CorruptWeightsError,
@@ -260,3 +269,48 @@ def encode_images(inverter: EncoderInverter, images: torch.Tensor, batch: int = 
     device = next(inverter.encoder.parameters()).device
     return torch.cat([inverter(images[i:i + batch].to(device)).cpu() for i in range(0, images.shape[0], batch)])
 
+
+
+# ----------------------------------------------------------------------------------------------------
+# The encoder rows of the tables, as members of the Inverter family.
+
+
+@dataclass
+class EncoderSettings:
+    """``methods.psp`` / ``methods.e4e``: which released checkpoint."""
+
+    # Registry name or path (None: the released FFHQ checkpoint, psp-ffhq-encode / e4e-ffhq-encode), or
+    # "random[:seed]": a small random-weight encoder shaped for the generator (tiny configs only).
+    weights: Optional[str] = None
+
+
+class EncoderRow(Inverter):
+    """Codes from a released encoder (+ latent_avg), rendered by the configured generator."""
+
+    batch_size = 8  # images per encoder call (as ``encode_images``)
+
+    def __init__(self, G, inverter: EncoderInverter, kind: str):
+        self.G, self.encoder, self.kind = G, inverter, kind
+
+    def invert(self, images, names, indices, on_step=None, should_stop=None) -> InversionOutput:
+        self.encoder.to(images.device)
+        codes = encode_images(self.encoder, images)
+        with torch.no_grad():
+            recons = torch.cat([self.G.synthesis(codes[j:j + 1].to(images.device), noise_mode="const").cpu()
+                                for j in range(codes.shape[0])])
+        return single_code_output("wplus", [codes], recons,
+                                  meta=[{"recipe": self.kind, "encoder": self.encoder.source} for _ in names])
+
+
+def _register(kind: str, label: str) -> None:
+    def describe(ctx: InverterContext) -> str:
+        spec = ctx.settings.weights or ENCODER_KINDS[kind][1]
+        return f"released encoder `{spec}`, codes + latent_avg, rendered by the configured generator"
+
+    @register_inverter(kind, group="Encoders", label=label, describe=describe, settings=EncoderSettings)
+    def build(ctx: InverterContext) -> EncoderRow:
+        return EncoderRow(ctx.generator, load_encoder(kind, ctx.settings.weights, ctx.generator), kind)
+
+
+_register("psp", "pSp")
+_register("e4e", "e4e")

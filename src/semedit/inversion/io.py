@@ -8,7 +8,9 @@
         chunks.png          G(z_i) of every chunk, side by side
         masks.png           the masks, one colour per chunk
         progress.png        target | reconstructions during the optimisation (last = final)
+        noise.safetensors   the noise maps the codes were fitted with, when the method optimised them
         result.json         final metrics and per-step loss; written last, so its presence means "finished"
+        edits/              <direction>@<strength>.png, when edits were asked for
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
+from safetensors.torch import load_file
 
 from semedit.files import save_safetensors
 from semedit.images import save_image
@@ -28,6 +31,11 @@ from semedit.images import save_image
 __all__ = [
     "RESULT_FILE",
     "CODES_FILE",
+    "NOISE_FILE",
+    "save_output",
+    "load_noise",
+    "write_summary",
+    "edit_file",
     "Inversion",
     "is_finished",
     "save_inversion",
@@ -38,6 +46,7 @@ __all__ = [
 
 RESULT_FILE = "result.json"
 CODES_FILE = "codes.safetensors"
+NOISE_FILE = "noise.safetensors"
 
 # Distinct colours for up to 10 chunks (then they repeat).
 _PALETTE = np.array([
@@ -101,6 +110,60 @@ def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: l
     save_image(torch.cat([target, *snapshots], dim=2), out / "progress.png")
     _atomic_write_text(out / RESULT_FILE, json.dumps({"name": name, "space": space, **result}, indent=1))
     return out
+
+
+def edit_file(direction: str, strength: float) -> str:
+    """The file name of an edit inside ``<image folder>/edits/``."""
+    return f"{direction}@{strength:g}.png"
+
+
+def save_output(directory: str | os.PathLike, name: str, output, i: int, target: torch.Tensor, seconds: float,
+                meta: dict) -> dict:
+    """Write image ``i`` of an ``InversionOutput`` (what every method's `semedit invert` writes); returns its
+    result.json content. ``target``: [3, R, R] on the CPU; ``meta``: facts of the run for codes.safetensors."""
+    directory = Path(directory)
+    nan = float("nan")
+    terms = {k: float(output.losses[k][i]) if k in output.losses else nan for k in ("lpips", "reg", "total")}
+    result = {
+        **terms,
+        "l2": float((output.reconstruction[i] - target).pow(2).mean()),
+        "steps": output.steps_done,
+        "seconds": seconds,
+        "history": {k: [round(float(x), 6) for x in v[:, i]] for k, v in output.history.items()},
+        "snapshot_steps": output.snapshot_steps,
+        **meta.get("result", {}),
+        **(output.meta[i] if output.meta else {}),
+    }
+    file_meta = {k: v for k, v in meta.items() if k != "result"}
+    file_meta.update(output.meta[i] if output.meta else {})
+    if output.noise and output.noise[i]:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_safetensors({k: v.contiguous() for k, v in output.noise[i].items()}, directory / NOISE_FILE)
+    save_inversion(directory, name, output.space, [c[i] for c in output.codes], output.mask_logits[i],
+                   output.masks[i], target, output.reconstruction[i], output.chunk_images[i], output.snapshots[i],
+                   result, file_meta)
+    return result
+
+
+def write_summary(output_dir: Path, names: list[str]) -> dict:
+    """summary.json: per-image final metrics of all finished images, and the mean over them."""
+    rows = {}
+    for name in names:
+        path = output_dir / name / RESULT_FILE
+        if path.is_file():
+            data = json.loads(path.read_text())
+            rows[name] = {k: data.get(k, float("nan")) for k in ("lpips", "l2", "reg", "total", "seconds", "rank")}
+    summary = {"images": rows, "finished": len(rows), "total": len(names)}
+    if rows:
+        summary["mean"] = {k: sum(r[k] for r in rows.values()) / len(rows) for k in ("lpips", "l2", "reg")}
+    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def load_noise(directory: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The noise maps saved beside an inversion (``NOISE_FILE``), or None."""
+    path = Path(directory) / NOISE_FILE
+    return load_file(str(path)) if path.is_file() else None
 
 
 def load_inversion(directory: str | os.PathLike) -> Inversion:

@@ -1,16 +1,19 @@
-"""ChunkyGANModule: per-image ChunkyGAN optimisation at predict time, images x chunks in one G call.
+"""InversionModule: any registered inverter at predict time, one folder per image, DDP, resume, edits.
 
-The module only wires things together: the optimisation itself is ``optimize.invert_batch`` and the
-disk layout is ``io.save_inversion``. Each predict batch is one independent optimisation problem per
-image; Lightning provides device placement and DDP (each rank takes its share of the images through
-``data.ShardSampler``). Finished images are skipped, so re-running an interrupted run resumes it.
+The module only wires things together: the method is an ``Inverter`` (``semedit.inversion.base``), the disk
+layout ``io.save_output``. Each predict batch is one call of the inverter (its own batch size); Lightning
+provides device placement and DDP (each rank takes its share of the images through ``data.ShardSampler``).
+Finished images are skipped, so re-running an interrupted run resumes it. When edits are asked for (the
+identity-after-edit table), each image's edits are rendered right after its inversion, while a method that
+modified the generator (PTI, HyperStyle) still holds that generator.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,117 +22,120 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from semedit.inversion.config import Config
+from semedit.edits import Direction
+from semedit.images import save_image
+from semedit.inversion.base import InversionOutput, Inverter, rendering_as
 from semedit.inversion.data import RealImageDataset, ShardSampler
-from semedit.inversion.io import is_finished, save_inversion
-from semedit.inversion.masks import (
-    image_seed,
-    kmeans_mask_logits,
-    parse_groups,
-    parsing_mask_logits,
-    uniform_mask_logits,
-)
-from semedit.inversion.optimize import invert_batch
-from semedit.perception.lpips import load_lpips
-from semedit.perception.parsing import load_face_parser
-from semedit.stylegan2 import generator_from_spec
+from semedit.inversion.edit import edit_codes_images
+from semedit.inversion.io import edit_file, is_finished, save_output, write_summary
 
-__all__ = ["ChunkyGANModule", "load_lpips_for", "face_parser_fn", "initial_mask_logits", "save_result"]
+__all__ = ["EditRequest", "InversionModule", "render_output_edits"]
 
 
-def load_lpips_for(cfg: Config):
-    """The LPIPS module of the config, frozen: ``fn(x, y) -> [N]`` with images in [-1, 1]."""
+@dataclass(frozen=True)
+class EditRequest:
+    """Edits to render for every image: ``edits/<name>@<strength>.png`` for each direction and strength; a
+    direction's strengths are multiplied by its ``scales`` entry (Chunkmogrify's units, eval.strength_units)."""
 
-    fn = load_lpips(net=cfg.invert.lpips_net, pretrained_backbone=cfg.invert.lpips_pretrained)
-    fn.eval().requires_grad_(False)
-    return fn
+    directions: dict[str, Direction]
+    strengths: tuple[float, ...]
+    scales: dict[str, float]
+    noise_mode: str = "const"
 
-
-def face_parser_fn(weights: str | None, device):
-    """``parse(images [N,3,H,W] in [-1,1]) -> labels [N,H,W]`` from the perception face parser."""
-
-    parser = load_face_parser(weights, device=device) if weights else load_face_parser(device=device)
-
-    def parse(images: torch.Tensor) -> torch.Tensor:
-        if hasattr(parser, "labels"):
-            return parser.labels(images)
-        out = parser(images)
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        return out.argmax(dim=1) if out.ndim == 4 else out
-
-    return parse
+    def files(self) -> list[str]:
+        return [edit_file(d, k) for d in self.directions for k in self.strengths]
 
 
-class ChunkyGANModule(pl.LightningModule):
-    """Inverts the images of ``dataset`` into ``output_dir/<name>/`` (see io.py for the layout).
+def render_output_edits(G, output: InversionOutput, i: int, folder: Path, edits: EditRequest,
+                        only_missing: bool = True) -> None:
+    """Write the edits of image ``i`` of ``output`` (rendered as the method renders it: its noise maps, its
+    tuned generator parameters or weight deltas) into ``folder/edits``."""
+    device = G.w_avg.device
+    codes = [c[i:i + 1].to(device) for c in output.codes]
+    masks = output.masks[i:i + 1]
+    (folder / "edits").mkdir(parents=True, exist_ok=True)
+    with rendering_as(G, output, i):
+        for name, direction in edits.directions.items():
+            ks = [k for k in edits.strengths
+                  if not (only_missing and (folder / "edits" / edit_file(name, k)).is_file())]
+            if not ks:
+                continue
+            scale = edits.scales.get(name, 1.0)
+            images = edit_codes_images(G, output.space, codes, masks, direction, [k * scale for k in ks],
+                                       noise_mode=edits.noise_mode)
+            for k, image in zip(ks, images, strict=True):
+                save_image(image[0].cpu(), folder / "edits" / edit_file(name, k))
+
+
+class InversionModule(pl.LightningModule):
+    """Inverts the images of ``dataset`` with ``inverter`` into ``output_dir/<name>/`` (layout: io.py).
 
     Args:
-        cfg: the inversion ``Config``.
+        inverter: a built ``Inverter``.
+        generator: the frozen StyleGAN2 the inverter renders with (the module moves it to the device).
         dataset: ``RealImageDataset`` (items {"image" [3,R,R], "name", "index"}).
         output_dir: where the per-image folders go.
-        generator: the frozen StyleGAN2 (built from ``cfg.generator`` when None).
-        lpips_fn: LPIPS module (built from ``cfg.invert`` when None).
+        tools: the job's ``InversionTools`` (moved to the device with the module).
+        meta: facts of the run written into every codes.safetensors (resolution, generator, settings).
+        edits: edits to render after each image's inversion (None: none).
+        progress: show a bar over the optimisation steps of each batch (global rank 0 only).
     """
 
-    def __init__(self, cfg: Config, dataset: RealImageDataset, output_dir: str | Path,
-                 generator: torch.nn.Module | None = None, lpips_fn: torch.nn.Module | None = None):
+    def __init__(self, inverter: Inverter, generator: torch.nn.Module, dataset: RealImageDataset,
+                 output_dir: str | Path, tools, meta: dict, edits: EditRequest | None = None,
+                 progress: bool = True, num_workers: int = 0):
         super().__init__()
-        if generator is None:
-            generator = generator_from_spec(cfg.generator)
         self.G = generator.eval().requires_grad_(False)
-        self.lpips = (lpips_fn if lpips_fn is not None else load_lpips_for(cfg)).eval().requires_grad_(False)
-        self.cfg = cfg
-        self.dataset = dataset
-        self.output_dir = Path(output_dir)
-        self._parser = None
-        self._done_this_run: list[str] = []
         if dataset.resolution != self.G.img_resolution:
             raise ValueError(f"dataset resolution {dataset.resolution} != generator resolution {self.G.img_resolution}")
+        self.inverter, self.dataset, self.tools, self.meta, self.edits = inverter, dataset, tools, meta, edits
+        self.output_dir = Path(output_dir)
+        self.progress, self.num_workers = progress, num_workers
+        self._done_this_run: list[str] = []
 
     # -- data ------------------------------------------------------------------------------------
     def image_dir(self, name: str) -> Path:
         return self.output_dir / name
 
+    def finished(self, name: str) -> bool:
+        folder = self.image_dir(name)
+        if not is_finished(folder):
+            return False
+        return self.edits is None or all((folder / "edits" / f).is_file() for f in self.edits.files())
+
     def predict_dataloader(self) -> DataLoader:
         rank = self.trainer.global_rank if self._trainer is not None else 0
         world = self.trainer.world_size if self._trainer is not None else 1
-        sampler = ShardSampler(len(self.dataset), rank, world,
-                               lambda i: is_finished(self.image_dir(self.dataset.sources[i].name)))
-        return DataLoader(self.dataset, batch_size=self.cfg.invert.batch_size, sampler=sampler,
-                          num_workers=self.cfg.data.num_workers, collate_fn=_collate)
+        sampler = ShardSampler(len(self.dataset), rank, world, lambda i: self.finished(self.dataset.sources[i].name))
+        return DataLoader(self.dataset, batch_size=self.inverter.batch_size, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=_collate)
 
-    # -- masks -----------------------------------------------------------------------------------
-    def initial_mask_logits(self, images: torch.Tensor, names: list[str]) -> torch.Tensor:
-        """[N, n, h, w] initial logits, seeded per image name (independent of rank and batch)."""
-        if self._parser is None and self.cfg.invert.mask_init == "parsing" and self.cfg.invert.n > 1:
-            self._parser = face_parser_fn(self.cfg.perception.parser_weights, images.device)
-        return initial_mask_logits(self.cfg, images, names, self._parser)
+    def on_predict_start(self) -> None:
+        self.tools.to(self.device)
 
     # -- the work --------------------------------------------------------------------------------
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         names, images = batch["name"], batch["image"]
+        indices = [int(i) for i in batch["index"]]
         start = time.perf_counter()
-        logits = self.initial_mask_logits(images, names)
-        # Lightning runs predict without autograd; the optimisation needs it.
-        with torch.inference_mode(False), torch.enable_grad():
-            # A batch fetched under inference mode holds inference tensors, which autograd refuses to save.
-            images = images.clone()
-            # A bar over the optimisation steps of this batch (Lightning's own bar counts batches only).
-            show = self.cfg.trainer.enable_progress_bar and self.global_rank == 0
-            with tqdm(total=self.cfg.invert.steps, desc=f"inverting {', '.join(names)}", unit="step",
-                      leave=False, disable=not show, dynamic_ncols=True) as bar:
-                result = invert_batch(self.G, self.lpips, images, logits.to(images.device), self.cfg.invert,
-                                      noise_mode=self.cfg.generator.noise_mode, on_step=lambda step, _: bar.update(1))
+        # A bar over the optimisation steps of this batch (Lightning's own bar counts batches only).
+        show = self.progress and self.global_rank == 0
+        with tqdm(desc=f"inverting {', '.join(names)}", unit="step", leave=False, disable=not show,
+                  dynamic_ncols=True) as bar:
+            output = self.inverter.invert(images, names, indices, on_step=lambda step, _: bar.update(1))
         seconds = time.perf_counter() - start
         targets = images.detach().cpu()
         for i, name in enumerate(names):
-            result_json = save_result(self.image_dir(name), name, result, i, targets[i], self.cfg, self.G,
-                                      seconds / len(names), int(self.global_rank), int(batch["index"][i]))
+            folder = self.image_dir(name)
+            meta = {**self.meta, "index": indices[i],
+                    "result": {"seconds": seconds / len(names), "rank": int(self.global_rank)}}
+            result = save_output(folder, name, output, i, targets[i], seconds / len(names), meta)
+            if self.edits is not None:
+                render_output_edits(self.G, output, i, folder, self.edits)
             self._done_this_run.append(name)
             if self.logger is not None:
-                self.logger.log_metrics({"invert/lpips": result_json["lpips"], "invert/l2": result_json["l2"],
-                                         "invert/reg": result_json["reg"]}, step=int(batch["index"][i]))
+                self.logger.log_metrics({"invert/lpips": result["lpips"], "invert/l2": result["l2"],
+                                         "invert/reg": result["reg"]}, step=indices[i])
         return None
 
     def on_predict_end(self) -> None:
@@ -137,7 +143,7 @@ class ChunkyGANModule(pl.LightningModule):
         mine = self.output_dir / f".done_rank{self.global_rank}.json"
         self.output_dir.mkdir(parents=True, exist_ok=True)
         mine.write_text(json.dumps(self._done_this_run))
-        self.trainer.strategy.barrier("chunkygan-predict-end")
+        self.trainer.strategy.barrier("inversion-predict-end")
         if self.global_rank == 0:
             summary = write_summary(self.output_dir, [s.name for s in self.dataset.sources])
             if self.logger is not None and "mean" in summary:
@@ -145,72 +151,9 @@ class ChunkyGANModule(pl.LightningModule):
                 self.logger.log_metrics({f"invert/mean_{k}": v for k, v in summary["mean"].items()})
 
 
-def initial_mask_logits(cfg: Config, images: torch.Tensor, names: list[str],
-                        parser: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """[N, n, h, w] initial mask logits of ``cfg.invert.mask_init``, seeded per image name.
-
-    ``parser`` (from ``face_parser_fn``) is needed only for mask_init=parsing.
-    """
-    inv = cfg.invert
-    seeds = [image_seed(cfg.run.seed, name) for name in names]
-    if inv.mask_init == "uniform" or inv.n == 1:
-        return uniform_mask_logits(len(names), inv.n, inv.mask_resolution, inv.mask_noise, seeds)
-    if inv.mask_init == "kmeans":
-        return kmeans_mask_logits(images.cpu(), inv.n, inv.mask_resolution, inv.mask_init_sharpness,
-                                  inv.kmeans_position_weight, inv.kmeans_iters, seeds)
-    if parser is None:
-        raise ValueError("invert.mask_init=parsing needs a face parser (face_parser_fn)")
-    groups = parse_groups(inv.parsing_groups, inv.n)
-    return parsing_mask_logits(images, parser, groups, inv.mask_resolution, inv.mask_init_sharpness)
-
-
-def save_result(directory: str | Path, name: str, result, i: int, target: torch.Tensor, cfg: Config, G,
-                seconds: float, rank: int = 0, index: int = 0) -> dict:
-    """Write image ``i`` of an ``InversionResult`` in the layout of io.py (what `semedit invert` writes);
-    returns its result.json content. ``target``: [3, R, R] on the CPU."""
-    l2 = float((result.reconstruction[i] - target).pow(2).mean())
-    result_json = {
-        "lpips": float(result.losses["lpips"][i]),
-        "reg": float(result.losses["reg"][i]),
-        "total": float(result.losses["total"][i]),
-        "l2": l2,
-        "steps": cfg.invert.steps,
-        "seconds": seconds,
-        "rank": rank,
-        "history": {k: [round(float(x), 6) for x in v[:, i]] for k, v in result.history.items()},
-        "snapshot_steps": result.snapshot_steps,
-    }
-    meta = {
-        "resolution": int(G.img_resolution),
-        "num_ws": int(G.num_ws),
-        "lambda_reg": cfg.invert.lambda_reg,
-        "generator_ckpt": cfg.generator.ckpt,
-        "index": index,
-    }
-    save_inversion(directory, name, result.space, [c[i] for c in result.codes], result.mask_logits[i],
-                   result.masks[i], target, result.reconstruction[i], result.chunk_images[i],
-                   result.snapshots[i], result_json, meta)
-    return result_json
-
-
-def _collate(items: list[dict]) -> dict[str, Any]:
+def _collate(items: Sequence[dict]) -> dict[str, Any]:
     return {
         "image": torch.stack([it["image"] for it in items]),
         "name": [it["name"] for it in items],
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
     }
-
-
-def write_summary(output_dir: Path, names: list[str]) -> dict:
-    """summary.json: per-image final metrics of all finished images, and the mean over them."""
-    rows = {}
-    for name in names:
-        path = output_dir / name / "result.json"
-        if path.is_file():
-            data = json.loads(path.read_text())
-            rows[name] = {k: data[k] for k in ("lpips", "l2", "reg", "total", "seconds", "rank")}
-    summary = {"images": rows, "finished": len(rows), "total": len(names)}
-    if rows:
-        summary["mean"] = {k: sum(r[k] for r in rows.values()) / len(rows) for k in ("lpips", "l2", "reg")}
-    (output_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    return summary

@@ -19,13 +19,22 @@ projection table, in two recipes.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
+from semedit.inversion.base import (
+    SPACE_LABEL,
+    InversionOutput,
+    Inverter,
+    InverterContext,
+    noise_buffers,
+    register_inverter,
+    row_invert_config,
+    single_code_output,
+    use_noise,
+)
 from semedit.inversion.latents import check_space, latent_mean, latent_regulariser, latent_spread
 from semedit.inversion.optimize import lpips_input, projector_lr
 
@@ -40,9 +49,6 @@ def render_single(G, space: str, codes: list[torch.Tensor], noise_mode: str = "c
     if space == "wplus":
         return G.synthesis(codes[0], noise_mode=noise_mode)
     return G.synthesis.synthesize_from_styles(codes, noise_mode=noise_mode)
-
-
-_render = render_single  # kept for callers of the former private name
 
 
 def _reg(codes, means, cfg, spread):
@@ -77,33 +83,6 @@ def project_single_code(G, lpips_fn, targets: torch.Tensor, cfg, noise_mode: str
     with torch.no_grad():
         img = render_single(G, space, codes, noise_mode)
     return [c.detach() for c in codes], img
-
-
-def noise_buffers(G) -> dict[str, torch.Tensor]:
-    """The constant per-layer noise maps of the synthesis network (projector.py line 57)."""
-    return {name: buf for name, buf in G.synthesis.named_buffers() if "noise_const" in name}
-
-
-@contextlib.contextmanager
-def use_noise(G, maps: dict[str, torch.Tensor] | None) -> Iterator[None]:
-    """Temporarily render with the given noise maps (e.g. those a projection optimised); restored after."""
-    if not maps:
-        yield
-        return
-    bufs = noise_buffers(G)
-    unknown = sorted(set(maps) - set(bufs))
-    if unknown:
-        raise ValueError(f"noise maps {unknown[:3]} do not belong to this generator (it has {sorted(bufs)[:3]}...)")
-    saved = {k: bufs[k].detach().clone() for k in maps}
-    try:
-        with torch.no_grad():
-            for k, v in maps.items():
-                bufs[k].copy_(v.to(bufs[k].device, bufs[k].dtype))
-        yield
-    finally:
-        with torch.no_grad():
-            for k, v in saved.items():
-                bufs[k].copy_(v)
 
 
 def noise_regulariser(maps) -> torch.Tensor:
@@ -182,3 +161,49 @@ def project_nvlabs(G, lpips_fn, targets: torch.Tensor, cfg, noise_reg_weight: fl
         all_noise.append({k: v.detach().clone().cpu() for k, v in bufs.items()} if optimise_noise else {})
     codes_out = [torch.cat([c[k] for c in all_codes]) for k in range(len(means))]
     return codes_out, all_noise, torch.cat(images)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The "Optimization" rows of the tables, as a member of the Inverter family.
+
+
+class NVlabsProjector(Inverter):
+    """One code per image with the NVlabs projector recipe (``project_nvlabs``), one image at a time; image
+    ``index`` of the job uses the seed ``run.seed + index`` (the w noise and the noise maps' start)."""
+
+    batch_size = 1
+
+    def __init__(self, G, lpips_fn, inv, seed: int):
+        self.G, self.lpips, self.inv, self.seed = G, lpips_fn, inv, seed
+
+    def invert(self, images, names, indices, on_step=None, should_stop=None) -> InversionOutput:
+        codes, noise, recons = [], [], []
+        for j, index in enumerate(indices):
+            with torch.inference_mode(False), torch.enable_grad():
+                c, maps, img = project_nvlabs(self.G, self.lpips, images[j:j + 1].clone(), self.inv,
+                                              seed=self.seed + int(index))
+            codes.append(c)
+            noise.extend(maps)
+            recons.append(img)
+        merged = [torch.cat([c[k] for c in codes]) for k in range(len(codes[0]))]
+        return single_code_output(self.inv.space, merged, torch.cat(recons), noise=noise,
+                                  steps_done=self.inv.steps, meta=[{"recipe": "nvlabs"} for _ in names])
+
+
+def _rows(key: str, cfg) -> dict | None:
+    space, _, kind = key.partition(":")
+    if kind != "single" or space not in SPACE_LABEL or cfg.eval.optimization_recipe != "nvlabs":
+        return None
+    return {"space": space, "single": True, "reg": False}
+
+
+def _describe(ctx: InverterContext) -> str:
+    inv = row_invert_config(ctx.cfg, ctx.row)
+    return ("NVlabs projector recipe: noise maps optimised (noise reg. 1e5), w noise 0.05 w_std ramped to 0 over "
+            f"75 % of {inv.steps} steps, LPIPS-{inv.lpips_net} at {inv.lpips_resolution} px, codes start at the mean")
+
+
+@register_inverter("projector", group="Optimization", describe=_describe, rows=_rows,
+                   label=lambda row: f"Optimization {SPACE_LABEL[row.get('space', 'w')]}")
+def _build(ctx: InverterContext) -> NVlabsProjector:
+    return NVlabsProjector(ctx.generator, ctx.tools.lpips(), row_invert_config(ctx.cfg, ctx.row), ctx.cfg.run.seed)

@@ -29,6 +29,13 @@ import numpy as np
 import torch
 
 from semedit.config import check, check_number
+from semedit.inversion.base import (
+    InversionOutput,
+    Inverter,
+    InverterContext,
+    register_inverter,
+    single_code_output,
+)
 from semedit.inversion.optimize import lpips_input
 from semedit.inversion.projector import project_nvlabs
 
@@ -142,3 +149,48 @@ def pivotal_tuning(G, targets: torch.Tensor, projector_lpips, tuning_lpips, cfg:
         with torch.no_grad():
             recon = G_tuned.synthesis(w_pivot, noise_mode="const")
         yield i, w_pivot, G_tuned, recon, steps
+
+
+# ----------------------------------------------------------------------------------------------------
+# The PTI row of the tables, as a member of the Inverter family.
+
+
+class PivotalTuning(Inverter):
+    """A W pivot (NVlabs recipe) and a generator tuned to it, per image: the tuned synthesis parameters are
+    the output's ``generator_params`` (edits render with them). Image ``index`` uses seed ``run.seed + index``."""
+
+    batch_size = 1
+
+    def __init__(self, G, projector_lpips, tuning_lpips, cfg: PTIConfig, pivot_cfg: PivotConfig, seed: int):
+        self.G, self.projector_lpips, self.tuning_lpips = G, projector_lpips, tuning_lpips
+        self.cfg, self.pivot_cfg, self.seed = cfg, pivot_cfg, seed
+
+    def invert(self, images, names, indices, on_step=None, should_stop=None) -> InversionOutput:
+        pivots, recons, params, meta = [], [], [], []
+        for j, index in enumerate(indices):
+            with torch.inference_mode(False), torch.enable_grad():
+                (_, w_pivot, G_tuned, recon, steps), = pivotal_tuning(
+                    self.G, images[j:j + 1].clone(), self.projector_lpips, self.tuning_lpips, self.cfg,
+                    self.pivot_cfg, seed=self.seed + int(index))
+            pivots.append(w_pivot[0].detach().cpu())
+            recons.append(recon.detach().cpu())
+            params.append({k: v.detach().cpu().clone() for k, v in G_tuned.synthesis.named_parameters()})
+            meta.append({"recipe": "pti", "tuning_steps": steps})
+            del G_tuned
+        return single_code_output("wplus", [torch.stack(pivots)], torch.cat(recons), generator_params=params,
+                                  meta=meta)
+
+
+def _describe(ctx: InverterContext) -> str:
+    p = ctx.settings
+    return (f"W pivot from the NVlabs recipe ({p.pivot_steps} steps), then {p.steps} generator steps "
+            f"(Adam {p.lr:g}, {p.l2_lambda:g} L2 + {p.lpips_lambda:g} LPIPS-Alex, stop at LPIPS <= "
+            f"{p.lpips_threshold:g}), locality regulariser {'on' if p.locality_regularization else 'off (PTI default)'}")
+
+
+@register_inverter("pti", group="Generator parameters modification", label="Pivotal Tuning", describe=_describe,
+                   settings=PTIConfig, modifies_generator=True)
+def _build(ctx: InverterContext) -> PivotalTuning:
+    pivot = PivotConfig(steps=ctx.settings.pivot_steps, lpips_resolution=ctx.cfg.invert.lpips_resolution)
+    return PivotalTuning(ctx.generator, ctx.tools.lpips(), ctx.tools.metric_lpips(), ctx.settings, pivot,
+                         ctx.cfg.run.seed)

@@ -1,16 +1,20 @@
-"""Running an inversion: config -> images -> Trainer.predict(ChunkyGANModule) -> per-image folders."""
+"""Running an inversion: config -> images -> an Inverter -> Trainer.predict(InversionModule) -> per-image folders."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 
-from semedit.inversion.config import Config, validate
+from semedit.config import as_dict
+from semedit.errors import ConfigError
+from semedit.inversion.base import INVERTERS, InversionTools, InverterContext, Row
+from semedit.inversion.config import validate
 from semedit.inversion.data import RealImageDataset, check_sources, list_images
-from semedit.inversion.module import ChunkyGANModule
+from semedit.inversion.module import EditRequest, InversionModule
 from semedit.lightning_output import quiet_lightning
 from semedit.stylegan2 import generator_from_spec
 from semedit.threads import configure_threads, local_processes
@@ -18,7 +22,7 @@ from semedit.training import build_logger, build_predict_trainer, job_run_folder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvertOutcome", "invert"]
+__all__ = ["InvertOutcome", "invert", "method_row"]
 
 
 @dataclass
@@ -28,17 +32,29 @@ class InvertOutcome:
     is_global_zero: bool
 
 
-def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: str = "invert",
-           run_dir: Path | None = None) -> InvertOutcome:
-    """Invert ``inputs`` (files, folders, ``skimage:<name>``) into ``cfg.run.output_dir/<run name>/``.
+def method_row(cfg) -> Row:
+    """The row of a plain `semedit invert`: the method ``invert.method`` with its own settings."""
+    name = cfg.invert.method
+    if name not in INVERTERS:
+        raise ConfigError(f"invert.method={name!r} is not a registered inversion method; choose one of "
+                          f"{', '.join(sorted(INVERTERS))}")
+    return Row(name, INVERTERS[name], (("method", name),))
 
-    ``run_dir`` overrides the run folder (used by eval-inversion, which runs several inversions in one
-    process). Re-running into the same folder skips the images that are already finished.
+
+def invert(cfg, inputs: list[str], generator=None, tools: InversionTools | None = None, job: str = "invert",
+           run_dir: Path | None = None, row: Row | None = None, edits: EditRequest | None = None,
+           record: Any = None) -> InvertOutcome:
+    """Invert ``inputs`` (files, folders, samples such as ``skimage:astronaut``) with the method of ``row``
+    (default: ``invert.method``) into ``cfg.run.output_dir/<run name>/``.
+
+    ``run_dir`` overrides the run folder and ``record`` what its config.yaml holds (eval-inversion runs one
+    folder per table row, each recording what makes that row's numbers). Re-running into the same folder
+    skips the images that are already finished.
     """
-
     validate(cfg)
     configure_threads(cfg.run.threads, local_processes(cfg.trainer))
-    with job_run_folder(job, cfg, cfg.run, cfg.trainer, run_dir=run_dir) as folder:
+    row = row or method_row(cfg)
+    with job_run_folder(job, record if record is not None else cfg, cfg.run, cfg.trainer, run_dir=run_dir) as folder:
         run_dir = folder.path
         if generator is None:
             generator = generator_from_spec(cfg.generator)
@@ -47,7 +63,14 @@ def invert(cfg: Config, inputs: list[str], generator=None, lpips_fn=None, job: s
         dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
                                    cfg.perception.landmark_weights, cfg.perception.landmarker)
         pl.seed_everything(cfg.run.seed, verbose=False)
-        module = ChunkyGANModule(cfg, dataset, run_dir, generator=generator, lpips_fn=lpips_fn)
+        tools = tools or InversionTools(cfg)
+        inverter = row.entry.build(InverterContext(generator, cfg, row.settings_dict, tools))
+        # The generator's spec travels with the codes: `semedit edit-real` renders them with it.
+        meta = {"resolution": int(generator.img_resolution), "num_ws": int(generator.num_ws),
+                "generator_ckpt": cfg.generator.ckpt, "generator": as_dict(cfg.generator),
+                "method": row.entry.name, "row": row.key}
+        module = InversionModule(inverter, generator, dataset, run_dir, tools, meta, edits,
+                                 progress=cfg.trainer.enable_progress_bar, num_workers=cfg.data.num_workers)
         logger = build_logger(cfg.logger, run_dir, run_dir.name, cfg) if cfg.logger.wandb else False
         # The optimisation needs autograd inside predict_step, and each rank's share of the images is chosen
         # by ShardSampler (Lightning's distributed sampler would pad shards with repeated images). The module
