@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 
 # Overridable knobs for the job targets: extra key=value overrides and config files.
 ARGS ?=
-CKPT ?=
+GENERATOR ?=
 INPUT ?=
 # The newest hair-transfer run's checkpoint (run folders are named hair-<date>-<time>-<id>).
-HAIR_CKPT ?= $(lastword $(sort $(wildcard runs/hair-*/checkpoints/last.ckpt)))
+HAIR_MODEL ?= $(lastword $(sort $(wildcard runs/hair-*/checkpoints/last.ckpt)))
 FACES ?=
 SWEEP ?= configs/sweeps/hair.yaml
 SWEEP_ID ?=
@@ -45,8 +45,8 @@ test-gpu: $(STAMP) ## the tests that need a CUDA device
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src tests benchmarks
 
-generate: $(STAMP) ## images from seeds: make generate CKPT=ffhq.pkl ARGS="--seeds 0-7 --trunc 0.7"
-	$(SEMEDIT) generate $(if $(CKPT),--ckpt $(CKPT),) $(if $(ARGS),$(ARGS),--seeds 0-7 --trunc 0.7) --out outputs/generate
+generate: $(STAMP) ## images from seeds: make generate GENERATOR=ffhq.pkl ARGS="--seeds 0-7 --truncation-psi 0.7"
+	$(SEMEDIT) generate $(if $(GENERATOR),--generator $(GENERATOR),) $(if $(ARGS),$(ARGS),--seeds 0-7 --truncation-psi 0.7) --out outputs/generate
 
 # `make bench` writes benchmarks/results/latest/ (git-ignored); `make bench-record` updates the tracked JSON.
 BENCH_OUT ?= benchmarks/results/latest
@@ -70,11 +70,11 @@ train-hair: $(STAMP) ## train hair transfer (tiny CPU default; ARGS="key=value .
 train-direction: $(STAMP) ## train a latent direction classifier (tiny default: centroid_x scorer)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(SEMEDIT) train direction $(ARGS)
 
-eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_CKPT=...; default: the newest train-hair run); results in <hair run>/eval-identity-<protocol hash>/
-	@test -n "$(HAIR_CKPT)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_CKPT=path/to/last.ckpt"; exit 2)
-	$(SEMEDIT) eval-identity hair_ckpt=$(HAIR_CKPT) $(ARGS)
+eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_MODEL=...; default: the newest train-hair run); results in <hair run>/eval-identity-<protocol hash>/
+	@test -n "$(HAIR_MODEL)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_MODEL=path/to/last.ckpt"; exit 2)
+	$(SEMEDIT) eval-identity hair_model=$(HAIR_MODEL) $(ARGS)
 
-demo: $(STAMP) ## local web app on http://127.0.0.1:7860 (embedded default; ARGS="--hair-ckpt P --generator G --directions DIR")
+demo: $(STAMP) ## local web app on http://127.0.0.1:7860 (embedded default; ARGS="--hair-model P --generator G --directions DIR")
 	$(SEMEDIT) demo $(ARGS)
 
 align: $(STAMP) ## FFHQ-align raw photos with dlib, offline: make align INPUT="photos/ a.jpg" [OUT=aligned] [ARGS="--size 256"]

@@ -8,13 +8,13 @@ B*n images (the same number of generator evaluations).
 
     python benchmarks/chunkygan.py                       # tiny generator on CPU (default)
     python benchmarks/chunkygan.py --device cuda --resolution 256 --batch 4
-    python benchmarks/chunkygan.py --ckpt stylegan2-ffhq-config-f --device cuda --batch 2
+    python benchmarks/chunkygan.py --generator stylegan2-ffhq-config-f --device cuda --batch 2
 
 Per-step times are differences of two runs with different step counts, so set-up and the final
 evaluation cancel out. Writes benchmarks/results/chunkygan.json.
 
 ``--rows`` instead times one image through every row of the ChunkyGAN tables (Optimization W / W+ / S with the
-NVlabs recipe, Ours in W / W+ / W+ reg. / S, pSp, e4e, PTI) with the step counts of a config:
+NVlabs recipe, Ours in W / W+ / W+ reg. / S, pSp, e4e, ReStyle, PTI, HyperStyle) with the step counts of a config:
     python benchmarks/chunkygan.py --rows                          # tiny default (chunkygan/tiny.yaml), CPU
     python benchmarks/chunkygan.py --rows --full-1024     # random config-f 1024 px G, ffhq1024.yaml steps, CPU
 
@@ -36,12 +36,21 @@ import torch
 
 from semedit.config import GeneratorSpec, load_config, packaged_config
 from semedit.inversion.composite import composite, masks_from_logits
-from semedit.inversion.config import Config, InversionConfig
+from semedit.inversion.config import InversionConfig, inversion_job_schema
 from semedit.inversion.encoders import EncoderInverter, build_encoder, encode_images, load_encoder
+from semedit.inversion.hyperstyle import (
+    RESNET34_UNITS,
+    RESNET_WIDTHS,
+    HyperStyle,
+    build_hypernetwork,
+    build_w_encoder,
+    load_hyperstyle,
+)
 from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
 from semedit.inversion.optimize import invert_batch, lpips_input
 from semedit.inversion.projector import project_nvlabs
 from semedit.inversion.pti import PivotConfig, tune_generator
+from semedit.inversion.restyle import ReStyle, build_restyle_encoder, load_restyle
 from semedit.perception.lpips import load_lpips
 from semedit.stylegan2 import generator_from_spec
 from semedit.stylegan2.networks import Generator, GeneratorConfig
@@ -145,7 +154,18 @@ def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> 
             _sync(device)
         run_enc()  # warm-up
         rows.append({"row": kind, "recipe": "encoder forward + generator", "s_per_image": _timed(run_enc)})
-    pti = cfg.eval.pti
+    restyle, hyperstyle = (full_size_iterative_models(G, device) if res >= 256 else
+                           (load_restyle(cfg.methods.restyle.kind, "random", G).to(device),
+                            load_hyperstyle("random", G).to(device)))
+    for key, model, n_iters in (("restyle", restyle, cfg.methods.restyle.n_iters),
+                                ("hyperstyle", hyperstyle, cfg.methods.hyperstyle.n_iters)):
+        def run_iterative(model=model, n_iters=n_iters):
+            model.run(target, n_iters)
+            _sync(device)
+        run_iterative()  # warm-up
+        rows.append({"row": key, "recipe": f"{n_iters} iterations (encoder/hypernetwork + generator each)",
+                     "s_per_image": _timed(run_iterative)})
+    pti = cfg.methods.pti
 
     def run_pivot(k):
         project_nvlabs(G, lpips_fn, target, PivotConfig(steps=k, lpips_resolution=inv.lpips_resolution))
@@ -162,6 +182,19 @@ def time_rows(G, lpips_fn, metric_lpips, cfg, short: int, long: int, device) -> 
     return rows
 
 
+def full_size_iterative_models(G, device) -> tuple[ReStyle, HyperStyle]:
+    """ReStyle-e4e and HyperStyle in their released architectures (IR-SE50 encoders at 256 px, the ResNet-34
+    hypernetwork with its released refinement widths) with random weights: the cost does not depend on them."""
+    latent_avg = G.w_avg.detach().cpu().reshape(1, -1).expand(G.num_ws, -1).clone()
+    restyle = ReStyle(build_restyle_encoder("e4e", G.num_ws, G.w_dim, depth=50, seed=0), latent_avg, G,
+                      "random IR-SE50 ReStyle-e4e")
+    hypernet = build_hypernetwork(G, units=RESNET34_UNITS, widths=RESNET_WIDTHS, input_size=256, refine_inner=256,
+                                  hyper_inner=128, seed=0)
+    w_encoder = build_w_encoder(G.num_ws, G.w_dim, depth=50, channels=(64, 128, 256, 512), seed=0)
+    hyperstyle = HyperStyle(hypernet, w_encoder, latent_avg, G, "random ResNet-34 hypernetwork")
+    return restyle.eval().to(device), hyperstyle.eval().to(device)
+
+
 def time_rows_1024(G, lpips_fn, cfg, device) -> list[dict]:
     """1024 px on a CPU: one step of each kind is measured and the rows are extrapolated from it.
 
@@ -169,9 +202,6 @@ def time_rows_1024(G, lpips_fn, cfg, device) -> list[dict]:
     reach; each row's cost is (generator passes per step) x (steps) x (measured step), plus the encoders'
     measured forward passes.
     """
-    from semedit.inversion.encoders import EncoderInverter, build_encoder, encode_images
-    from semedit.inversion.optimize import lpips_input
-
     res = G.img_resolution
     target = (torch.rand(1, 3, res, res, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
     w = G.mean_ws(1).to(device).requires_grad_(True)
@@ -188,7 +218,7 @@ def time_rows_1024(G, lpips_fn, cfg, device) -> list[dict]:
     enc = build_encoder("psp", G.num_ws, G.w_dim, depth=50, seed=0).to(device)
     inverter = EncoderInverter(enc, None, "random IR-SE50").to(device)
     encode_s = _timed(lambda: encode_images(inverter, target))
-    steps, n, pti = cfg.invert.steps, cfg.invert.n, cfg.eval.pti
+    steps, n, pti = cfg.invert.steps, cfg.invert.n, cfg.methods.pti
     rows = [{"row": f"{sp}:single", "recipe": "nvlabs", "generator_passes_per_step": 1, "steps": steps,
              "s_per_image": steps * step_s} for sp in ("w", "wplus", "s")]
     rows += [{"row": key, "recipe": f"chunkygan n={n}", "generator_passes_per_step": n, "steps": steps,
@@ -198,8 +228,16 @@ def time_rows_1024(G, lpips_fn, cfg, device) -> list[dict]:
     rows.append({"row": "pti", "recipe": f"pivot {pti.pivot_steps} + tuning {pti.steps} steps (no early stop)",
                  "generator_passes_per_step": 1, "steps": pti.pivot_steps + pti.steps,
                  "s_per_image": (pti.pivot_steps + pti.steps) * step_s})
+    measured = {"step_s": step_s, "generator_forward_s": forward_s, "encoder_forward_s": encode_s}
     for row in rows:
-        row["extrapolated_from"] = {"step_s": step_s, "generator_forward_s": forward_s, "encoder_forward_s": encode_s}
+        row["extrapolated_from"] = measured
+    # ReStyle and HyperStyle are feed-forward: one whole inversion (5 iterations) is timed, not extrapolated.
+    restyle, hyperstyle = full_size_iterative_models(G, device)
+    for key, model, n_iters in (("restyle", restyle, cfg.methods.restyle.n_iters),
+                                ("hyperstyle", hyperstyle, cfg.methods.hyperstyle.n_iters)):
+        seconds = _timed(lambda model=model, n_iters=n_iters: (model.run(target, n_iters), _sync(device)))
+        rows.append({"row": key, "recipe": f"{n_iters} iterations, released architecture, random weights",
+                     "s_per_image": seconds, "measured": "one whole inversion of one image (no warm-up run)"})
     return rows
 
 
@@ -207,7 +245,7 @@ def main_rows(args) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    cfg = load_config(Config, packaged_config("chunkygan/ffhq1024.yaml" if args.full_1024 else args.config), [])
+    cfg = load_config(inversion_job_schema(), packaged_config("chunkygan/ffhq1024.yaml" if args.full_1024 else args.config), [])
     if args.full_1024:
         # Random weights in the FFHQ config-f architecture: the cost does not depend on the weights.
         gcfg = GeneratorConfig(img_resolution=1024, channels=GeneratorConfig.channels_from_base(1024, 32768, 512))
@@ -247,7 +285,7 @@ def main() -> None:
     parser.add_argument("--full-1024", action="store_true", help="with --rows: random config-f 1024 px generator")
     parser.add_argument("--config", default="chunkygan/tiny.yaml", help="with --rows: packaged config for step counts")
     parser.add_argument("--timed-steps", type=int, nargs=2, default=[10, 30], help="with --rows: two step counts")
-    parser.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
+    parser.add_argument("--generator", default=None, help="generator checkpoint or registry name (default: tiny random)")
     parser.add_argument("--resolution", type=int, default=32, help="tiny generator resolution")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=2, help="images per step (B)")
@@ -267,7 +305,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    spec = GeneratorSpec(ckpt=args.ckpt)
+    spec = GeneratorSpec(ckpt=args.generator)
     spec.tiny.resolution = args.resolution
     G = generator_from_spec(spec, device=device)
     # No pretrained LPIPS backbone on the development machines; its cost does not depend on the weights.
@@ -294,7 +332,7 @@ def main() -> None:
         print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in row.items()}))
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "generator": args.ckpt or f"tiny-random {res}px", "space": args.space, "lpips": args.lpips_net,
+        "generator": args.generator or f"tiny-random {res}px", "space": args.space, "lpips": args.lpips_net,
         "timed_steps": args.steps, "config_steps_for_per_image": args.config_steps, "torch": torch.__version__,
         "rows": rows,
     }

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from semedit.config import GeneratorSpec, TinyGeneratorConfig
-from semedit.data import PairsConfig, StyleGAN2DataModule, SyntheticDataConfig
+from semedit.data.config import PairsConfig, SyntheticDataConfig
+from semedit.data.datamodule import StyleGAN2DataModule
 
 
 def timed(fn, device, iters: int) -> float:
@@ -35,14 +36,14 @@ def timed(fn, device, iters: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--ckpt", default=None, help="generator (default: tiny random)")
+    parser.add_argument("--generator", default=None, help="generator (default: tiny random)")
     parser.add_argument("--resolution", type=int, default=32, help="tiny generator resolution")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "datamodule.json"))
     args = parser.parse_args()
     device = torch.device(args.device)
-    spec = GeneratorSpec(ckpt=args.ckpt, tiny=TinyGeneratorConfig(resolution=args.resolution))
+    spec = GeneratorSpec(ckpt=args.generator, tiny=TinyGeneratorConfig(resolution=args.resolution))
     n = args.batch_size
     samples = StyleGAN2DataModule(spec, SyntheticDataConfig(batch_size=n))
     pairs = StyleGAN2DataModule(spec, SyntheticDataConfig(mode="pairs", batch_size=n,
@@ -66,7 +67,7 @@ def main() -> None:
     t_pairs = timed(pair_batch, device, args.iters)
     result = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "generator": args.ckpt or f"tiny-random-{args.resolution}px",
+        "generator": args.generator or f"tiny-random-{args.resolution}px",
         "batch_size": n,
         "iters": args.iters,
         "generator_images_per_s": n / t_gen,

@@ -22,15 +22,16 @@ import torch
 
 from semedit.config import GeneratorSpec, as_dict, load_config
 from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
-from semedit.hair.module import HairTransferModule
-from semedit.hair.train import Config, build
+from semedit.hair.fg2021.config import HairJobConfig
+from semedit.hair.fg2021.module import HairTransferModule
+from semedit.hair.fg2021.train import build
 from semedit.stylegan2 import generator_from_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def bench_training(steps: int, device: str, overrides: list[str]) -> dict:
-    cfg = load_config(Config, REPO / "configs" / "hair" / "tiny.yaml", overrides)
+    cfg = load_config(HairJobConfig, REPO / "configs" / "hair" / "tiny.yaml", overrides)
     module, dm = build(cfg)
     module.to(device)
     module.lpips() if cfg.loss.lpips > 0 else None
@@ -61,7 +62,7 @@ def bench_training(steps: int, device: str, overrides: list[str]) -> dict:
 
 
 def bench_eval(gallery: int, transfers: int, device: str) -> dict:
-    train_cfg = load_config(Config, REPO / "configs" / "hair" / "tiny.yaml")
+    train_cfg = load_config(HairJobConfig, REPO / "configs" / "hair" / "tiny.yaml")
     G = generator_from_spec(GeneratorSpec())
     module = HairTransferModule(train_cfg.encoder, train_cfg.loss, train_cfg.optim, G.num_ws, G.w_dim,
                                 generator_spec=as_dict(GeneratorSpec()))
@@ -70,7 +71,7 @@ def bench_eval(gallery: int, transfers: int, device: str) -> dict:
         torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
         accelerator = "gpu" if device.startswith("cuda") else "cpu"
         cfg = load_config(EvalIdentityConfig, REPO / "configs" / "hair" / "eval_identity_tiny.yaml", [
-            f"hair_ckpt={ckpt}", f"output_dir={tmp}/eval", f"gallery_size={gallery}",
+            f"hair_model={ckpt}", f"output_dir={tmp}/eval", f"gallery_size={gallery}",
             f"num_transfers={transfers}", "shard_size=64", "batch_size=32", f"trainer.accelerator={accelerator}"])
         report = run_eval_identity(cfg)
     s = report["seconds"]

@@ -34,11 +34,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from semedit.hair.encoders import HairTransferNet
-from semedit.layers import units_for_depth
+from semedit.hair.fg2021.encoders import HairTransferNet
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
 from semedit.inversion.optimize import lpips_input
+from semedit.layers import units_for_depth
 from semedit.perception.face_align import warp_affine
 from semedit.perception.lpips import load_lpips
 from semedit.perception.regions import make_region_splitter

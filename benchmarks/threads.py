@@ -38,8 +38,8 @@ def worker(seconds: float, start_at: float) -> None:
     """Train the tiny hair job's steps for ``seconds`` after a warm-up; print steps/s as JSON."""
     import torch
 
-    from semedit.cli.jobs import get_job
-    from semedit.hair.train import build
+    from semedit.hair.fg2021.train import build
+    from semedit.jobs import get_job
     from semedit.threads import configure_threads
     from semedit.training import machine_share_callbacks
 

@@ -4,7 +4,7 @@ For each (psi, identity model) it runs ``semedit eval-identity`` (``semedit.eval
 rank-1 accuracy and mean rank of the transfers and of the controls (reconstruction: no hair change;
 hair_source: the hair image itself as the query; chance: a random ranking) into one Markdown table.
 
-    python experiments/identity_retrieval.py --hair-ckpt hairstyle-fg2021 \\
+    python experiments/identity_retrieval.py --hair-model hairstyle-fg2021 \\
         --config src/semedit/configs/hair/eval_identity_ffhq1024.yaml --out runs/retrieval-sweep
 
 Identity models (``semedit.eval.identity.IDENTITY_MODELS``): ``insightface-arcface`` (w600k_r50 behind
@@ -42,7 +42,7 @@ def model_overrides(name: str, tiny: bool) -> list[str]:
     return TINY_MODELS[name] if tiny else [f"identity_model={name}"]
 
 
-def run_sweep(hair_ckpt: str, config: str, out: Path, psis, models, tiny: bool, extra: list[str]) -> list[dict]:
+def run_sweep(hair_model: str, config: str, out: Path, psis, models, tiny: bool, extra: list[str]) -> list[dict]:
     rows = []
     for name in models:
         if name == "dlib-resnet" and importlib.util.find_spec("dlib") is None:
@@ -51,7 +51,7 @@ def run_sweep(hair_ckpt: str, config: str, out: Path, psis, models, tiny: bool, 
         for psi in psis:
             tag = f"psi{psi}-{name}"
             cfg = load_config(EvalIdentityConfig, config, [
-                f"hair_ckpt={hair_ckpt}", f"output_dir={out / tag}", f"gallery_dir={out / 'galleries' / tag}",
+                f"hair_model={hair_model}", f"output_dir={out / tag}", f"gallery_dir={out / 'galleries' / tag}",
                 f"truncation_psi={psi}", *model_overrides(name, tiny), *extra])
             try:
                 report = run_eval_identity(cfg)
@@ -79,7 +79,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--hair-ckpt", required=True, help="hair model: semedit last.ckpt, best_model.pt or hairstyle-fg2021")
+    p.add_argument("--hair-model", required=True, help="hair model: semedit last.ckpt, best_model.pt or hairstyle-fg2021")
     p.add_argument("--config", default=None, help="eval-identity YAML (default: the packaged one of the mode)")
     p.add_argument("--out", default="runs/retrieval-sweep")
     p.add_argument("--psi", type=float, nargs="+", default=list(PSIS))
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
     config = args.config or packaged_config("hair/eval_identity_tiny.yaml" if args.tiny
                                             else "hair/eval_identity_ffhq1024.yaml")
     out = Path(args.out)
-    rows = run_sweep(args.hair_ckpt, config, out, args.psi, args.models, args.tiny, args.overrides)
+    rows = run_sweep(args.hair_model, config, out, args.psi, args.models, args.tiny, args.overrides)
     table = markdown(rows)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(rows, indent=2))

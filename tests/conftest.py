@@ -34,3 +34,14 @@ def fixtures_dir() -> Path:
 @pytest.fixture
 def tiny_generator():
     return build_tiny_generator(resolution=32, seed=0)
+
+
+@pytest.fixture
+def isolated_weights(tmp_path, monkeypatch):
+    """An empty weights folder and an empty torch hub: nothing from the host leaks in."""
+    weights = tmp_path / "weights"
+    torch_home = tmp_path / "torch_home"
+    weights.mkdir()
+    monkeypatch.setenv("SEMEDIT_WEIGHTS", str(weights))
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    return weights

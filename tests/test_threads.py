@@ -1,4 +1,4 @@
-"""The thread count of a semedit process (issue 12): never more threads than the CPUs it may use."""
+"""The thread count of a semedit process: never more threads than the CPUs it may use."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from semedit import threads
 from semedit.config import ConfigError, TrainerConfig, load_config, packaged_config
-from semedit.directions.train import Config
+from semedit.directions.config import DirectionJobConfig
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +52,10 @@ def test_local_processes_of_a_trainer_config(monkeypatch):
 
 
 def test_threads_in_config_and_on_the_command_line():
-    cfg = load_config(Config, packaged_config("direction/tiny.yaml"), ["run.threads=2"])
+    cfg = load_config(DirectionJobConfig, packaged_config("direction/tiny.yaml"), ["run.threads=2"])
     assert cfg.run.threads == 2
     with pytest.raises(ConfigError, match="run.threads"):
-        load_config(Config, packaged_config("direction/tiny.yaml"), ["run.threads=-1"])
+        load_config(DirectionJobConfig, packaged_config("direction/tiny.yaml"), ["run.threads=-1"])
     code = ("import torch, sys; from semedit.cli import main; main(['--threads', '1', 'config', 'show', 'direction']);"
             " print('threads', torch.get_num_threads(), file=sys.stderr)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}

@@ -273,6 +273,11 @@ def build_logger(logger_cfg: LoggerConfig, run_dir: Path, run_name: str, config:
         return HistoryCSVLogger(save_dir=str(run_dir), name="csv", version="")
     os.environ.setdefault("WANDB_MODE", logger_cfg.mode)
     os.environ.setdefault("WANDB_SILENT", "true")
+    # A run an earlier job of this process left open (it failed or was interrupted before closing it) would be
+    # reused by WandbLogger: this job's metrics would land in the other run's folder. Close it first.
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
     # A stable id per run folder, so that a resumed run appends to the same W&B run. In a sweep the agent
     # has chosen the id already; using another one would detach the run from its sweep.

@@ -100,7 +100,6 @@ class WeightsEntry:
     location: str = "semedit"
     kind: str = "torch"
     aliases: tuple[str, ...] = ()
-    legacy_filenames: tuple[str, ...] = ()  # earlier local names still found in the weights folder
 
 
 # futscdav/Chunkmogrify commit whose directions/*.npy the registry's digests describe.
@@ -137,8 +136,7 @@ REGISTRY: dict[str, WeightsEntry] = {
         WeightsEntry(
             name="hairstyle-fg2021",
             # The official inference code loads './best_model.pt' (subrtade662/hairstyle_transfer,
-            # inference.py line 74, hairstyle_transfer_tool.py line 10); earlier semedit versions asked for
-            # hairstyle_fg2021.pt, which is still found (legacy_filenames) and accepted as a name.
+            # inference.py line 74, hairstyle_transfer_tool.py line 10).
             filename="best_model.pt",
             purpose="released model of 'Hairstyle Transfer between Face Images' (Subrtova, Cech, Franc, "
             "FG 2021): two IR-SE50 encoders + fusion + rosinality StyleGAN2 1024 decoder",
@@ -148,8 +146,6 @@ REGISTRY: dict[str, WeightsEntry] = {
             "https://github.com/subrtade662/hairstyle_transfer (README, 'Pretrained network')",
             url="https://drive.google.com/file/d/1gsJuFf2b927AqVp3BrlZkHv8wrk9gBbF/view?usp=sharing",
             download=False,
-            aliases=("hairstyle_fg2021.pt",),
-            legacy_filenames=("hairstyle_fg2021.pt",),
         ),
         WeightsEntry(
             name="hairstyle-fg2021-directions",
@@ -331,6 +327,80 @@ REGISTRY: dict[str, WeightsEntry] = {
                 ("yaw", "yaw", 0, 5, "600bbadd2569a8382f444498bf995b3484b9151972601ddfacd80dfa4d5740cd"),
             ]
         ],
+        # eval-hair (FID, FID_CLIP; semedit.perception.inception / .clip, semedit.eval.frechet).
+        WeightsEntry(
+            name="inception-fid",
+            filename="weights-inception-2015-12-05-6726825d.pth",
+            purpose="TF-FID InceptionV3 (TensorFlow graph inception-2015-12-05 converted by torch-fidelity), "
+            "2048-d pool features for FID (semedit.perception.inception)",
+            source="https://github.com/toshas/torch-fidelity (torch_fidelity/feature_extractor_inceptionv3.py "
+            "lines 17-21, URL_INCEPTION_V3; converted by utils/util_convert_inception_weights.py from "
+            "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz, Apache 2.0)",
+            url="https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth",
+            # No digest: "6726825d" is not known to be this file's SHA-256 prefix. The name was inherited from
+            # pytorch-fid's pt_inception-2015-12-05-6726825d.pth (torch-fidelity commits 7e5f294, 7fe894c rename
+            # only the URL), and torch-fidelity downloads it without check_hash (line 93).
+            # Where torch.hub (torch-fidelity, torchmetrics) caches it, so an existing cache is found offline.
+            location="torch_hub",
+            aliases=("weights-inception-2015-12-05-6726825d.pth", "inception-v3-compat"),
+        ),
+        WeightsEntry(
+            name="clip-vit-b32",
+            filename="ViT-B-32.pt",
+            purpose="OpenAI CLIP ViT-B/32 (TorchScript archive; only the visual tower's tensors are read, "
+            "without torch.jit and without running code): 512-d image embeddings for FID_CLIP "
+            "(semedit.perception.clip)",
+            source="https://github.com/openai/CLIP (clip/clip.py line 36, _MODELS['ViT-B/32'])",
+            url="https://openaipublic.azureedge.net/clip/models/"
+            "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
+            # The SHA-256 is the URL's second-to-last segment; CLIP's own download checks it (clip.py lines
+            # 47, 54, 69).
+            sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+            kind="torchscript",
+            aliases=("ViT-B-32.pt", "clip-vit-b-32"),
+        ),
+        # ReStyle / HyperStyle rows of the inversion tables (semedit.inversion.restyle / .hyperstyle). The READMEs'
+        # links do not name the files; the names are those the repositories' notebooks and configs download to.
+        WeightsEntry(
+            name="restyle-psp-ffhq-encode",
+            filename="restyle_psp_ffhq_encode.pt",
+            purpose="ReStyle-pSp encoder (BackboneEncoder, IR-SE50, 6-channel input) with its rosinality FFHQ 1024 "
+            "decoder: the ReStyle-pSp row of the inversion tables",
+            source="https://github.com/yuval-alaluf/restyle-encoder#pretrained-models ('FFHQ - ReStyle + pSp'; "
+            "the file name is the inference notebook's MODEL_PATHS['ffhq_encode'] and predict.py line 26)",
+            url="https://drive.google.com/file/d/1sw6I2lRIB0MpuJkpc8F5BJiSZrc0hjfE/view?usp=sharing",
+            download=False,
+        ),
+        WeightsEntry(
+            name="restyle-e4e-ffhq-encode",
+            filename="restyle_e4e_ffhq_encode.pt",
+            purpose="ReStyle-e4e encoder (ProgressiveBackboneEncoder, IR-SE50, 6-channel input) with its rosinality "
+            "FFHQ 1024 decoder: the ReStyle-e4e row of the inversion tables",
+            source="https://github.com/yuval-alaluf/restyle-encoder#pretrained-models ('FFHQ - ReStyle + e4e'; the "
+            "file name is HyperStyle's, configs/paths_config.py line 40)",
+            url="https://drive.google.com/file/d/1e2oXVeBPXMQoUoC_4TNwAWpOPpSEhE_e/view?usp=sharing",
+            download=False,
+        ),
+        WeightsEntry(
+            name="hyperstyle-ffhq",
+            filename="hyperstyle_ffhq.pt",
+            purpose="HyperStyle hypernetwork (SharedWeightsHyperNetResNet) with its rosinality FFHQ 1024 decoder: "
+            "the HyperStyle row of the inversion tables (needs hyperstyle-w-encoder-faces)",
+            source="https://github.com/yuval-alaluf/hyperstyle#pretrained-hyperstyle-models ('Human Faces'; the "
+            "file name is notebooks/notebook_utils.py line 9)",
+            url="https://drive.google.com/file/d/1C3dEIIH1y8w1-zQMCyx7rDF0ndswSXh4/view?usp=sharing",
+            download=False,
+        ),
+        WeightsEntry(
+            name="hyperstyle-w-encoder-faces",
+            filename="faces_w_encoder.pt",
+            purpose="HyperStyle's W encoder for FFHQ (WEncoder, an e4e into W): the initial inversion of the "
+            "HyperStyle row",
+            source="https://github.com/yuval-alaluf/hyperstyle#pretrained-w-encoders ('Faces W-Encoder'; the file "
+            "name is notebooks/notebook_utils.py line 14 and configs/paths_config.py line 36)",
+            url="https://drive.google.com/file/d/1M-hsL3W_cJKs77xM1mwq2e9-J0_m7rHP/view?usp=sharing",
+            download=False,
+        ),
     ]
 }
 
@@ -414,9 +484,6 @@ def resolve_weights(name_or_path: str | os.PathLike) -> Path:
         # names always mean the registry location, paths need a folder part ("./79999_iter.pth").
         target = expected_path(REGISTRY[key])
         if not target.is_file():
-            for legacy in REGISTRY[key].legacy_filenames:  # a file saved under an earlier semedit name
-                if (target.parent / legacy).is_file():
-                    return target.parent / legacy
             raise missing_error(REGISTRY[key], target)
         return target
     path = Path(text).expanduser()

@@ -45,7 +45,7 @@ def test_generate_auto_takes_bf16_on_a_bf16_cpu(tmp_path, monkeypatch):
     G = build_tiny_generator(resolution=32, channel_max=32, seed=5)
     ckpt = save_generator(G, tmp_path / "g.safetensors")
     images = _run_each_precision(
-        lambda out: (["generate", "--ckpt", str(ckpt), "--seeds", "3", "--noise-mode", "const", "--out", str(out)],
+        lambda out: (["generate", "--generator", str(ckpt), "--seeds", "3", "--noise-mode", "const", "--out", str(out)],
                      out / "seed0003.png"), tmp_path, monkeypatch)
     _check(images, max_levels=16)
 
@@ -54,8 +54,8 @@ def test_generate_auto_takes_bf16_on_a_bf16_cpu(tmp_path, monkeypatch):
 def test_hair_commands_auto_take_bf16_on_a_bf16_cpu(release, tmp_path, monkeypatch, command):  # noqa: F811
     _, ckpt, pkl, _, face = release
     argv = {
-        "transfer": ["transfer", "--ckpt", str(ckpt), "--face", str(face), "--hair", str(face), "--regions", "ellipse"],
-        "hair-edit": ["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse",
+        "transfer": ["transfer", "--hair-model", str(ckpt), "--face", str(face), "--hair", str(face), "--regions", "ellipse"],
+        "hair-edit": ["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse",
                       "--direction", "color", "--directions-file", str(pkl)],
     }[command]
     variants = _run_each_precision(lambda out: ([*argv, "--out", f"{out}.png"], f"{out}.png"), tmp_path, monkeypatch)

@@ -98,12 +98,12 @@ def test_refused_weight_files_never_get_pytorchs_unsafe_advice(tmp_path, capsys,
         del good
     photo = "skimage:astronaut"
     commands = [
-        ["generate", "--ckpt", str(bad), "--seeds", "0", "--out", str(tmp_path / "o")],
+        ["generate", "--generator", str(bad), "--seeds", "0", "--out", str(tmp_path / "o")],
         ["info", str(bad)],
         ["convert", str(bad), str(tmp_path / "c.safetensors")],
         ["invert", photo, f"generator.ckpt={bad}", f"run.output_dir={tmp_path / 'r'}"],
         ["eval-inversion", photo, f"methods.psp.weights={bad}", "eval.rows=[psp]", "eval.edit_rows=[psp]", f"eval.output_dir={tmp_path / 'e'}"],
-        ["transfer", "--ckpt", str(bad), "--face", photo, "--hair", photo, "--out", str(tmp_path / "t.png")],
+        ["transfer", "--hair-model", str(bad), "--face", photo, "--hair", photo, "--out", str(tmp_path / "t.png")],
         ["train", "hair", f"loss.identity_encoder={bad}", "loss.identity=0.1", f"run.output_dir={tmp_path / 'h'}",
          "trainer.max_steps=1"],
     ]

@@ -8,16 +8,11 @@ import pytorch_lightning as pl
 import torch
 
 from semedit.config import GeneratorSpec, LoggerConfig, TrainerConfig
-from semedit.data import (
-    DataConfigError,
-    PairsConfig,
-    ResumableIndexSampler,
-    StyleGAN2DataModule,
-    SyntheticDataConfig,
-    pair_shifts,
-    z_for_indices,
-)
+from semedit.data.config import DataConfigError, PairsConfig, SyntheticDataConfig
+from semedit.data.datamodule import StyleGAN2DataModule, pair_shifts
+from semedit.data.samplers import ResumableIndexSampler
 from semedit.data.scorers import ScorerConfig
+from semedit.data.seeding import z_for_indices
 from semedit.edits import Direction, save_direction
 from semedit.stylegan2 import z_from_seed
 from semedit.training import RUN_DIR_ENV, RunConfig, fit

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from semedit.config import GeneratorSpec
-from semedit.data import PairsConfig, StyleGAN2DataModule, pair_shifts
-from semedit.data.datamodule import DataConfigError
+from semedit.data.config import DataConfigError, PairsConfig
+from semedit.data.datamodule import StyleGAN2DataModule, pair_shifts
 from semedit.data.scorers import random_unit_vector
 from semedit.edits import Direction, save_direction
 
 try:  # renamed by the layout refactor
-    from semedit.data import SyntheticDataConfig as DataConfig
+    from semedit.data.config import SyntheticDataConfig as DataConfig
 except ImportError:  # pragma: no cover
     from semedit.data import DataConfig
 

@@ -273,7 +273,7 @@ def test_app_queues_heavy_work_and_writes_only_to_its_workspace(models, tmp_path
 def test_cli_binds_localhost_and_shares_nothing_by_default():
     from semedit.cli import build_parser
 
-    args = build_parser().parse_args(["demo"])
+    args = build_parser("demo").parse_args(["demo"])
     assert args.host == "127.0.0.1" and args.share is False
     assert args.max_upload_mb > 0 and args.max_pixels > 0
 

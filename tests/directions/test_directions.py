@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 
 from semedit.cli import main
-from semedit.config import load_config
 from semedit.data.scorers import (
     ScoreFileScorer,
     centroid_x,
@@ -21,8 +20,8 @@ from semedit.data.scorers import (
     yaw_from_landmarks,
     yaw_from_parsing,
 )
-from semedit.directions import train as job
 from semedit.directions.pca import StreamingCovariance, pca_w, principal_components
+from semedit.directions.train import train as train_direction
 from semedit.edits import (
     Direction,
     DirectionFileError,
@@ -35,6 +34,7 @@ from semedit.edits import (
     wplus_offset,
 )
 from semedit.inversion.edit import apply_direction
+from semedit.jobs import JOBS
 from semedit.stylegan2 import build_tiny_generator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,9 +146,9 @@ def test_pca_recovers_planted_variance():
 
 def _train_direction(tmp_path, name, overrides):
     os.environ.pop("SEMEDIT_RUN_DIR", None)
-    cfg = load_config(job.Config, REPO / "configs" / job.DEFAULT_CONFIG, [
+    cfg = JOBS["direction"].load_config(None, [
         f"run.output_dir={tmp_path}", f"run.name={name}", "logger.wandb=false", *overrides])
-    result = job.train(cfg)
+    result = train_direction(cfg)
     os.environ.pop("SEMEDIT_RUN_DIR", None)
     return result, load_direction(result.run_dir / "direction.safetensors")
 
@@ -190,7 +190,7 @@ def test_default_config_runs_end_to_end_with_centroid_x(tmp_path):
 
 def test_edit_command_writes_strips(tmp_path):
     path = save_direction(tmp_path / "d.safetensors", Direction.from_vector(torch.randn(64), "w"))
-    assert main(["edit", "--direction", str(path), "--seeds", "0-1", "--strengths", "-3,0,3",
+    assert main(["edit", "--direction", str(path), "--seeds", "0-1", "--strengths", "-3", "0", "3",
                  "--layers", "0-3", "--out", str(tmp_path / "out")]) == 0
 
     strip = Image.open(tmp_path / "out" / "seed0001.png")

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from semedit.config import GeneratorSpec
-from semedit.data import StyleGAN2DataModule
+from semedit.data.datamodule import StyleGAN2DataModule
 from semedit.data.scorers import random_unit_vector
 from semedit.directions.module import (
     DirectionClassifierModule,
@@ -21,7 +21,7 @@ from semedit.directions.module import (
 from tests.directions.interfacegan_reference import train_boundary
 
 try:  # the data config class is being renamed by the layout refactor
-    from semedit.data import SyntheticDataConfig as DataConfig
+    from semedit.data.config import SyntheticDataConfig as DataConfig
 except ImportError:  # pragma: no cover
     from semedit.data import DataConfig
 

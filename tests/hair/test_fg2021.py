@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from semedit.hair.encoders import EncoderConfig, build_hair_net
-from semedit.hair.fg2021 import (
+from semedit.hair.fg2021.config import EncoderConfig
+from semedit.hair.fg2021.encoders import build_hair_net
+from semedit.hair.fg2021.release import (
     FG2021CheckpointError,
     infer_encoder_config,
     load_fg2021,

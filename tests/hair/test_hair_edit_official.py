@@ -11,8 +11,10 @@ import torch
 
 from semedit.cli import main
 from semedit.edits import load_direction
-from semedit.hair.inference import HairTransfer, load_hair_model
+from semedit.hair import load_hair_method
+from semedit.hair.fg2021.method import FG2021
 from semedit.images import image_grid, save_image
+from semedit.jobs import get_job
 from semedit.perception.photos import load_image
 from tests.hair.test_official_release import _released_state_dict
 
@@ -22,7 +24,7 @@ def release(tmp_path_factory):
     folder = tmp_path_factory.mktemp("release")
     ckpt = folder / "best_model.pt"
     torch.save(_released_state_dict(), ckpt)
-    model = load_hair_model(ckpt)
+    model = load_hair_method(ckpt).model
     num_ws, w_dim = model.net.num_ws, model.net.w_dim
     rng = np.random.RandomState(0)
     directions = {"color": rng.randn(num_ws, w_dim) * 0.05, "structure": rng.randn(w_dim) * 0.05}
@@ -38,19 +40,19 @@ def release(tmp_path_factory):
 def test_hair_edit_reads_the_official_file_at_the_official_scale(release, capsys):
     folder, ckpt, pkl, directions, face = release
     out = folder / "color.png"
-    assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction", "color",
+    assert main(["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction", "color",
                  "--directions-file", str(pkl), "--precision", "none", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "strengths [10.0, 10.5, 11.0]" in text and "official 'color'" in text  # the README's default
     # The same edit by hand: hair embedding + c * direction (hairstyle_transfer_tool.py line 219), seeded noise.
-    tool = HairTransfer(load_hair_model(ckpt), regions="ellipse")
+    tool = FG2021(load_hair_method(ckpt).model, regions="ellipse")
     image = load_image(face, size=32)
     step = torch.from_numpy(directions["color"]).float()
     frames = tool.manipulate_hair(image, image, step, [10.0, 10.5, 11.0])
     expected = save_image(image_grid(frames[:, 0], ncols=3), folder / "expected.png")
     torch.testing.assert_close(load_image(out), load_image(expected), atol=0, rtol=0)
     # A [w_dim] direction (broadcast over the entries) and explicit strengths.
-    assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction",
+    assert main(["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction",
                  "structure", "--directions-file", str(pkl), "--strengths", "-20", "20", "--out",
                  str(folder / "s.png")]) == 0
 
@@ -65,15 +67,15 @@ def test_hair_edit_refuses_a_planted_pickle_and_names_the_missing_file(release, 
             return (exec, (f"open({str(marker)!r}, 'w').write('x')",))
 
     evil.write_bytes(pickle.dumps({"color": Planted()}, protocol=3))
-    assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction", "color",
+    assert main(["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction", "color",
                  "--directions-file", str(evil)]) == 2
     assert "refusing to load" in capsys.readouterr().err and not marker.exists()
     monkeypatch.setenv("SEMEDIT_WEIGHTS", str(tmp_path / "empty"))
-    assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction",
+    assert main(["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse", "--direction",
                  "structure"]) == 2
     err = capsys.readouterr().err
     assert "latent_directions.pkl" in err and "drive.google.com" in err
-    assert main(["hair-edit", "--ckpt", str(ckpt), "--face", str(face), "--direction", "hue"]) == 2
+    assert main(["hair-edit", "--hair-model", str(ckpt), "--face", str(face), "--direction", "hue"]) == 2
     assert "color, structure" in capsys.readouterr().err
 
 
@@ -82,29 +84,28 @@ def test_transfer_official_preprocessing_from_the_command_line(release):
     outs = {}
     for mode in ("semedit", "official"):
         outs[mode] = folder / f"transfer_{mode}.png"
-        assert main(["transfer", "--ckpt", str(ckpt), "--face", str(face), "--hair", str(face), "--regions", "ellipse",
+        assert main(["transfer", "--hair-model", str(ckpt), "--face", str(face), "--hair", str(face), "--regions", "ellipse",
                      "--alpha-blend", "--preprocess", mode, "--official-size", "16", "--out", str(outs[mode])]) == 0
     a, b = (load_image(outs[m]) for m in ("semedit", "official"))
     assert a.shape == b.shape == (1, 3, 32, 32) and (a - b).abs().max() > 0
 
 
 def test_train_hair_direction_job(release, tmp_path):
-    from semedit.cli.jobs import get_job
 
     _, ckpt, _, _, _ = release
     job = get_job("hair-direction")
-    cfg = job.load_config(None, [f"hair_ckpt={ckpt}", "regions=ellipse", f"run.output_dir={tmp_path}",
+    cfg = job.load_config(None, [f"hair_model={ckpt}", "regions=ellipse", f"run.output_dir={tmp_path}",
                                  "run.name=hd", "logger.wandb=false", "direction.num_samples=60",
                                  "direction.fraction=0.2", "direction.score_batch_size=30",
                                  "direction.lbfgs_iterations=10", "trainer.max_epochs=1"])
-    result = job.entry(cfg, [])
+    result = job.run(cfg, [])
     d = load_direction(result.run_dir / "direction.safetensors")
-    model = load_hair_model(ckpt)
+    model = load_hair_method(ckpt).model
     assert d.space == "wplus" and d.layers == list(range(model.net.num_ws))
     assert d.dim == model.net.num_ws * model.net.w_dim
     assert d.meta["scorer"] == "hair_lightness" and d.meta["embedding"] == "hair"
     # it is a hair-edit direction file
-    tool = HairTransfer(model, regions="ellipse")
+    tool = FG2021(model, regions="ellipse")
     image = torch.zeros(1, 3, 32, 32)
     frames = tool.manipulate_hair(image, image, d, [0.0, 2.0])
     assert frames.shape == (2, 1, 3, 32, 32)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from semedit.hair.official_directions import (
+from semedit.hair.fg2021.official_directions import (
     OfficialDirectionsError,
     load_official_directions,
     official_direction_step,

@@ -7,8 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from semedit.hair.encoders import EncoderConfig, build_hair_net, resize_for_encoder
-from semedit.hair.inference import HairTransfer, gaussian_filter_like_scipy, load_hair_model
+from semedit.hair import load_hair_method
+from semedit.hair.fg2021.config import EncoderConfig
+from semedit.hair.fg2021.encoders import build_hair_net, resize_for_encoder
+from semedit.hair.fg2021.method import FG2021, gaussian_filter_like_scipy
 from semedit.stylegan2 import build_tiny_generator
 from semedit.stylegan2.checkpoints import semedit_to_rosinality
 from semedit.weights import REGISTRY, MissingWeightsError, resolve_weights
@@ -29,14 +31,14 @@ def released(tmp_path_factory):
     folder = tmp_path_factory.mktemp("weights")
     path = folder / "best_model.pt"  # the name inference.py loads (line 74)
     torch.save(_released_state_dict(), path)
-    model = load_hair_model(path)
+    model = load_hair_method(path).model
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         images = model.generator(torch.randn(2, model.generator.z_dim, generator=g), noise_mode="const").clamp(-1, 1)
     return folder, path, model, images
 
 
-def test_registry_uses_the_real_file_name_and_finds_the_old_one(released, monkeypatch, tmp_path):
+def test_registry_uses_the_real_file_name(released, monkeypatch, tmp_path):
     folder, path, _, _ = released
     entry = REGISTRY["hairstyle-fg2021"]
     assert entry.filename == "best_model.pt"
@@ -45,31 +47,28 @@ def test_registry_uses_the_real_file_name_and_finds_the_old_one(released, monkey
     assert "github.com/subrtade662/hairstyle_transfer" in entry.source
     monkeypatch.setenv("SEMEDIT_WEIGHTS", str(folder))
     assert resolve_weights("hairstyle-fg2021") == path
-    # A file saved under semedit's earlier name is still found, by the registry name and by the old name.
+    # Absent, the registry name says which file to fetch from where.
     monkeypatch.setenv("SEMEDIT_WEIGHTS", str(tmp_path))
     with pytest.raises(MissingWeightsError, match=r"best_model\.pt.*drive\.google\.com"):
         resolve_weights("hairstyle-fg2021")
-    legacy = tmp_path / "hairstyle_fg2021.pt"
-    legacy.write_bytes(path.read_bytes())
-    assert resolve_weights("hairstyle-fg2021") == legacy
-    assert resolve_weights("hairstyle_fg2021.pt") == legacy
-    assert load_hair_model("hairstyle-fg2021").source == "fg2021"
+    monkeypatch.setenv("SEMEDIT_WEIGHTS", str(folder))
+    assert load_hair_method("hairstyle-fg2021").model.source == "fg2021"
 
 
 def test_released_model_renders_with_seeded_random_noise(released):
     _, _, model, images = released
     assert model.noise_mode == "random"  # psp.py lines 34, 50: randomize_noise=True
-    tool = HairTransfer(model, regions="ellipse")
+    tool = FG2021(model, regions="ellipse")
     a = tool.transfer(images[:1], images[1:])
     torch.testing.assert_close(a, tool.transfer(images[:1], images[1:]))  # same seed, same image
-    b = HairTransfer(model, regions="ellipse", noise_seed=1).transfer(images[:1], images[1:])
+    b = FG2021(model, regions="ellipse", noise_seed=1).transfer(images[:1], images[1:])
     assert (a - b).abs().max() > 1e-4  # the noise really is random across seeds
-    const = HairTransfer(model, regions="ellipse", noise_mode="const").transfer(images[:1], images[1:])
+    const = FG2021(model, regions="ellipse", noise_mode="const").transfer(images[:1], images[1:])
     face, hair = tool.embed_face(images[:1]), tool.embed_hair(images[1:])
     ref = model.generator.synthesis(model.net.fuse(face, hair), noise_mode="const").clamp(-1, 1)
     torch.testing.assert_close(const, ref)
     with pytest.raises(ValueError, match="noise_mode"):
-        HairTransfer(model, regions="ellipse", noise_mode="fresh")
+        FG2021(model, regions="ellipse", noise_mode="fresh")
 
 
 @pytest.mark.parametrize("sigma", [0.3, 1.0, 5.0, 12.0])
@@ -84,9 +83,9 @@ def test_gaussian_filter_matches_scipy(sigma):
 def test_official_preprocessing_pastes_an_upscaled_small_face(released):
     ndimage = pytest.importorskip("scipy.ndimage")
     _, _, model, images = released
-    tool = HairTransfer(model, regions="ellipse", noise_mode="const")
+    tool = FG2021(model, regions="ellipse", noise_mode="const")
     size = 16  # the official 256 px, scaled to the 32 px tiny generator
-    out = tool.transfer(images[:1], images[1:], preprocess="official", official_size=size)
+    out = tool.transfer_official(images[:1], images[1:], size=size)
     assert out.shape == (1, 3, 32, 32)
     # Reference: inputs at 16 px, hard masks at 16 px, encoders, full-resolution output.
     face16 = F.interpolate(images[:1], size=(size, size), mode="area")
@@ -99,7 +98,7 @@ def test_official_preprocessing_pastes_an_upscaled_small_face(released):
         rendered = model.generator.synthesis(ws, noise_mode="const").clamp(-1, 1)
     torch.testing.assert_close(out, rendered)
     # Alpha blending: scipy's Gaussian (sigma 5 px at 256 -> 5 * 16 / 256 here) at 16 px, upscaled.
-    blended = tool.transfer(images[:1], images[1:], alpha_blend=True, preprocess="official", official_size=size)
+    blended = tool.transfer_official(images[:1], images[1:], alpha_blend=True, size=size)
     alpha = torch.from_numpy(ndimage.gaussian_filter(m_face[0, 0].double().numpy(), 5.0 * size / 256)).float()
     up = lambda x: F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)  # noqa: E731
     alpha, original = up(alpha[None, None]), up(face16)

@@ -14,9 +14,10 @@ import torch
 from PIL import Image
 
 from semedit.config import load_config
-from semedit.hair.train import Config, train
+from semedit.hair.fg2021.config import HairJobConfig
+from semedit.hair.fg2021.train import train
 from semedit.training import RUN_DIR_ENV
-from tests.hair.wandb_records import history_rows, read_records
+from tests.hair.helpers import history_rows, read_records
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "hair" / "tiny.yaml"
@@ -32,7 +33,7 @@ SMALL = [
 
 
 def small_config(tmp_path: Path, *extra: str):
-    return load_config(Config, TINY, [*SMALL, f"run.output_dir={tmp_path}", *extra])
+    return load_config(HairJobConfig, TINY, [*SMALL, f"run.output_dir={tmp_path}", *extra])
 
 
 @pytest.fixture(autouse=True)
@@ -122,3 +123,15 @@ def test_two_process_cpu_ddp(tmp_path):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] == 2
     assert "checkpoint:" in proc.stdout
+
+
+def test_a_wandb_run_left_open_in_the_process_is_not_reused(tmp_path, monkeypatch):
+    """A job that failed before closing its W&B run must not make the next job log into that run's folder."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    (tmp_path / "stale").mkdir()
+    stale = wandb.init(mode="offline", dir=str(tmp_path / "stale"), project="semedit-test")
+    result = train(small_config(tmp_path, "trainer.max_steps=2", "logger.wandb=true", "logger.mode=offline"))
+    assert glob.glob(str(result.run_dir / "wandb" / "offline-run-*" / "run-*.wandb"))
+    assert wandb.run is None and stale.id not in str(result.wandb_dir)

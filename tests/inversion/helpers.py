@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from semedit.inversion.config import Config, InversionConfig
+from semedit.inversion.config import InversionConfig, inversion_job_schema
 
 
 class PyramidDistance(torch.nn.Module):
@@ -33,8 +33,8 @@ def small_invert_cfg(**overrides) -> InversionConfig:
     return InversionConfig(**base)
 
 
-def tiny_config(tmp_path, **invert_overrides) -> Config:
-    cfg = Config()
+def tiny_config(tmp_path, **invert_overrides):
+    cfg = inversion_job_schema()()
     cfg.generator.tiny.resolution = 16
     cfg.logger.wandb = False
     cfg.trainer.enable_progress_bar = False

@@ -79,13 +79,13 @@ def test_config_rejects_unknown_form():
     import pytest
 
     from semedit.errors import ConfigError
-    from semedit.inversion.config import Config, validate
+    from semedit.inversion.config import inversion_job_schema, validate
 
-    cfg = Config()
+    cfg = inversion_job_schema()()
     cfg.invert.reg_form = "l1"
     with pytest.raises(ConfigError, match="invert.reg_form"):
         validate(cfg)
-    cfg = Config()
+    cfg = inversion_job_schema()()
     cfg.eval.reg_form = "mean-ish"
     with pytest.raises(ConfigError, match="eval.reg_form"):
         validate(cfg)

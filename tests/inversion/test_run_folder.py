@@ -1,4 +1,4 @@
-"""An inversion run folder resumes only with the settings that made it (issue 12)."""
+"""An inversion run folder resumes only with the settings that made it."""
 
 from __future__ import annotations
 

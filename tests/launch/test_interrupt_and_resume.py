@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from semedit.lightning_output import _epoch_text
-from tests.launch.launch_common import PYTHON, clean_env
+from tests.launch.helpers import PYTHON, clean_env
 
 pytestmark = pytest.mark.multiprocess
 

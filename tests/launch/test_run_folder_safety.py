@@ -1,4 +1,4 @@
-"""Run folders cannot be mixed up (issue 12): safe names, an exclusive lock, resume only with the same
+"""Run folders cannot be mixed up: safe names, an exclusive lock, resume only with the same
 settings, corrupt last.ckpt set aside, weights-only resume whatever TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import yaml
 
 from semedit.cli import main
 from semedit.config import ConfigError, load_config, packaged_config
-from semedit.directions.train import Config
+from semedit.directions.config import DirectionJobConfig
 from semedit.errors import RunFolderError
 from semedit.runs import RUN_LOCK_ENV, RunLock
 from semedit.training import RUN_DIR_ENV, RunConfig, resolve_run_dir
-from tests.launch.launch_common import PYTHON, TINY_DIRECTION, clean_env
+from tests.launch.helpers import PYTHON, TINY_DIRECTION, clean_env
 
 # Steps, not epochs, so that a resumed run can raise the limit (one epoch = 8 steps).
 FAST = [a for a in TINY_DIRECTION if not a.startswith("trainer.max_epochs")] + ["trainer.max_epochs=-1"]
@@ -50,7 +50,7 @@ def _step(path: Path) -> int:
 @pytest.mark.parametrize("name", ["../../../x", "/tmp/abs", "a/b", "..", ".", "''", "' '"])
 def test_run_name_must_be_one_path_component(tmp_path, name, capsys):
     with pytest.raises(ConfigError, match="run.name"):
-        load_config(Config, packaged_config("direction/tiny.yaml"), [f"run.name={name}"])
+        load_config(DirectionJobConfig, packaged_config("direction/tiny.yaml"), [f"run.name={name}"])
     assert main(["train", "direction", f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}"]) == 2
     assert "single folder name" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "runs").exists()

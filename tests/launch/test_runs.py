@@ -15,10 +15,10 @@ import torch
 
 from semedit.cli import main
 from semedit.config import load_config
-from semedit.directions.train import Config
+from semedit.directions.config import DirectionJobConfig
 from semedit.edits import load_direction
 from semedit.training import find_resume_checkpoint
-from tests.launch.launch_common import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
+from tests.launch.helpers import PYTHON, REPO, TINY_DIRECTION, clean_env, free_port
 
 
 def _ckpt_step(path: Path) -> int:
@@ -41,7 +41,7 @@ def test_agent_style_invocation_trains_the_tiny_config(tmp_path, monkeypatch, ca
             "logger.wandb=true", *args]
     assert main(argv) == 0
     run_dir = tmp_path / "direction-trial7"  # named after the agent's run id: one folder per trial
-    saved = load_config(Config, run_dir / "config.yaml")
+    saved = load_config(DirectionJobConfig, run_dir / "config.yaml")
     assert (saved.direction.loss, saved.direction.weight_decay, saved.direction.space) == ("logistic", 0.01, "z")
     assert (run_dir / "checkpoints" / "last.ckpt").is_file() and (run_dir / "direction.safetensors").is_file()
     offline_runs = list((run_dir / "wandb").glob("offline-run-*-trial7"))

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from semedit.cli import CLIError, main
+from semedit.cli import main
+from semedit.cli.common import CLIError
 from semedit.cli.launch import load_cluster_config, render_sbatch, trainer_overrides
 from semedit.cli.sweeps import SweepError, check_sweep, expand_sweep, load_sweep
 from semedit.config import valid_keys
-from tests.launch.launch_common import REPO
+from tests.launch.helpers import REPO
 
 SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
 CLUSTERS = sorted((REPO / "configs" / "cluster").glob("*.yaml"))

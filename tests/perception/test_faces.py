@@ -127,9 +127,9 @@ def test_dlib_resnet_identity_encoder_on_aligned_images():
     assert torch.all(same < 0.6), same
     assert float(enc.distance(e[:1], e[1:])) > 0.6
     # eval-inversion's identity column takes the encoder's own convention (Euclidean here, not 1 - cos).
-    from semedit.eval.inversion import identity_distance
+    from semedit.eval.inversion import image_identity_distance
 
-    torch.testing.assert_close(identity_distance(enc, images, copies), same)
+    torch.testing.assert_close(image_identity_distance(enc, images, copies), same)
     # Images without a face (a random tiny generator's) still give well-defined, repeatable descriptors.
     noise = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     out = enc(noise)
@@ -228,13 +228,17 @@ def test_inversion_dataset_aligns_raw_photos_through_dlib(tmp_path, caplog):
     assert out.shape == (3, 32, 32) and "wall.png" in caplog.text
 
 
-def test_hair_raw_inputs_use_the_same_alignment_and_name_the_photo():
-    from semedit.hair.inference import align_photo
+def test_hair_raw_inputs_use_the_same_alignment_and_name_the_photo(tmp_path):
+    import matplotlib.cbook
 
-    tensor = align_photo(photo("grace_hopper"), 256, source="grace_hopper.jpg")
+    from semedit.cli.hair import _load_inputs
+
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    tensor = _load_inputs([str(path)], raw=True, size=SIZE, device="cpu")
     torch.testing.assert_close(tensor, from_uint8(aligned("grace_hopper").image))
+    Image.new("RGB", (100, 100)).save(tmp_path / "blank.jpg")
     with pytest.raises(faces.NoFaceError, match="blank.jpg"):
-        align_photo(np.zeros((100, 100, 3), np.uint8), 64, source="blank.jpg")
+        _load_inputs([str(tmp_path / "blank.jpg")], raw=True, size=64, device="cpu")
 
 
 @pytest.mark.parametrize("load, expected", [

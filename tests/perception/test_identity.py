@@ -18,7 +18,7 @@ from semedit.perception.identity import (
     load_identity_encoder,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
-from tests.perception.perception_helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
+from tests.perception.helpers import TinyArcFace, export_onnx, fixture_json, randomize_batchnorm
 
 
 def _images(n=2, res=64, seed=0):

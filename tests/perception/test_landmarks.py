@@ -20,7 +20,7 @@ from semedit.perception.landmarks import (
     quad_to_aligned,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
-from tests.perception.perception_helpers import TinyArcFace, TinyLandmark3D, export_onnx
+from tests.perception.helpers import TinyArcFace, TinyLandmark3D, export_onnx
 
 
 @pytest.fixture(scope="module")

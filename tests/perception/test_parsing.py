@@ -13,7 +13,7 @@ from semedit.perception.parsing import (
     load_face_parser,
 )
 from semedit.weights import CorruptWeightsError, MissingWeightsError
-from tests.perception.perception_helpers import fixture_json, randomize_batchnorm
+from tests.perception.helpers import fixture_json, randomize_batchnorm
 
 
 def test_bisenet_matches_the_public_format_exactly():

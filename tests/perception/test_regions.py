@@ -9,7 +9,7 @@ import torch
 
 from semedit.perception.landmarks import FFHQ_EYE_LEFT, FFHQ_EYE_RIGHT, FFHQ_MOUTH, convex_hull_mask
 from semedit.perception.regions import make_region_splitter
-from tests.perception.perception_helpers import TinyLandmark3D, export_onnx
+from tests.perception.helpers import TinyLandmark3D, export_onnx
 
 
 def _topology_ok(face: np.ndarray) -> None:

@@ -12,7 +12,7 @@ from torch._dynamo.testing import CompileCounter
 
 from semedit.data.datamodule import downsample
 from semedit.edits import edit_wplus
-from semedit.hair.encoders import HairTransferNet
+from semedit.hair.fg2021.encoders import HairTransferNet
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import init_codes, render_chunks
 from semedit.perception.regions import make_region_splitter

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -19,33 +18,14 @@ class CLIError(SemeditError):
     """A user error on the command line: printed without a traceback, exit code 2."""
 
 
-class _DeprecatedFlag(argparse.Action):
-    """An old spelling of a flag: still works, and says which spelling to use instead."""
-
-    def __init__(self, option_strings, dest, new: str, **kwargs):
-        self.new = new
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"semedit: {option_string} is deprecated; use {self.new}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
-def add_out_argument(p: argparse.ArgumentParser, default: str | None, help: str,
-                     old: tuple[str, ...] = ()) -> None:
-    """``--out`` is the one spelling of an output path in every subcommand; ``old`` spellings still work."""
+def add_out_argument(p: argparse.ArgumentParser, default: str | None, help: str) -> None:
+    """``--out`` is the one spelling of an output path in every subcommand."""
     p.add_argument("--out", default=default, help=help)
-    for flag in old:
-        p.add_argument(flag, dest="out", action=_DeprecatedFlag, new="--out", help=argparse.SUPPRESS)
 
 
 def parse_floats(values: list[str] | str, flag: str) -> list[float]:
-    """Repeated numbers (``--strengths -3 0 3``); the old comma form ``-3,0,3`` still works, with a notice."""
+    """Repeated numbers (``--strengths -3 0 3``)."""
     items = [values] if isinstance(values, str) else list(values)
-    if any("," in item for item in items):
-        print(f"semedit: comma-separated {flag} is deprecated; give the numbers separated by spaces "
-              f"({flag} {' '.join(x for item in items for x in item.split(',') if x.strip())})", file=sys.stderr)
-        items = [x for item in items for x in item.split(",") if x.strip()]
     try:
         numbers = [float(x) for x in items]
     except ValueError:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError, add_strengths_argument, parse_floats
 from semedit.config import GeneratorSpec
 from semedit.directions.chunkmogrify import import_chunkmogrify_npy, parse_layer_range
@@ -20,7 +21,7 @@ from semedit.weights import REGISTRY, resolve_weights
 
 
 def _generator(args):
-    return generator_from_spec(GeneratorSpec(ckpt=args.ckpt), device=args.device)
+    return generator_from_spec(GeneratorSpec(ckpt=args.generator), device=args.device)
 
 
 def _ints(text, what: str):
@@ -59,7 +60,7 @@ def run_edit(args) -> int:
             print(path)
     (out / "edit.json").write_text(json.dumps({
         "direction": str(args.direction), "seeds": seeds, "strengths": strengths, "layers": layers,
-        "space": args.space, "truncation_psi": args.truncation_psi, "ckpt": args.ckpt}, indent=2))
+        "space": args.space, "truncation_psi": args.truncation_psi, "generator": args.generator}, indent=2))
     return 0
 
 
@@ -71,7 +72,7 @@ def run_pca(args) -> int:
     summary = []
     for i, (v, std, ratio) in enumerate(zip(result.components, result.std, result.explained_variance_ratio)):
         meta = {"method": "pca", "component": i, "std": float(std), "explained_variance_ratio": float(ratio),
-                "samples": args.samples, "seed": args.seed, "generator": args.ckpt or "tiny-random"}
+                "samples": args.samples, "seed": args.seed, "generator": args.generator or "tiny-random"}
         path = save_direction(out / f"pc{i:03d}.safetensors", Direction.from_vector(v, "w", None, meta))
         summary.append({"path": path.name, **meta})
     (out / "pca.json").write_text(json.dumps({"mean": result.mean.tolist(), "components": summary}, indent=2))
@@ -97,8 +98,8 @@ def run_import(args) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("edit", help="image strips of seeds moved along a latent direction")
-    p.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
+    p = add_command(subparsers, "edit")
+    p.add_argument("--generator", default=None, help="generator checkpoint or registry name (default: tiny random)")
     p.add_argument("--direction", required=True, help="direction file (.safetensors)")
     p.add_argument("--seeds", default="0-3", help="seeds, e.g. 0-3 or 1,5,9")
     add_strengths_argument(p, ["-3", "0", "3"], "edit strengths, one image each, e.g. --strengths -3 0 3")
@@ -113,8 +114,8 @@ def register(subparsers) -> None:
     # Let the old `--strengths -3,0,3` through: argparse takes "-3,0,3" for an option unless it looks like a number.
     p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")
 
-    q = subparsers.add_parser("pca", help="GANSpace: principal components of W as direction files")
-    q.add_argument("--ckpt", default=None, help="generator checkpoint or registry name (default: tiny random)")
+    q = add_command(subparsers, "pca")
+    q.add_argument("--generator", default=None, help="generator checkpoint or registry name (default: tiny random)")
     q.add_argument("--samples", type=int, default=100_000)
     q.add_argument("--components", type=int, default=20)
     q.add_argument("--seed", type=int, default=0)
@@ -123,7 +124,7 @@ def register(subparsers) -> None:
     q.add_argument("--out", default="pca", help="output folder: pcNNN.safetensors + pca.json")
     q.set_defaults(func=run_pca)
 
-    d = subparsers.add_parser("directions", help="direction files: import Chunkmogrify's .npy directions")
+    d = add_command(subparsers, "directions")
     dsub = d.add_subparsers(dest="directions_command", required=True)
     i = dsub.add_parser("import", help="a Chunkmogrify (18, 512) .npy direction as a semedit W+ direction file",
                         description="Chunkmogrify ships directions as (num_ws, w_dim) arrays, one row per W+ entry, "

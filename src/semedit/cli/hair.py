@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import (
     CLIError,
     add_out_argument,
@@ -21,23 +22,18 @@ from semedit.cli.common import (
     check_output_file,
     parse_floats,
 )
-from semedit.cli.jobs import run_job
 from semedit.edits import load_direction, save_direction
-from semedit.hair.inference import (
-    NOISE_MODES,
-    PREPROCESS_MODES,
-    HairTransfer,
-    align_photo,
-    hair_pca_directions,
-    load_hair_model,
-)
-from semedit.hair.official_directions import (
+from semedit.hair import MethodOptions, load_hair_method
+from semedit.hair.fg2021.method import hair_pca_directions
+from semedit.hair.fg2021.official_directions import (
     OFFICIAL_DIRECTION_NAMES,
     OFFICIAL_STRENGTHS,
     load_official_directions,
     official_direction_step,
 )
 from semedit.images import from_uint8, image_grid, save_image
+from semedit.jobs import run_job
+from semedit.perception import faces
 from semedit.perception.photos import read_photo
 from semedit.stylegan2.seeds import zs_from_seeds
 from semedit.weights import resolve_weights
@@ -49,7 +45,7 @@ def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.T
     images = []
     for path, photo in zip(paths, _read_inputs(paths, raw), strict=True):
         if raw:
-            images.append(align_photo(photo, output_size=size, device=device, source=path))
+            images.append(from_uint8(faces.align_photo(photo, size, source=path)[0].image))
             continue
         im = Image.fromarray(photo)
         if im.size != (size, size):
@@ -79,13 +75,21 @@ def _precheck(paths: list[str], raw: bool, out: str) -> None:
     check_output_file(out)
 
 
-def _setup(args):
-    model = load_hair_model(args.ckpt, device=args.device)
-    apply_speed_arguments(model.generator, args)
-    tool = HairTransfer(model, regions=args.regions, region_weights=args.region_weights, device=args.device,
-                        noise_mode=args.noise_mode, noise_seed=args.noise_seed)
-    size = model.generator.img_resolution
-    return tool, size
+def _setup(args, preprocess: str = "semedit"):
+    """The hair-transfer method of ``--hair-model`` and the size its inputs are aligned to."""
+    method = load_hair_method(args.hair_model, MethodOptions(args.regions, args.region_weights, args.noise_mode,
+                                                             args.noise_seed, args.device))
+    apply_speed_arguments(method.generator, args)
+    if preprocess not in method.preprocess_modes:
+        raise CLIError(f"--preprocess {preprocess}: the {method.name} method offers {', '.join(method.preprocess_modes)}")
+    return method, method.input_size(preprocess)
+
+
+def _embeddings(method):
+    if not method.has_embeddings:
+        raise CLIError(f"the {method.name} hair-transfer method has no hair embedding to interpolate, edit or "
+                       "analyse; this command needs one (FG 2021 models have)")
+    return method
 
 
 def _save_rows(frames: torch.Tensor, out: str) -> Path:
@@ -98,14 +102,11 @@ def _save_rows(frames: torch.Tensor, out: str) -> Path:
 
 def cmd_transfer(args) -> int:
     _precheck([args.face, args.hair], args.raw, args.out)
-    tool, size = _setup(args)
-    if args.preprocess == "official":
-        # The official pipeline aligns the photos straight to the encoder's 256 px (utils.py line 105).
-        size = args.official_size or tool.model.input_size
-    faces = _load_inputs([args.face], args.raw, size, args.device)
-    hairs = _load_inputs([args.hair], args.raw, size, args.device)
-    out = tool.transfer(faces, hairs, alpha_blend=args.alpha_blend, preprocess=args.preprocess,
-                        official_size=size if args.preprocess == "official" else None)
+    method, size = _setup(args, args.preprocess)
+    size = args.official_size or size if args.preprocess == "official" else size
+    face_images = _load_inputs([args.face], args.raw, size, args.device)
+    hair_images = _load_inputs([args.hair], args.raw, size, args.device)
+    out = method.transfer(face_images, hair_images, alpha_blend=args.alpha_blend, preprocess=args.preprocess)
     path = save_image(out[0], args.out)
     print(f"wrote {path}")
     return 0
@@ -114,6 +115,7 @@ def cmd_transfer(args) -> int:
 def cmd_interpolate(args) -> int:
     _precheck([args.face, args.hair, args.to], args.raw, args.out)
     tool, size = _setup(args)
+    _embeddings(tool)
     load = lambda p: _load_inputs([p], args.raw, size, args.device)  # noqa: E731
     frames = tool.interpolate(load(args.face), load(args.hair), load(args.to), steps=args.steps, what=args.what)
     print(f"wrote {_save_rows(frames, args.out)} ({args.steps} steps of the {args.what} embedding)")
@@ -125,7 +127,8 @@ def cmd_pca(args) -> int:
 
     check_output_dir(args.out)
     tool, _ = _setup(args)
-    G = tool.model.generator
+    _embeddings(tool)
+    G = tool.generator
     codes = []
     for start in range(0, args.samples, args.batch_size):
         seeds = list(range(args.seed + start, args.seed + min(start + args.batch_size, args.samples)))
@@ -145,7 +148,7 @@ def _official_step(args, tool) -> torch.Tensor:
     """The step of an official direction ('color' / 'structure' of latent_directions.pkl), unnormalised."""
     if args.in_std:
         raise CLIError("--in-std applies to PCA direction files, not to the official directions")
-    num_ws, w_dim = tool.model.net.num_ws, tool.model.net.w_dim
+    num_ws, w_dim = tool.generator.num_ws, tool.generator.w_dim
     directions = load_official_directions(resolve_weights(args.directions_file))
     return official_direction_step(directions, args.direction, num_ws, w_dim)
 
@@ -153,6 +156,7 @@ def _official_step(args, tool) -> torch.Tensor:
 def cmd_hair_edit(args) -> int:
     _precheck([args.face, args.hair or args.face], args.raw, args.out)
     tool, size = _setup(args)
+    _embeddings(tool)
     official = args.direction in OFFICIAL_DIRECTION_NAMES
     if official:
         direction = _official_step(args, tool)
@@ -182,8 +186,9 @@ def cmd_eval_identity(args) -> int:
 
 
 def _common(p, face: bool = True) -> None:
-    p.add_argument("--ckpt", required=True, help="semedit hair checkpoint (<run>/checkpoints/last.ckpt) or the "
-                                                 "released FG 2021 model")
+    p.add_argument("--hair-model", required=True, help="a hair-transfer model: <run>/checkpoints/last.ckpt of "
+                                                       "`semedit train hair`, or the released FG 2021 model "
+                                                       "(best_model.pt, registry name hairstyle-fg2021)")
     if face:
         p.add_argument("--face", required=True, help="image whose face is kept")
         p.add_argument("--raw", action="store_true", help="inputs are unaligned photos: detect the largest face "
@@ -191,7 +196,7 @@ def _common(p, face: bool = True) -> None:
     p.add_argument("--regions", default=None, help="face/hair regions: ellipse | dlib-hull | hull | parsing "
                                                    "(default: the model's)")
     p.add_argument("--region-weights", default=None, help="weights of the region model (hull, parsing)")
-    p.add_argument("--noise-mode", default=None, choices=list(NOISE_MODES),
+    p.add_argument("--noise-mode", default=None, choices=["const", "random", "none"],
                    help="synthesis noise (default: the model's: random for the released model, as its code "
                         "renders with randomize_noise=True; const for semedit checkpoints)")
     p.add_argument("--noise-seed", type=int, default=0, help="seed of the random noise (results are reproducible)")
@@ -200,19 +205,19 @@ def _common(p, face: bool = True) -> None:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("transfer", help="hairstyle transfer: the face of one image with the hair of another")
+    p = add_command(subparsers, "transfer")
     _common(p)
     p.add_argument("--hair", required=True, help="image whose hair is taken")
     p.add_argument("--alpha-blend", action="store_true", help="paste the original inner face over the result "
                                                               "(better identity on real photos)")
-    p.add_argument("--preprocess", choices=list(PREPROCESS_MODES), default="semedit",
+    p.add_argument("--preprocess", default="semedit",
                    help="semedit: inputs, masks and alpha blend at full resolution; official: the released "
                         "code's path (align to 256 px, hard hull masks at 256, the 256 px face pasted upscaled)")
     p.add_argument("--official-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: tiny generators
     p.add_argument("--out", default="transfer.png")
     p.set_defaults(func=cmd_transfer)
 
-    p = subparsers.add_parser("hair-interpolate", help="interpolate the hair (or face) embedding in N steps")
+    p = add_command(subparsers, "hair-interpolate")
     _common(p)
     p.add_argument("--hair", required=True, help="hair at the start")
     p.add_argument("--to", required=True, help="hair (or face, with --what face) at the end")
@@ -221,16 +226,16 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="interpolation.png")
     p.set_defaults(func=cmd_interpolate)
 
-    p = subparsers.add_parser("hair-pca", help="learn hair-embedding directions by PCA of generated images")
+    p = add_command(subparsers, "hair-pca")
     _common(p, face=False)
     p.add_argument("--samples", type=int, default=1000)
     p.add_argument("--components", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
-    add_out_argument(p, "hair_directions", "output folder of the direction files", old=("--out-dir",))
+    add_out_argument(p, "hair_directions", "output folder of the direction files")
     p.set_defaults(func=cmd_pca)
 
-    p = subparsers.add_parser("hair-edit", help="move the hair embedding along a direction (hair-pca or direction tools)")
+    p = add_command(subparsers, "hair-edit")
     _common(p)
     p.add_argument("--hair", default=None, help="hair source (default: the face image's own hair)")
     p.add_argument("--direction", required=True,
@@ -247,9 +252,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", default="hair_edit.png")
     p.set_defaults(func=cmd_hair_edit)
 
-    p = subparsers.add_parser("eval-identity", help="identity retrieval after hair transfer (the FG 2021 protocol)")
+    p = add_command(subparsers, "eval-identity")
     p.add_argument("--config", default=None, help="YAML config (default: configs/hair/eval_identity_tiny.yaml)")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. hair_ckpt=runs/x/checkpoints/last.ckpt")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. hair_model=runs/x/checkpoints/last.ckpt")
     p.set_defaults(func=cmd_eval_identity)
 
 

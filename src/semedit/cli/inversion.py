@@ -7,14 +7,15 @@ from pathlib import Path
 
 import torch
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
-from semedit.cli.jobs import get_job, run_job
 from semedit.config import GeneratorSpec, load_config
 from semedit.edits import load_direction
 from semedit.images import save_image
 from semedit.inversion.base import use_noise
 from semedit.inversion.edit import edit_codes_images, render_composite
 from semedit.inversion.io import find_inversions, load_inversion, load_noise
+from semedit.jobs import get_job, run_job
 from semedit.perception.photos import load_image
 from semedit.stylegan2 import generator_from_spec
 
@@ -84,8 +85,7 @@ def cmd_eval_inversion(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "invert", help="ChunkyGAN inversion of real photos (n codes blended by n soft masks)",
+    p = add_command(subparsers, "invert",
         description="Invert real images into n StyleGAN2 codes + masks. Without --config the tiny CPU default "
                     "(configs/chunkygan/tiny.yaml) is used. Items with '=' are config overrides.",
     )
@@ -94,8 +94,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=None, help="YAML config (default: configs/chunkygan/tiny.yaml)")
     p.set_defaults(func=cmd_invert)
 
-    p = subparsers.add_parser(
-        "edit-real", help="edit inverted real photos along a direction and recomposite with their masks",
+    p = add_command(subparsers, "edit-real",
         description="Apply a direction file to the codes of an inversion (all or chosen chunks) and recomposite.",
     )
     p.add_argument("--inversion", required=True, help="an image folder written by `semedit invert`, or its run folder")
@@ -104,13 +103,12 @@ def register(subparsers) -> None:
     p.add_argument("--chunks", type=int, nargs="+", default=None, help="chunks to edit (default: all)")
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="W+ layers (style layers for an S direction) to edit; default: the direction's own")
-    add_out_argument(p, None, "output folder (default: <inversion>/edits/<direction name>)", old=("--output",))
+    add_out_argument(p, None, "output folder (default: <inversion>/edits/<direction name>)")
     p.add_argument("--config", default=None, help="config of the inversion run (default: its config.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     p.set_defaults(func=cmd_edit_real)
 
-    p = subparsers.add_parser(
-        "eval-inversion", help="the ChunkyGAN paper's projection table and identity-after-edit table",
+    p = add_command(subparsers, "eval-inversion",
         description="Invert a folder of aligned faces once per row of eval.rows (Optimization and ChunkyGAN in W, "
                     "W+, S; W+ reg.; pSp; e4e; Pivotal Tuning) and write the projection table (LPIPS-Alex and L2 at "
                     "256 px, identity, L2 at full size) and the identity-after-edit table (reconstructed vs edited, "
@@ -122,5 +120,5 @@ def register(subparsers) -> None:
     p.add_argument("--config", default=None, help="YAML config (default: configs/chunkygan/tiny.yaml)")
     p.add_argument("--direction", action="append", help="direction file for the identity-after-edit table; repeatable")
     add_strengths_argument(p, None, "edit strengths (default: eval.edit_strengths)")
-    add_out_argument(p, None, "output folder (default: eval.output_dir, runs/eval-inversion)", old=("--output",))
+    add_out_argument(p, None, "output folder (default: eval.output_dir, runs/eval-inversion)")
     p.set_defaults(func=cmd_eval_inversion)

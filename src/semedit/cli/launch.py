@@ -32,10 +32,11 @@ from typing import Any
 
 import submitit  # a runtime dependency: `semedit launch` submits through it
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError
-from semedit.cli.jobs import get_job, split_items
 from semedit.cli.sweeps import check_sweep, expand_sweep, load_sweep
 from semedit.config import load_config, packaged_config
+from semedit.jobs import get_job, split_items
 from semedit.training import REQUEUE_OWNER_ENV, SLURM_LAUNCH_ENV, FitResult, save_preemption_checkpoint
 
 __all__ = [
@@ -339,8 +340,7 @@ def cmd_sweep_expand(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "launch", help="submit training runs or W&B sweep agents to SLURM (submitit)",
+    p = add_command(subparsers, "launch",
         description="Submit `semedit train` runs or `wandb agent`s as SLURM jobs. Resources come from "
                     "configs/cluster/<name>.yaml plus --set overrides; --dry-run prints the sbatch script.",
     )
@@ -373,8 +373,7 @@ def register(subparsers) -> None:
     add_launch_flags(a)
     p.set_defaults(func=cmd_launch)
 
-    s = subparsers.add_parser(
-        "sweep", help="check a W&B sweep file against the job config, or expand it into commands",
+    s = add_command(subparsers, "sweep",
         description="`check`: every parameter is a config key and loads with its values. `expand`: the "
                     "trials as `semedit` commands (grid: all; random: --trials draws), for running offline.",
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError, add_out_argument, check_output_dir
 from semedit.errors import ImageError
 from semedit.perception import faces
@@ -95,8 +96,7 @@ def cmd_align(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
-        "align", help="FFHQ-align the faces of raw photos (dlib, offline)",
+    p = add_command(subparsers, "align",
         description="Detect the face (dlib HOG, or the MMOD CNN), find dlib's 68 landmarks and write the FFHQ "
                     "crop (as NVlabs/ffhq-dataset). Files that fail are reported by name; the rest are written.")
     p.add_argument("inputs", nargs="+", metavar="PHOTO_OR_FOLDER",

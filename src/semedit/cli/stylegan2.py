@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError, add_out_argument, add_speed_arguments, apply_speed_arguments
 from semedit.config import GeneratorSpec
 from semedit.images import save_image
@@ -44,7 +45,7 @@ def generate(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise CLIError(str(err)) from None
     device = _device(args.device)
-    G = _load(args.ckpt, device)
+    G = _load(args.generator, device)
     apply_speed_arguments(G, args)
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,7 @@ def generate(args: argparse.Namespace) -> int:
         for start in range(0, len(seeds), args.batch_size):
             batch = seeds[start:start + args.batch_size]
             z = zs_from_seeds(batch, G.z_dim).to(device)
-            ws = G.mapping(z, truncation_psi=args.trunc)
+            ws = G.mapping(z, truncation_psi=args.truncation_psi)
             if args.noise_mode == "random":
                 # Noise seeded per image, so that a seed renders the same image in any batch.
                 images = torch.cat([
@@ -91,24 +92,24 @@ def info(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("generate", help="write images from seeds with a StyleGAN2 checkpoint")
-    p.add_argument("--ckpt", default=None, help="rosinality .pt, NVlabs .pkl, semedit .safetensors or registry "
+    p = add_command(subparsers, "generate")
+    p.add_argument("--generator", default=None, help="rosinality .pt, NVlabs .pkl, semedit .safetensors or registry "
                    "name (default: the tiny random generator)")
     p.add_argument("--seeds", required=True, help="e.g. 0,1,7 or 0-99")
-    p.add_argument("--trunc", type=float, default=1.0, help="truncation psi (1 = none)")
+    p.add_argument("--truncation-psi", type=float, default=1.0, help="truncation psi: w_avg + psi (w - w_avg) (1 = none)")
     p.add_argument("--noise-mode", default="const", help="const | random | none")
-    add_out_argument(p, "outputs/generate", "output folder (seedNNNN.png)", old=("--outdir",))
+    add_out_argument(p, "outputs/generate", "output folder (seedNNNN.png)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     add_speed_arguments(p)
     p.set_defaults(func=generate)
 
-    p = subparsers.add_parser("convert", help="convert a checkpoint to semedit's .safetensors format")
+    p = add_command(subparsers, "convert")
     p.add_argument("input")
     p.add_argument("output")
     p.set_defaults(func=convert)
 
-    p = subparsers.add_parser("info", help="print a checkpoint's inferred generator configuration")
+    p = add_command(subparsers, "info")
     p.add_argument("ckpt")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=info)

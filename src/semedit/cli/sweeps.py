@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from semedit.cli.jobs import JOBS
 from semedit.config import ConfigError, load_config, packaged_config, resolve_config_path, valid_keys
 from semedit.errors import SemeditError
+from semedit.jobs import JOBS
 
 __all__ = ["SweepError", "SweepSpec", "load_sweep", "check_sweep", "expand_sweep", "format_override"]
 

@@ -1,6 +1,6 @@
 """`semedit train JOB [--config YAML] [inputs] [key=value ...]` and `semedit config show JOB`.
 
-Both go through the job registry (``semedit.cli.jobs``): any registered job can be run with ``train``,
+Both go through the job registry (``semedit.jobs``): any registered job can be run with ``train``,
 and ``config show`` prints the merged YAML a job would run with, ready to copy and edit.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from semedit.cli.jobs import JOBS, get_job, run_job, split_items
+from semedit.cli.commands import add_command
 from semedit.config import to_yaml
+from semedit.jobs import JOBS, get_job, run_job, split_items
 
 __all__ = ["register"]
 
@@ -28,10 +29,11 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     jobs = ", ".join(sorted(JOBS))
-    p = subparsers.add_parser(
-        "train", help=f"run a job ({jobs}) from a YAML config plus key=value overrides",
+    listing = "\n".join(f"  {name:<15} {job.help}" for name, job in JOBS.items())
+    p = add_command(
+        subparsers, "train", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Run a job. Without --config the job's packaged tiny default is used; "
-                    "`semedit config show JOB` prints it.",
+                    f"`semedit config show JOB` prints it.\n\njobs:\n{listing}",
     )
     p.add_argument("job", help=f"one of: {jobs}")
     p.add_argument("--config", default=None, help="YAML config file (default: the job's tiny config)")
@@ -39,7 +41,7 @@ def register(subparsers) -> None:
                                             "(and input photos for invert / eval-inversion)")
     p.set_defaults(func=cmd_train)
 
-    c = subparsers.add_parser("config", help="show the merged config a job would run with")
+    c = add_command(subparsers, "config")
     sub = c.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     s = sub.add_parser("show", help="print the merged YAML (default <- --config <- key=value overrides)")
     s.add_argument("job", help=f"one of: {jobs}")

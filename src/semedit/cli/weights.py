@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from semedit import weights as W
-from semedit.perception import faces  # noqa: F401 - registers the parse check of dlib's model files
+from semedit.cli.commands import add_command
+from semedit.perception import clip, faces  # noqa: F401 - they register the parse checks of their file kinds
 
 __all__ = ["register"]
 
@@ -59,7 +60,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("weights", help="list, download and verify pretrained weight files")
+    p = add_command(subparsers, "weights")
     sub = p.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
 
     ls = sub.add_parser("list", help="every pretrained file: name, purpose, source, expected path, state")

@@ -1,25 +1,7 @@
-"""Synthetic training data from a frozen StyleGAN2: loaders of integer indices, synthesis on the device."""
+"""Synthetic training data from a frozen StyleGAN2: loaders of integer indices, synthesis on the device.
 
-from semedit.data.datamodule import (
-    DataConfigError,
-    PairsConfig,
-    StyleGAN2DataModule,
-    SyntheticDataConfig,
-    downsample,
-    pair_shifts,
-)
-from semedit.data.samplers import FixedIndexSampler, ResumableIndexSampler
-from semedit.data.seeding import sample_seeds, z_for_indices
-
-__all__ = [
-    "DataConfigError",
-    "FixedIndexSampler",
-    "PairsConfig",
-    "ResumableIndexSampler",
-    "StyleGAN2DataModule",
-    "SyntheticDataConfig",
-    "downsample",
-    "pair_shifts",
-    "sample_seeds",
-    "z_for_indices",
-]
+- config.py      the data section of a job config (samples | pairs, the scorer)
+- datamodule.py  StyleGAN2DataModule (Lightning): samples and pose-misaligned pairs synthesised on the device
+- samplers.py    which sample indices a rank sees, resumable mid-epoch; seeding.py: index -> latent
+- scorers.py     attribute scorers that label samples (yaw, hair attributes, user classifiers, ...)
+"""

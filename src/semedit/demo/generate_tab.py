@@ -39,14 +39,14 @@ def parse_layers(text: str | None, count: int, what: str) -> list[int] | None:
 
 
 @torch.no_grad()
-def generate(models: DemoModels, seeds_text: str, truncation: float, space: str, layers_text: str = "",
+def generate(models: DemoModels, seeds_text: str, truncation_psi: float, space: str, layers_text: str = "",
              strengths: Sequence[float] = ()) -> list[tuple[np.ndarray, str]]:
     """[(uint8 image, caption)] for each seed, edited by ``strengths[k]`` along latent direction k."""
     G, dev = models.generator, models.device
     if space not in GENERATE_SPACES:
         raise ValueError(f"space must be one of {', '.join(GENERATE_SPACES)}, got {space!r}")
-    if not 0.0 <= float(truncation) <= 1.0:
-        raise ValueError(f"truncation psi must be in [0, 1], got {truncation}")
+    if not 0.0 <= float(truncation_psi) <= 1.0:
+        raise ValueError(f"truncation psi must be in [0, 1], got {truncation_psi}")
     seeds = parse_seeds(seeds_text)
     if len(seeds) > MAX_SEEDS:
         raise ValueError(f"{len(seeds)} seeds asked; the demo shows at most {MAX_SEEDS} at a time")
@@ -58,7 +58,7 @@ def generate(models: DemoModels, seeds_text: str, truncation: float, space: str,
     for d, k in active:
         if d.direction.space == "z":
             z = edit_z(z, d.direction, k)
-    ws = G.mapping(z, truncation_psi=float(truncation))
+    ws = G.mapping(z, truncation_psi=float(truncation_psi))
     noise_mode = models.invert_config.generator.noise_mode
     if space in ("W", "W+ layers"):
         delta = torch.zeros(G.num_ws, G.w_dim, device=dev)

@@ -56,7 +56,7 @@ def prepare_pair(models: DemoModels, face_path, hair_path, limits: UploadLimits,
     Returns (pair, face-image overlay of its face region, hair-image overlay of its hair region).
     """
     tool = models.hair
-    res = tool.model.generator.img_resolution
+    res = tool.generator.img_resolution
     size = max(res, DISPLAY_SIZE)
     notes, crops = [], []
     for path, what in ((face_path, "face photo"), (hair_path, "hair photo")):

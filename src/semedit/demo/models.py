@@ -20,18 +20,17 @@ import torch
 from semedit.config import GeneratorSpec, load_config, packaged_config
 from semedit.directions.pca import pca_w
 from semedit.edits import Direction, DirectionFileError, EditError, load_direction, style_offsets
-from semedit.hair.encoders import build_hair_net
-from semedit.hair.inference import HairModel, HairTransfer, hair_pca_directions, load_hair_model
-from semedit.hair.official_directions import (
+from semedit.hair import HairTransferMethod, MethodOptions, load_hair_method
+from semedit.hair.fg2021.encoders import build_hair_net
+from semedit.hair.fg2021.method import HairModel, fg2021_method, hair_pca_directions
+from semedit.hair.fg2021.official_directions import (
     OFFICIAL_STRENGTHS,
     load_official_directions,
     official_direction_step,
 )
-from semedit.hair.train import DEFAULT_CONFIG
-from semedit.hair.train import Config as HairConfig
 from semedit.inversion.base import InversionTools
-from semedit.inversion.config import Config as InvertConfig
-from semedit.inversion.config import validate
+from semedit.inversion.config import inversion_job_schema, validate
+from semedit.jobs import JOBS
 from semedit.stylegan2 import generator_from_spec, load_generator, zs_from_seeds
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ log = logging.getLogger(__name__)
 __all__ = ["NamedDirection", "DemoModels", "load_models", "EMBEDDED_HAIR_LABEL"]
 
 EMBEDDED_HAIR_LABEL = ("embedded default: hair model built from hair/tiny.yaml with random, untrained weights on "
-                       "the tiny random 32 px generator (it exercises the pipeline; pass --hair-ckpt for real "
+                       "the tiny random 32 px generator (it exercises the pipeline; pass --hair-model for real "
                        "results)")
 
 
@@ -62,11 +61,11 @@ class NamedDirection:
 class DemoModels:
     generator: torch.nn.Module  # for the ChunkyGAN and Generate tabs
     generator_label: str
-    hair: HairTransfer  # its model carries its own generator
+    hair: HairTransferMethod  # it carries its own generator
     hair_label: str
     hair_directions: list[NamedDirection]
     latent_directions: list[NamedDirection]
-    invert_config: InvertConfig
+    invert_config: object  # an inversion config (semedit.inversion.config.inversion_job_schema)
     device: torch.device = torch.device("cpu")
     _tools: Optional[InversionTools] = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -82,7 +81,7 @@ class DemoModels:
 
 
 def _embedded_hair_model(G, device) -> HairModel:
-    cfg = load_config(HairConfig, packaged_config(DEFAULT_CONFIG))
+    cfg = JOBS["hair"].load_config(None, [])  # the packaged tiny default
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)  # the same initial weights `semedit train hair` starts from
         net = build_hair_net(cfg.encoder, G.num_ws, G.w_dim)
@@ -121,13 +120,13 @@ def _official_hair_directions(folder: str | Path, num_ws: int, w_dim: int) -> li
 
 
 @torch.no_grad()
-def _hair_pca(tool: HairTransfer, samples: int, components: int, batch_size: int = 16) -> list[NamedDirection]:
+def _hair_pca(tool: HairTransferMethod, samples: int, components: int, batch_size: int = 16) -> list[NamedDirection]:
     """PCA of the hair embeddings of generated faces (what `semedit hair-pca` computes), on the fly."""
-    G = tool.model.generator
+    G = tool.generator
     codes = []
     for start in range(0, samples, batch_size):
         z = zs_from_seeds(list(range(start, min(start + batch_size, samples))), G.z_dim).to(tool.device)
-        images = G.synthesis(G.mapping(z), noise_mode=tool.model.noise_mode).float().clamp(-1, 1)
+        images = G.synthesis(G.mapping(z), noise_mode=tool.noise_mode).float().clamp(-1, 1)
         codes.append(tool.embed_hair(images).cpu())
     directions, _ = hair_pca_directions(torch.cat(codes), min(components, samples - 1))
     return [NamedDirection(f"hair PC{i}", d, d.meta["std"]) for i, d in enumerate(directions)]
@@ -140,7 +139,7 @@ def _latent_pca(G, samples: int, components: int, device) -> list[NamedDirection
                            float(s)) for i, (v, s) in enumerate(zip(result.components, result.std, strict=True))]
 
 
-def load_models(hair_ckpt: str | None = None, generator: str | None = None, directions: str | None = None,
+def load_models(hair_model: str | None = None, generator: str | None = None, directions: str | None = None,
                 device: str = "cpu", hair_pca_samples: int = 64, latent_pca_samples: int = 2000,
                 pca_components: int = 3, precision: str = "auto", compile: str = "auto") -> DemoModels:
     """Load what the three tabs need; raises the package's usual errors for bad paths or names.
@@ -155,21 +154,20 @@ def load_models(hair_ckpt: str | None = None, generator: str | None = None, dire
     spec = GeneratorSpec(ckpt=generator)
     G = load_generator(generator, device=dev) if generator else generator_from_spec(spec, device=dev)
     generator_label = f"{generator}" if generator else "embedded default: tiny random 32 px StyleGAN2 (tiny configs)"
-    if hair_ckpt:
-        model = load_hair_model(hair_ckpt, device=dev, generator=G if generator else None)
-        hair_label = f"{hair_ckpt} ({model.source})"
+    if hair_model:
+        tool = load_hair_method(hair_model, MethodOptions(device=str(dev)), generator=G if generator else None)
+        hair_label = f"{hair_model} ({tool.name}: {tool.source})"
     else:
-        model = _embedded_hair_model(G, dev)
+        tool = fg2021_method(_embedded_hair_model(G, dev), MethodOptions(device=str(dev)))
         hair_label = EMBEDDED_HAIR_LABEL
-    for generator_module in {id(G): G, id(model.generator): model.generator}.values():
+    for generator_module in {id(G): G, id(tool.generator): tool.generator}.values():
         generator_module.set_reduced_precision(precision, 4)
         generator_module.set_compile(compile)
-    tool = HairTransfer(model, device=dev)
 
     loaded = _load_direction_dir(directions) if directions else []
     hair_dirs = [d for d in loaded if d.direction.meta.get("embedding") == "hair"]
     if directions:
-        hair_dirs += _official_hair_directions(directions, model.net.num_ws, model.net.w_dim)
+        hair_dirs += _official_hair_directions(directions, tool.generator.num_ws, tool.generator.w_dim)
     latent_dirs = [d for d in loaded if d.direction.meta.get("embedding") != "hair"]
     for d in latent_dirs:  # fail at start-up, naming the file, rather than on the first slider move
         if d.direction.space == "z":
@@ -187,7 +185,7 @@ def load_models(hair_ckpt: str | None = None, generator: str | None = None, dire
     # config for a real one; the page lets the user change n, the space and the steps.
     name = "chunkygan/ffhq1024.yaml" if generator else "chunkygan/tiny.yaml"
     overrides = [f"generator.ckpt={generator}"] if generator else []
-    invert_cfg = validate(load_config(InvertConfig, packaged_config(name), overrides))
+    invert_cfg = validate(load_config(inversion_job_schema(), packaged_config(name), overrides))
     log.info("demo models: generator %s, hair %s, %d hair and %d latent directions", generator_label, hair_label,
              len(hair_dirs), len(latent_dirs))
     return DemoModels(G, generator_label, tool, hair_label, hair_dirs, latent_dirs, invert_cfg, dev)

@@ -6,23 +6,13 @@ scorer, so it runs end to end on a CPU in minutes. The result is ``<run>/directi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from semedit.config import JobConfig
-from semedit.data import StyleGAN2DataModule, SyntheticDataConfig
-from semedit.directions.module import DirectionClassifierModule, DirectionConfig, ScoredLatentsDataModule
+from semedit.data.datamodule import StyleGAN2DataModule
+from semedit.directions.config import DirectionJobConfig
+from semedit.directions.module import DirectionClassifierModule, ScoredLatentsDataModule
 from semedit.training import FitResult, fit
 
-DEFAULT_CONFIG = "direction/tiny.yaml"
 
-
-@dataclass
-class Config(JobConfig):
-    data: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
-    direction: DirectionConfig = field(default_factory=DirectionConfig)
-
-
-def build(cfg: Config) -> tuple[DirectionClassifierModule, ScoredLatentsDataModule]:
+def build(cfg: DirectionJobConfig) -> tuple[DirectionClassifierModule, ScoredLatentsDataModule]:
     source = StyleGAN2DataModule(cfg.generator, cfg.data)
     datamodule = ScoredLatentsDataModule(source, cfg.direction)
     meta = {"scorer": cfg.data.scorer.name, "generator": cfg.generator.ckpt or "tiny-random",
@@ -31,10 +21,15 @@ def build(cfg: Config) -> tuple[DirectionClassifierModule, ScoredLatentsDataModu
     return module, datamodule
 
 
-def train(cfg: Config) -> FitResult:
+def train(cfg: DirectionJobConfig) -> FitResult:
     module, datamodule = build(cfg)
     result = fit("direction", module, datamodule, cfg, cfg.trainer, cfg.logger, cfg.run)
     path = result.run_dir / cfg.direction.output
     if path.is_file():
         print(f"direction:   {path}")
     return result
+
+
+def run(cfg: DirectionJobConfig, inputs: list[str]) -> FitResult:
+    """The `direction` job's entry (semedit.jobs)."""
+    return train(cfg)

@@ -24,7 +24,6 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -33,13 +32,13 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from semedit.config import MISSING, TrainerConfig, as_dict, check, check_number
+from semedit.config import as_dict
+from semedit.eval.identity_config import IDENTITY_CROPS, IDENTITY_MODELS, STORES, EvalIdentityConfig
 from semedit.eval.shards import ShardStore
-from semedit.hair.inference import HairModelError, HairTransfer, load_hair_model
+from semedit.hair import HairModelError, HairTransferMethod, MethodOptions, load_hair_method
 from semedit.lightning_output import quiet_lightning
 from semedit.perception.face_align import NormCropIdentityEncoder
 from semedit.perception.identity import identity_metric, load_identity_encoder
-from semedit.perception.regions import REGION_SPLITTERS
 from semedit.runs import open_run_folder
 from semedit.stylegan2.seeds import z_from_seed
 from semedit.threads import configure_threads, local_processes
@@ -156,79 +155,6 @@ def transfer_pairs(gallery_size: int, num_transfers: int, seed: int) -> tuple[np
 # ----------------------------------------------------------------------------------------------------
 # The protocol: configuration, sharded embedding (DDP predict) and the report.
 
-@dataclass
-class EvalIdentityConfig:
-    """`semedit eval-identity`: identity retrieval after hair transfer."""
-
-    hair_ckpt: str = MISSING  # semedit hair checkpoint (last.ckpt) or the released FG 2021 model
-    # Gallery and transfers are rendered by the hair model's own generator (the one its W+ belongs to).
-    # evaluation ArcFace: registry name, .onnx/.pth; dlib-resnet (dlib's descriptor, Euclidean); random-irse:<d>
-    identity_encoder: str = "arcface-w600k-r50"
-    # How the encoder sees a face: "ffhq" = pSp's fixed crop of the FFHQ-aligned image (rows 35:223, cols
-    # 32:220 at 256 px; pSp criteria/id_loss.py line 17); "norm_crop" = insightface's own 5-point
-    # alignment (perception/face_align.py), with keypoints from its SCRFD detector ("detector") or the
-    # FFHQ template ("ffhq": semedit's choice, for tiny runs without detector weights).
-    identity_crop: str = "ffhq"
-    keypoints: str = "detector"
-    # A preset of the three settings above (the protocol's identity-model sweep, IDENTITY_MODELS):
-    # insightface-arcface | psp-irse50 | dlib-resnet. None: use identity_encoder / identity_crop as given.
-    identity_model: Optional[str] = None
-    regions: Optional[str] = None  # face/hair regions for the transfers; None: the model's own
-    region_weights: Optional[str] = None
-    gallery_size: int = 100_000  # paper: 100k
-    num_transfers: int = 1000  # paper: 1k
-    gallery_seed: int = 0  # gallery image i is StyleGAN2 seed gallery_seed + i
-    pair_seed: int = 0
-    # Gallery truncation. The talk says "100k random images generated from StyleGAN" and names no psi;
-    # semedit's default is 1.0, the generator's own distribution (no truncation is the plain reading of
-    # "random images", and it adds no parameter). 0.7 (the training pairs' psi in hair/ffhq1024.yaml) is
-    # the other point of the sweep: faces nearer the mean face, a harder gallery.
-    truncation_psi: float = 1.0
-    # Synthesis noise of the transfers. None: the model's own: random for the released model (its code
-    # renders with randomize_noise=True, psp.py lines 34 and 50), const for semedit checkpoints (trained
-    # so). Random noise is seeded from (noise_seed, first item of the batch): reproducible, and a transfer
-    # and its reconstruction control share their noise. Gallery images use const noise (semedit's choice:
-    # one gallery then serves every hair model and noise setting).
-    noise_mode: Optional[str] = None
-    noise_seed: int = 0
-    shard_size: int = 1000  # embeddings per shard file
-    batch_size: int = 16  # images per generation/embedding batch
-    # The evaluation's folder. None: named after the hair model and a hash of the protocol (every setting
-    # that changes the numbers, plus the checkpoint's SHA-256): <hair run>/eval-identity-<hash>/ for a
-    # semedit checkpoint <hair run>/checkpoints/*.ckpt, else runs/eval-identity/<file stem>-<hash>/. So the
-    # evaluations of several models (or protocols) sit side by side and a re-run reuses its own shards.
-    # A path: exactly that folder.
-    output_dir: Optional[str] = None
-    # Where the gallery's embedding shards live (default <output_dir>/gallery). The gallery depends on the
-    # generator, not on the hair model: point the evaluations of several models at one folder to share it.
-    gallery_dir: Optional[str] = None
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    threads: int = 0  # CPU threads per process; 0: automatic (semedit.threads)
-
-    def validate(self, prefix: str = "") -> None:
-        check(self.identity_model is None or self.identity_model in IDENTITY_MODELS, f"{prefix}identity_model",
-              "null or one of " + ", ".join(IDENTITY_MODELS), self.identity_model)
-        check(self.identity_crop in IDENTITY_CROPS, f"{prefix}identity_crop", " | ".join(IDENTITY_CROPS),
-              self.identity_crop)
-        check(self.keypoints in ("detector", "ffhq"), f"{prefix}keypoints", "detector or ffhq", self.keypoints)
-        check(self.regions is None or self.regions in REGION_SPLITTERS, f"{prefix}regions",
-              "null or one of " + ", ".join(REGION_SPLITTERS), self.regions)
-        check(self.noise_mode in (None, "const", "random", "none"), f"{prefix}noise_mode",
-              "null (the model's own), const, random or none", self.noise_mode)
-        for key in ("gallery_size", "num_transfers", "shard_size", "batch_size"):
-            check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
-        check_number(self.truncation_psi, f"{prefix}truncation_psi")
-        check(self.threads >= 0, f"{prefix}threads", "0 (automatic) or an integer >= 1", self.threads)
-
-
-STORES = ("gallery", "transfer", "reconstruction")
-IDENTITY_CROPS = ("ffhq", "norm_crop")
-# The identity models of the protocol's sweep: (encoder spec, crop, keypoints).
-IDENTITY_MODELS = {
-    "insightface-arcface": ("arcface-w600k-r50", "norm_crop", "detector"),  # insightface's own pipeline
-    "psp-irse50": ("arcface-irse50", "ffhq", "detector"),  # pSp's identity network and crop
-    "dlib-resnet": ("dlib-resnet", "ffhq", "detector"),  # dlib cuts its own face chip (perception/identity.py)
-}
 
 
 def resolve_identity(cfg: EvalIdentityConfig) -> tuple[str, str, str]:
@@ -272,11 +198,12 @@ class _ShardIds(torch.utils.data.Dataset):
 class ShardEmbedder(pl.LightningModule):
     """predict_step computes and writes one shard of embeddings (gallery or query) per item."""
 
-    def __init__(self, cfg: EvalIdentityConfig, model, stores: dict, faces: np.ndarray, hairs: np.ndarray):
+    def __init__(self, cfg: EvalIdentityConfig, method: HairTransferMethod, stores: dict, faces: np.ndarray,
+                 hairs: np.ndarray):
         super().__init__()
         self.cfg, self.stores, self.faces, self.hairs = cfg, stores, faces, hairs
-        self.net, self.generator = model.net, model.generator
-        self._model = model
+        self.generator = method.generator
+        self.method = method
         self._frozen: dict = {}
         self.computed: list[tuple[str, int]] = []
         self.seconds = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
@@ -284,16 +211,14 @@ class ShardEmbedder(pl.LightningModule):
     def _tools(self):
         if not self._frozen:
             self._frozen["identity"] = build_identity_encoder(self.cfg, device=self.device)
-            self._frozen["transfer"] = HairTransfer(self._model, regions=self.cfg.regions,
-                                                    region_weights=self.cfg.region_weights, device=self.device,
-                                                    noise_mode=self.cfg.noise_mode, noise_seed=self.cfg.noise_seed)
+            self._frozen["transfer"] = self.method.to(self.device)
         return self._frozen["identity"], self._frozen["transfer"]
 
-    def _timed(self, key, fn, *args):
+    def _timed(self, key, fn, *args, **kwargs):
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
-        out = fn(*args)
+        out = fn(*args, **kwargs)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self.seconds[key] += time.perf_counter() - start
@@ -323,8 +248,8 @@ class ShardEmbedder(pl.LightningModule):
                     hairs = faces if name == "reconstruction" else self._timed(
                         "generation", self.gallery_images, self.hairs[items])
                     # Seeded per batch start: the same noise for a transfer and its reconstruction.
-                    transfer.noise_seed = batch_noise_seed(self.cfg.noise_seed, lo)
-                    images = self._timed("transfer", transfer.transfer, faces, hairs)
+                    images = self._timed("transfer", transfer.transfer, faces, hairs,
+                                         noise_seed=batch_noise_seed(self.cfg.noise_seed, lo))
                 chunks.append(self._timed("embedding", identity, images).float().cpu())
             store.write(shard, torch.cat(chunks), torch.arange(start, stop))
             self.computed.append((name, shard))
@@ -354,14 +279,14 @@ def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str, noise_mode:
     if name == "gallery":
         # Independent of the hair model, so one gallery serves the evaluation of several models.
         return {"kind": name, **gallery}
-    return {"kind": name, **gallery, "hair_ckpt": str(Path(cfg.hair_ckpt).resolve()), "regions": cfg.regions,
+    return {"kind": name, **gallery, "hair_model": str(Path(cfg.hair_model).resolve()), "regions": cfg.regions,
             "region_weights": cfg.region_weights, "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size,
             "noise_mode": noise_mode, **({"noise_seed": cfg.noise_seed} if noise_mode == "random" else {})}
 
 
 # Settings that cannot change the numbers (where things go, who computes which shard, console output): left
 # out of the protocol hash. Everything else, and the checkpoint's content, is in it.
-_NOT_PROTOCOL = ("output_dir", "gallery_dir", "hair_ckpt", "threads", "trainer.enable_progress_bar",
+_NOT_PROTOCOL = ("output_dir", "gallery_dir", "hair_model", "threads", "trainer.enable_progress_bar",
                  "trainer.devices", "trainer.num_nodes", "trainer.strategy")
 
 
@@ -379,9 +304,9 @@ def eval_identity_dir(cfg: EvalIdentityConfig, output_root: str | Path = "runs")
     """The folder of an evaluation (see ``EvalIdentityConfig.output_dir``)."""
     if cfg.output_dir:
         return Path(cfg.output_dir)
-    ckpt = resolve_weights(cfg.hair_ckpt)
+    ckpt = resolve_weights(cfg.hair_model)
     if not Path(ckpt).is_file():
-        raise HairModelError(f"hair model {ckpt} does not exist: give hair_ckpt=<run>/checkpoints/last.ckpt from "
+        raise HairModelError(f"hair model {ckpt} does not exist: give hair_model=<run>/checkpoints/last.ckpt from "
                              "`semedit train hair` (make train-hair), or the released FG 2021 model "
                              "(`semedit weights download hairstyle-fg2021`)")
     digest = protocol_hash(cfg, sha256_of(ckpt))
@@ -389,6 +314,11 @@ def eval_identity_dir(cfg: EvalIdentityConfig, output_root: str | Path = "runs")
     if ckpt.parent.name == "checkpoints":
         return ckpt.parent.parent / f"eval-identity-{digest}"
     return Path(output_root) / "eval-identity" / f"{ckpt.stem}-{digest}"
+
+
+def run(cfg: EvalIdentityConfig, inputs: list[str]) -> Optional[dict]:
+    """The `eval-identity` job's entry (semedit.jobs)."""
+    return run_eval_identity(cfg)
 
 
 def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
@@ -409,10 +339,11 @@ def run_eval_identity(cfg: EvalIdentityConfig) -> Optional[dict]:
 
 
 def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
-    model = load_hair_model(cfg.hair_ckpt, device="cpu")
+    method = load_hair_method(cfg.hair_model, MethodOptions(cfg.regions, cfg.region_weights, cfg.noise_mode,
+                                                             cfg.noise_seed))
     spec, crop, keypoints = resolve_identity(cfg)
-    noise_mode = cfg.noise_mode or model.noise_mode
-    generator = generator_fingerprint(model.generator)
+    noise_mode = method.noise_mode
+    generator = generator_fingerprint(method.generator)
     faces, hairs = transfer_pairs(cfg.gallery_size, cfg.num_transfers, cfg.pair_seed)
     folders = {"gallery": Path(cfg.gallery_dir) if cfg.gallery_dir else out / "gallery",
                "transfer": out / "transfer", "reconstruction": out / "reconstruction"}
@@ -424,7 +355,7 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     for store in stores.values():
         store.prepare()
     todo = [(STORES.index(name), k) for name, store in stores.items() for k in store.missing()]
-    predictor = ShardEmbedder(cfg, model, stores, faces, hairs)
+    predictor = ShardEmbedder(cfg, method, stores, faces, hairs)
     timings = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
     wall = time.perf_counter()
     trainer = None
@@ -458,8 +389,8 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     results["chance"] = chance_metrics(cfg.gallery_size, cfg.num_transfers)
     timings["retrieval"] = time.perf_counter() - start
     report = {
-        "gallery_size": cfg.gallery_size, "num_transfers": cfg.num_transfers, "hair_ckpt": cfg.hair_ckpt,
-        "hair_model": model.source, "identity_encoder": spec, "identity_crop": crop,
+        "gallery_size": cfg.gallery_size, "num_transfers": cfg.num_transfers, "hair_model": cfg.hair_model,
+        "hair_method": f"{method.name} ({method.source})", "identity_encoder": spec, "identity_crop": crop,
         "keypoints": keypoints if crop == "norm_crop" else None, "identity_model": cfg.identity_model,
         "truncation_psi": cfg.truncation_psi, "noise_mode": noise_mode,
         "noise_seed": cfg.noise_seed if noise_mode == "random" else None, "results": results,

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 
 from semedit.config import as_dict
 from semedit.edits import Direction, load_direction
-from semedit.errors import ConfigError
+from semedit.errors import ConfigError, MissingWeightsError
 from semedit.images import save_image
 from semedit.inversion.base import (
     InversionTools,
@@ -59,43 +60,23 @@ from semedit.perception.lpips import load_lpips
 from semedit.perception.photos import load_image
 from semedit.stylegan2 import generator_from_spec
 
-__all__ = ["MissingRow", "table_rows", "NOT_IMPLEMENTED", "identity_distance", "l2_error", "resize_for_metrics",
+__all__ = ["SkippedRow", "table_rows", "image_identity_distance", "l2_error", "resize_for_metrics",
            "image_metrics", "summarise", "projection_table", "identity_after_edit_table", "write_tables",
            "evaluate_inversion", "load_eval_directions", "render_figure", "row_record"]
 
-# The paper's rows without an implementation here, and why.
-NOT_IMPLEMENTED = {
-    "restyle": ("ReStyle - 5 iters", "Encoders",
-                "not implemented: needs ReStyle's iterative encoder (yuval-alaluf/restyle-encoder) and its released "
-                "FFHQ checkpoint; semedit has neither the architecture nor a loader for it yet"),
-    "hyperstyle": ("HyperStyle - 5 iters", "Generator parameters modification",
-                   "not implemented: needs HyperStyle's hypernetwork (yuval-alaluf/hyperstyle), which predicts "
-                   "per-image generator weight offsets, and its released FFHQ checkpoint; not ported yet"),
-}
-
-
 @dataclass(frozen=True)
-class MissingRow:
-    """A row of the paper's tables that no registered method fills (listed with the reason)."""
+class SkippedRow:
+    """A row of ``eval.rows`` that could not run here (its method's weight files are absent), and why."""
 
     key: str
-
-    @property
-    def label(self) -> str:
-        return NOT_IMPLEMENTED[self.key][0]
-
-    @property
-    def group(self) -> str:
-        return NOT_IMPLEMENTED[self.key][1]
-
-    @property
-    def reason(self) -> str:
-        return NOT_IMPLEMENTED[self.key][2]
+    label: str
+    group: str
+    reason: str
 
 
-def table_rows(keys: Sequence[str], cfg) -> list[Row | MissingRow]:
-    """The rows of ``eval.rows`` (or ``eval.edit_rows``): registered methods, and the paper's missing rows."""
-    return [MissingRow(k) if k in NOT_IMPLEMENTED else resolve_row(k, cfg) for k in keys]
+def table_rows(keys: Sequence[str], cfg) -> list[Row]:
+    """The rows of ``eval.rows`` (or ``eval.edit_rows``): each filled by a registered method."""
+    return [resolve_row(k, cfg) for k in keys]
 
 
 def row_record(cfg, row: Row) -> dict:
@@ -120,7 +101,7 @@ def _distance_name(identity_spec) -> str:
     return "1 - cosine of the identity encoder's embeddings"
 
 
-def identity_distance(identity_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def image_identity_distance(identity_fn: Callable[[torch.Tensor], torch.Tensor], a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Identity distance per image [N] in the encoder's convention (``identity_fn.distance``): 1 - cos for
     ArcFace; for dlib-resnet the Euclidean distance of the 128-d descriptors (same person < 0.6). Plain
     callables without ``distance`` get 1 - cos."""
@@ -150,7 +131,7 @@ def image_metrics(targets: torch.Tensor, outputs: torch.Tensor, lpips_fn, identi
     """Per-image LPIPS (at ``resolution``), identity distance, L2 at ``resolution`` and L2 at full size."""
     t_small, o_small = resize_for_metrics(targets, resolution), resize_for_metrics(outputs, resolution)
     lp = torch.cat([lpips_fn(o_small[i:i + 1], t_small[i:i + 1]).reshape(-1) for i in range(targets.shape[0])])
-    return {"lpips": lp.cpu(), "identity": identity_distance(identity_fn, targets, outputs).cpu(),
+    return {"lpips": lp.cpu(), "identity": image_identity_distance(identity_fn, targets, outputs).cpu(),
             "l2": l2_error(t_small, o_small).cpu(), "l2_full": l2_error(targets, outputs).cpu()}
 
 
@@ -166,7 +147,7 @@ def summarise(values: Sequence[float]) -> dict:
 METRICS = ("lpips", "identity", "l2", "l2_full")
 
 
-def projection_table(row_dirs: dict[Row | MissingRow, Path], names: Sequence[str], lpips_fn, identity_fn,
+def projection_table(row_dirs: dict[Row, Path], names: Sequence[str], lpips_fn, identity_fn,
                      resolution: int = 256, batch: int = 16) -> list[dict]:
     """One dict per implemented row: label, key, {metric: {mean, std, count}} and per-image values."""
     rows = []
@@ -247,7 +228,7 @@ def render_edits(G, directory: Path, directions: dict, strengths: Sequence[float
                 save_image(img[0].cpu(), directory / "edits" / edit_file(dname, k))
 
 
-def identity_after_edit_table(row_dirs: dict[Row | MissingRow, Path], names: Sequence[str], directions: Sequence[str],
+def identity_after_edit_table(row_dirs: dict[Row, Path], names: Sequence[str], directions: Sequence[str],
                               strengths: Sequence[float], identity_fn) -> list[dict]:
     """Per row x direction x strength: (a) reconstruction vs edit and (b) input vs edit identity distances."""
     cols = [f"{d}@{k:g}" for d in directions for k in strengths]
@@ -262,7 +243,7 @@ def identity_after_edit_table(row_dirs: dict[Row | MissingRow, Path], names: Seq
                                *[load_image(e) for e in edits]])
             with torch.no_grad():
                 emb = identity_fn(batch)
-                # The encoder's own distance convention, as identity_distance (1 - cos unless it defines one).
+                # The encoder's own distance convention, as image_identity_distance (1 - cos unless it defines one).
                 dist = getattr(identity_fn, "distance", None) or (
                     lambda x, y: 1 - torch.nn.functional.cosine_similarity(x, y, dim=1))
                 edited = emb[2:]
@@ -285,15 +266,15 @@ def _fmt(stat: dict, digits: int = 4) -> str:
 
 
 def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dict] | None, info: dict,
-                 missing: Sequence[Row | MissingRow] = (), notes: dict[str, str] | None = None,
+                 skipped: Sequence[SkippedRow] = (), notes: dict[str, str] | None = None,
                  figure: Path | None = None) -> tuple[Path, Path]:
     """inversion_metrics.json and inversion_metrics.md in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     notes = notes or {}
-    not_impl = [{"key": r.key, "label": r.label, "group": r.group, "reason": r.reason} for r in missing]
+    not_run = [{"key": r.key, "label": r.label, "group": r.group, "reason": r.reason} for r in skipped]
     json_path = out_dir / "inversion_metrics.json"
     json_path.write_text(json.dumps({"info": info, "projection": projection, "identity_after_edit": identity_edits,
-                                     "not_implemented": not_impl, "row_notes": notes,
+                                     "not_run": not_run, "row_notes": notes,
                                      "figure": str(figure) if figure else None}, indent=1))
     res = info.get("metric_resolution", 256)
     lines = ["# Inversion: projection quality", "",
@@ -308,7 +289,7 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
                      f"{_fmt(r['l2_full'])} | {sec:.2f} |" if sec is not None else
                      f"| {r['group']} | {r['label']} | {_fmt(r['lpips'])} | {_fmt(r['identity'])} | {_fmt(r['l2'])} | "
                      f"{_fmt(r['l2_full'])} | – |")
-    for r in not_impl:
+    for r in not_run:
         lines.append(f"| {r['group']} | {r['label']} | – | – | – | – | – |")
     if identity_edits:
         cols = list(identity_edits[0]["cells"])
@@ -321,11 +302,11 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
             a = [f"{r['cells'][c]['reconstructed_vs_edited']['mean']:.3f}" for c in cols]
             b = [f"{r['cells'][c]['input_vs_edited']['mean']:.3f}" for c in cols]
             lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(a + b) + " |")
-        for r in not_impl:
+        for r in not_run:
             lines.append(f"| {r['group']} | {r['label']} | " + " | ".join(["–"] * (2 * len(cols))) + " |")
     lines += ["", "## Notes", ""]
     lines += [f"- **{label}**: {text}" for label, text in notes.items()]
-    lines += [f"- **{r['label']}**: {r['reason']}" for r in not_impl]
+    lines += [f"- **{r['label']}**: {r['reason']}" for r in not_run]
     lines += [f"- {text}" for text in info.get("notes", [])]
     if figure:
         lines += ["", f"![masks and edits]({figure.name})", "",
@@ -336,7 +317,7 @@ def write_tables(out_dir: Path, projection: list[dict], identity_edits: list[dic
     return json_path, md_path
 
 
-def render_figure(path: Path, row_dirs: dict[Row | MissingRow, Path], name: str, directions: Sequence[str],
+def render_figure(path: Path, row_dirs: dict[Row, Path], name: str, directions: Sequence[str],
                   strengths: Sequence[float]) -> Path:
     """One line per row for image ``name``: input | reconstruction | masks | edits (direction x strength)."""
 
@@ -396,14 +377,13 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
     if not inputs:
         raise ConfigError("no input images: give a folder of aligned faces (e.g. the CelebA-HQ test split)")
     output_dir = Path(output_dir)
-    rows = table_rows(cfg.eval.rows, cfg)
-    run_rows = [r for r in rows if isinstance(r, Row)]
-    missing_rows = [r for r in rows if isinstance(r, MissingRow)]
+    run_rows = table_rows(cfg.eval.rows, cfg)
+    skipped: list[SkippedRow] = []
     specs = list(direction_paths) or list(cfg.eval.directions)
     absent = [k for k in cfg.eval.edit_rows if k not in cfg.eval.rows] if specs else []
     if absent:
         raise ConfigError(f"eval.edit_rows {absent} are not in eval.rows {list(cfg.eval.rows)}")
-    edit_keys = {k for k in cfg.eval.edit_rows if k not in NOT_IMPLEMENTED} if specs else set()
+    edit_keys = set(cfg.eval.edit_rows) if specs else set()
     if generator is None:
         generator = generator_from_spec(cfg.generator)
     if lpips_fn is None:
@@ -424,7 +404,6 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
     began = time.perf_counter()
     for k, row in enumerate(run_rows, 1):
         directory = output_dir / "rows" / row.slug
-        row_dirs[row] = directory
         # Progress over the rows (each row's own inversion shows its bar over images and steps), with the
         # time so far and a rough estimate of what is left (from the rows done in this run).
         if cfg.trainer.enable_progress_bar:
@@ -442,14 +421,22 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
                     render_edits(generator, directory / n, directions, strengths, cfg.generator.noise_mode, scales)
         start = time.perf_counter()
         ran = _unfinished(directory, names, edits)
-        invert(rows_cfg, inputs, generator=generator, tools=tools, run_dir=directory, row=row, edits=edits,
-               record=row_record(rows_cfg, row))
+        try:
+            invert(rows_cfg, inputs, generator=generator, tools=tools, run_dir=directory, row=row, edits=edits,
+                   record=row_record(rows_cfg, row))
+        except MissingWeightsError as err:
+            # The other rows still make a table; this one is listed as not run, with the file to fetch.
+            skipped.append(SkippedRow(row.key, row.label, row.group, f"not run: {err}"))
+            print(f"eval-inversion: row {row.label} not run: {err}", file=sys.stderr, flush=True)
+            continue
+        row_dirs[row] = directory
         timing_file = directory / "timing.json"
         if ran:
             seconds[row.key] = (time.perf_counter() - start) / ran
             timing_file.write_text(json.dumps({"seconds_per_image": seconds[row.key], "images": ran}))
         elif timing_file.is_file():
             seconds[row.key] = json.loads(timing_file.read_text())["seconds_per_image"]
+    run_rows = [r for r in run_rows if r in row_dirs]
     projection = projection_table(row_dirs, names, metric_lpips_fn, identity_fn, cfg.eval.metric_resolution)
     edit_rows = [r for r in run_rows if r.key in edit_keys]
     edits_table = None
@@ -478,6 +465,11 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
                       f"Identity: {_distance_name(cfg.perception.identity)}; the edit table's (a) compares the "
                       "reconstruction with its edit, (b) the input photo with the edit.",
                       "s / image: wall time of this run of the row divided by the images it processed."]}
-    json_path, md_path = write_tables(output_dir, projection, edits_table, info, missing_rows, notes, figure)
+    json_path, md_path = write_tables(output_dir, projection, edits_table, info, skipped, notes, figure)
     return {"json": json_path, "markdown": md_path, "figure": figure, "projection": projection,
             "identity_after_edit": edits_table}
+
+
+def run(cfg, inputs: Sequence[str]) -> dict:
+    """The `eval-inversion` job's entry (semedit.jobs): the tables of ``cfg.eval.rows`` on ``inputs``."""
+    return evaluate_inversion(cfg, inputs, Path(cfg.eval.output_dir), list(cfg.eval.directions))

@@ -13,7 +13,7 @@
 Importing the package registers every method above.
 """
 
-from semedit.inversion import chunkygan, encoders, projector, pti  # noqa: F401 - they register themselves
+from semedit.inversion import chunkygan, encoders, hyperstyle, projector, pti, restyle  # noqa: F401 - they register themselves
 from semedit.inversion.base import INVERTERS, InversionOutput, Inverter, register_inverter
 
 __all__ = ["INVERTERS", "Inverter", "InversionOutput", "register_inverter"]

@@ -29,7 +29,8 @@ from semedit.errors import ConfigError
 from semedit.perception.lpips import load_lpips
 
 __all__ = ["InversionOutput", "Inverter", "InverterEntry", "InverterContext", "InversionTools", "Row", "INVERTERS",
-           "register_inverter", "resolve_row", "row_invert_config", "SPACE_LABEL", "single_code_output", "rendering_as", "noise_buffers", "use_noise"]
+           "register_inverter", "resolve_row", "row_invert_config", "SPACE_LABEL", "single_code_output",
+           "rendering_as", "noise_buffers", "use_noise"]
 
 
 @dataclass
@@ -124,8 +125,8 @@ def register_inverter(name: str, *, group: str, label: str | Callable[[dict], st
     ``rows`` decides which ``eval.rows`` keys the method fills (default: the key equal to its name) and
     returns that row's settings; ``settings`` is its config section ``methods.<name>`` (a dataclass).
     """
-    if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
-        raise ValueError(f"inverter name {name!r}: use lower-case letters, digits, '-' and '_'")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):  # it names the config section methods.<name>
+        raise ValueError(f"inverter name {name!r}: use lower-case letters, digits and '_'")
 
     def add(build: Callable[[InverterContext], Inverter]):
         if name in INVERTERS:

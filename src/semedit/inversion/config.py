@@ -11,16 +11,13 @@ from dataclasses import dataclass, field, make_dataclass
 
 from semedit.config import JobConfig, check, check_number, validate_config
 
-# The members register themselves (and their settings) when imported.
-from semedit.inversion import chunkygan, encoders, projector, pti  # noqa: F401
-from semedit.inversion.base import INVERTERS
+# The package registers every member (and its settings) when imported.
+from semedit.inversion import INVERTERS
 from semedit.inversion.latents import REG_FORMS, SPACES
 from semedit.inversion.masks import MASK_INITS
 
 __all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig", "InversionJobBase",
-           "inversion_job_schema", "Config", "DEFAULT_CONFIG"]
-
-DEFAULT_CONFIG = "chunkygan/tiny.yaml"  # packaged default (semedit/configs/)
+           "inversion_job_schema", "validate"]
 
 
 @dataclass
@@ -131,7 +128,8 @@ class EvalConfig:
     """`semedit eval-inversion`: the paper's projection table and identity-after-edit table."""
 
     # Rows of both tables (eval/inversion.py): "<space>:<single|chunky>[:reg]" or a registered method's name
-    # ("psp", "e4e", "pti", ...); the paper's rows semedit does not implement yet are listed with the reason.
+    # ("psp", "e4e", "restyle", "pti", "hyperstyle", ...). A row whose weight files are absent is listed as not
+    # run, with the file to fetch; the other rows still make the tables.
     rows: list[str] = field(default_factory=lambda: [
         "w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
         "e4e", "psp", "restyle", "pti", "hyperstyle",
@@ -200,7 +198,6 @@ def inversion_job_schema() -> type:
     return _SCHEMAS[members]
 
 
-Config = inversion_job_schema()  # the schema of the built-in methods (tests and code build configs with it)
 
 
 def validate(cfg):

@@ -22,7 +22,7 @@ from semedit.training import build_logger, build_predict_trainer, job_run_folder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvertOutcome", "invert", "method_row"]
+__all__ = ["InvertOutcome", "invert", "method_row", "run"]
 
 
 @dataclass
@@ -81,3 +81,8 @@ def invert(cfg, inputs: list[str], generator=None, tools: InversionTools | None 
         with quiet_lightning():  # predict_step writes its results to disk and returns nothing on purpose
             trainer.predict(module, return_predictions=False)
     return InvertOutcome(run_dir=run_dir, names=[s.name for s in sources], is_global_zero=trainer.is_global_zero)
+
+
+def run(cfg, inputs: list[str]) -> InvertOutcome:
+    """The `invert` job's entry (semedit.jobs)."""
+    return invert(cfg, inputs)

@@ -29,7 +29,7 @@ from semedit.errors import CorruptWeightsError, UnsafePickleError
 from semedit.files import save_safetensors
 from semedit.stylegan2.networks import Generator, GeneratorConfig
 from semedit.stylegan2.ops import setup_filter
-from semedit.weights import load_state_dict_strict, load_weights_only
+from semedit.weights import load_state_dict_strict, load_weights_only, resolve_weights
 
 OWN_FORMAT = "semedit-stylegan2"
 OWN_FORMAT_VERSION = "1"
@@ -403,11 +403,7 @@ def _resolve_path(path: str | Path) -> Path:
         if p.is_dir():
             raise CheckpointError(f"{p} is a directory, not a checkpoint file")
         return p
-    try:
-        from semedit.weights import resolve_weights
-    except ImportError:
-        resolve_weights = None
-    if resolve_weights is not None and not any(sep in str(path) for sep in "/\\") and "." not in str(path):
+    if not any(sep in str(path) for sep in "/\\") and "." not in str(path):
         return Path(resolve_weights(str(path)))  # a registry name; raises a clear error when absent
     raise CheckpointError(f"checkpoint not found: {p}")
 

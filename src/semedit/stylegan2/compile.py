@@ -33,7 +33,7 @@ PRECISION_SETTINGS = ("auto", "none", "bf16", "fp16")
 
 # benchmarks/results/speed.json (AMD EPYC, 2 shared cores): the whole synthesis as one graph, compiled, ran at
 # 0.80x eager at 256 px batch 4 and 1.33x at 1024 px batch 1, after 7-10 minutes of compiling on the loaded
-# machine (issue 17 saw 0.72-0.97x with graph breaks). Inductor's CPU convolutions call the same oneDNN
+# machine (0.72-0.97x measured with graph breaks). Inductor's CPU convolutions call the same oneDNN
 # kernels; the elementwise passes it fuses matter only at high resolution. A mixed gain that costs minutes
 # of compiling: "auto" leaves the CPU eager; `compile: on` forces it.
 CPU_COMPILE_PAYS_OFF = False

@@ -14,7 +14,9 @@ Latent spaces:
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -160,8 +162,10 @@ class SynthesisLayer(nn.Module):
         return offset.contiguous(memory_format=layout) if offset.shape[-1] > 1 else offset
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise_mode: str = "const", gain: float = 1.0,
-                noise: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``noise`` [N, 1, R, R]: the random noise to use in "random" mode (None: draw it here)."""
+                noise: Optional[torch.Tensor] = None, weight_delta: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``noise`` [N, 1, R, R]: the random noise to use in "random" mode (None: draw it here).
+        ``weight_delta`` [N or 1, O, I, k, k]: HyperStyle's offset, the convolution uses weight * (1 + delta)
+        (see ``modulated_conv2d``); None leaves the computation exactly as without the argument."""
         # noise + bias, added in the same pass as demodulation. lrelu(a) * g == lrelu(a * g) for g > 0,
         # so the activation gain is applied there too and the activation runs in place afterwards.
         act_gain = math.sqrt(2) * gain
@@ -174,13 +178,18 @@ class SynthesisLayer(nn.Module):
             offset = self._frozen(("offset", noise_mode, x.dtype, layout, act_gain),
                                   lambda: self._static_offset(noise_mode, x.dtype, layout, act_gain),
                                   self.bias, self.noise_const, self.noise_strength)
-        x = modulated_conv2d(
-            x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
-            resample_filter=self.resample_filter, out_gain=act_gain,
-            weight_sq=self._frozen(("weight_sq",), lambda: demodulation_weights(self.weight), self.weight),
-            phase_weights=self._frozen(("phases", x.dtype), lambda: phase_kernels(self.weight.to(x.dtype)),
-                                       self.weight) if self.up == 2 else None,
-        )
+        if weight_delta is None:
+            x = modulated_conv2d(
+                x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
+                resample_filter=self.resample_filter, out_gain=act_gain,
+                weight_sq=self._frozen(("weight_sq",), lambda: demodulation_weights(self.weight), self.weight),
+                phase_weights=self._frozen(("phases", x.dtype), lambda: phase_kernels(self.weight.to(x.dtype)),
+                                           self.weight) if self.up == 2 else None,
+            )
+        else:
+            # The cached tensors derive from the weight without the offset: none is passed.
+            x = modulated_conv2d(x, self.weight, style, noise=offset, up=self.up, padding=self.padding,
+                                 resample_filter=self.resample_filter, out_gain=act_gain, weight_delta=weight_delta)
         x = torch.nn.functional.leaky_relu(x, LRELU_SLOPE, inplace=not torch.is_grad_enabled())
         if self.conv_clamp is not None:
             clamp = self.conv_clamp * gain
@@ -200,8 +209,10 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False)
+    def forward(self, x: torch.Tensor, style: torch.Tensor, weight_delta: Optional[torch.Tensor] = None) -> torch.Tensor:
+        # weight_gain (rosinality's ``scale`` = 1/sqrt(fan_in) of a 1x1 kernel) multiplies the style, so a
+        # delta scales the same stored weight as in rosinality/HyperStyle: scale * (W * (1 + delta) * s).
+        x = modulated_conv2d(x, self.weight, style * self.weight_gain, demodulate=False, weight_delta=weight_delta)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
 
 
@@ -255,9 +266,12 @@ class SynthesisBlock(nn.Module):
         return layers
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], styles: list[torch.Tensor],
-                noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None):
-        """``noises``: one [N, 1, R, R] tensor per convolution of the block for "random" mode, or None."""
+                noise_mode: str = "const", noises: Optional[list[torch.Tensor]] = None,
+                weight_deltas: Optional[list[Optional[torch.Tensor]]] = None):
+        """``noises``: one [N, 1, R, R] tensor per convolution of the block for "random" mode, or None.
+        ``weight_deltas``: one entry (None or a weight offset) per style layer of the block, or None."""
         noises = noises if noises is not None else [None, None]
+        deltas = weight_deltas if weight_deltas is not None else [None, None, None]
         # NVlabs training/networks.py:382 picks the block's dtype the same way (use_fp16 -> float16). bf16 runs
         # on any device; fp16 only on a GPU (CPU convolution libraries have no fast fp16 kernels).
         dtype = self.compute_dtype
@@ -269,23 +283,23 @@ class SynthesisBlock(nn.Module):
             # layout (about 1.3x for the 3x3 convolutions and 2.5x for the depthwise filters on CPU).
             x = self.const.to(dtype).unsqueeze(0).repeat([styles[0].shape[0], 1, 1, 1])
             x = x.contiguous(memory_format=torch.channels_last)
-            x = self.conv1(x, styles[0], noise_mode, noise=noises[0])
+            x = self.conv1(x, styles[0], noise_mode, noise=noises[0], weight_delta=deltas[0])
             next_style = 1
         else:
             x = x.to(dtype).contiguous(memory_format=torch.channels_last)
             if self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))
-                x = self.conv0(x, styles[0], noise_mode, noise=noises[0])
-                x = self.conv1(x, styles[1], noise_mode, gain=math.sqrt(0.5), noise=noises[1])
+                x = self.conv0(x, styles[0], noise_mode, noise=noises[0], weight_delta=deltas[0])
+                x = self.conv1(x, styles[1], noise_mode, gain=math.sqrt(0.5), noise=noises[1], weight_delta=deltas[1])
                 x = y + x
             else:
-                x = self.conv0(x, styles[0], noise_mode, noise=noises[0])
-                x = self.conv1(x, styles[1], noise_mode, noise=noises[1])
+                x = self.conv0(x, styles[0], noise_mode, noise=noises[0], weight_delta=deltas[0])
+                x = self.conv1(x, styles[1], noise_mode, noise=noises[1], weight_delta=deltas[1])
             next_style = 2
         if img is not None:
             img = upsample2d(img, self.resample_filter)
         if self.num_torgb:
-            y = self.torgb(x, styles[next_style]).to(torch.float32)
+            y = self.torgb(x, styles[next_style], weight_delta=deltas[next_style]).to(torch.float32)
             img = y if img is None else img + y
         return x, img
 
@@ -326,6 +340,7 @@ class SynthesisNetwork(nn.Module):
             w_idx += block.num_conv
         self.style_dims: list[int] = [layer.in_channels for b in self.blocks() for layer in b.style_layers()]
         self.compile_setting = "off"  # see semedit.stylegan2.compile; set by Generator.set_compile
+        self._weight_deltas: Optional[list[Optional[torch.Tensor]]] = None  # see using_weight_deltas
 
     def block(self, res: int) -> SynthesisBlock:
         return getattr(self, f"b{res}")
@@ -345,7 +360,9 @@ class SynthesisNetwork(nn.Module):
         return [layer.affine(ws[:, i]) for layer, i in zip(layers, self.style_ws_index)]
 
     def synthesize_from_styles(self, styles: list[torch.Tensor], noise_mode: str = "const",
-                               generator: Optional[torch.Generator] = None) -> torch.Tensor:
+                               generator: Optional[torch.Generator] = None,
+                               weight_deltas: Optional[list[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+        """Image from StyleSpace styles; ``weight_deltas`` as in ``forward``."""
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
         if len(styles) != self.num_style_layers:
@@ -354,7 +371,45 @@ class SynthesisNetwork(nn.Module):
             assert_shape(s, [styles[0].shape[0], dim], f"styles[{i}] ({self.style_layer_names[i]})")
         self._resolve_precision(styles[0].device)
         noises = self._seeded_noise(styles[0].shape[0], styles[0].device, noise_mode, generator)
+        weight_deltas = self._weight_deltas if weight_deltas is None else weight_deltas
+        if weight_deltas is not None:
+            return self._synthesize(styles, noise_mode, noises,
+                                    self._check_weight_deltas(weight_deltas, styles[0].shape[0], styles[0].device))
         return compiled_entry(self, "_synthesize", styles[0].device)(styles, noise_mode, noises)
+
+    @contextlib.contextmanager
+    def using_weight_deltas(self, weight_deltas: Optional[list[Optional[torch.Tensor]]]) -> Iterator[None]:
+        """Inside the block every render that passes no ``weight_deltas`` of its own uses these (entries
+        [1, O, I, k, k] are shared by the batch): an image rendered as a HyperStyle inversion renders it
+        with its deltas wherever the code that renders it does not know about them (edits, the demo)."""
+        previous, self._weight_deltas = self._weight_deltas, weight_deltas
+        try:
+            yield
+        finally:
+            self._weight_deltas = previous
+
+    def style_layer_weight_shapes(self) -> list[tuple[int, ...]]:
+        """[O, I, k, k] of every style layer's convolution weight, in style-layer order (the shapes of
+        ``weight_deltas`` entries without their batch dimension)."""
+        return [tuple(layer.weight.shape) for b in self.blocks() for layer in b.style_layers()]
+
+    def _check_weight_deltas(self, weight_deltas: list, n: int,
+                             device: torch.device) -> list[Optional[torch.Tensor]]:
+        """One entry per style layer, each None or [n or 1, O, I, k, k] ([O, I, k, k] is taken as [1, ...])."""
+        if len(weight_deltas) != self.num_style_layers:
+            raise ValueError(f"expected {self.num_style_layers} weight deltas (one per style layer, None where "
+                             f"unchanged), got {len(weight_deltas)}")
+        out: list[Optional[torch.Tensor]] = []
+        for i, (delta, shape) in enumerate(zip(weight_deltas, self.style_layer_weight_shapes())):
+            if delta is not None:
+                delta = delta.unsqueeze(0) if delta.ndim == 4 else delta
+                assert_shape(delta, [None, *shape], f"weight_deltas[{i}] ({self.style_layer_names[i]})")
+                if delta.shape[0] not in (1, n):
+                    raise ValueError(f"weight_deltas[{i}] ({self.style_layer_names[i]}) has {delta.shape[0]} "
+                                     f"samples for a batch of {n}")
+                delta = delta.to(device)
+            out.append(delta)
+        return out
 
     def _seeded_noise(self, n: int, device: torch.device, noise_mode: str,
                       generator: Optional[torch.Generator]) -> Optional[list[torch.Tensor]]:
@@ -372,26 +427,44 @@ class SynthesisNetwork(nn.Module):
             if block.precision_setting == "auto":
                 block.compute_dtype = REDUCED_PRECISIONS[resolve_precision("auto", device)]
 
-    def _synthesize(self, styles: list[torch.Tensor], noise_mode: str,
-                    noises: Optional[list[torch.Tensor]]) -> torch.Tensor:
+    def _synthesize(self, styles: list[torch.Tensor], noise_mode: str, noises: Optional[list[torch.Tensor]],
+                    weight_deltas: Optional[list[Optional[torch.Tensor]]] = None) -> torch.Tensor:
         x = img = None
         k = j = 0
         for block in self.blocks():
             n = len(block.style_layers())
             x, img = block(x, img, styles[k:k + n], noise_mode=noise_mode,
-                           noises=None if noises is None else noises[j:j + block.num_conv])
+                           noises=None if noises is None else noises[j:j + block.num_conv],
+                           weight_deltas=None if weight_deltas is None else weight_deltas[k:k + n])
             k += n
             j += block.num_conv
         return img.contiguous()
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const",
-                generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, noise_mode: str = "const", generator: Optional[torch.Generator] = None,
+                weight_deltas: Optional[list[Optional[torch.Tensor]]] = None) -> torch.Tensor:
+        """ws [N, num_ws, w_dim] -> images [N, C, R, R].
+
+        ``weight_deltas``: HyperStyle's per-sample offsets of the convolution weights, one entry per style layer
+        in ``style_layer_names`` order (b4.conv1, b4.torgb, then per block conv0, conv1, torgb: the order of
+        rosinality's/HyperStyle's 26 ``weights_deltas`` at 1024 px, conv1, to_rgb1, convs[2k], convs[2k+1],
+        to_rgbs[k], hyperstyle models/stylegan2/model.py lines 530-541). Each is None (layer unchanged) or a
+        tensor [N, O, I, k, k] (or [1, O, I, k, k] / [O, I, k, k], shared by the batch); layer l then
+        convolves with ``weight_l * (1 + delta_l)`` before modulation and demodulation (model.py line 240).
+        semedit stores rosinality's weights unscaled (checkpoints.rosinality_to_semedit copies ``conv.weight[0]``)
+        and applies rosinality's constant 1/sqrt(fan_in) elsewhere (to the style of the toRGB layers; for the
+        demodulated layers it cancels), so the elementwise factor (1 + delta) means the same in both.
+        The delta path runs eagerly (not through torch.compile); without deltas nothing changes.
+        """
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
         self._resolve_precision(ws.device)
         # ws -> styles -> image as one compiled graph (the affine layers fuse with the first convolutions).
         noises = self._seeded_noise(ws.shape[0], ws.device, noise_mode, generator)
+        weight_deltas = self._weight_deltas if weight_deltas is None else weight_deltas
+        if weight_deltas is not None:
+            deltas = self._check_weight_deltas(weight_deltas, ws.shape[0], ws.device)
+            return self._synthesize(self.ws_to_styles(ws), noise_mode, noises, deltas)
         return compiled_entry(self, "_forward", ws.device)(ws, noise_mode, noises)
 
     def _forward(self, ws: torch.Tensor, noise_mode: str, noises: Optional[list[torch.Tensor]]) -> torch.Tensor:

@@ -96,6 +96,7 @@ def modulated_conv2d(
     out_gain: float = 1.0,
     weight_sq: Optional[torch.Tensor] = None,
     phase_weights: Optional[list[torch.Tensor]] = None,
+    weight_delta: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Style-modulated convolution: ``conv(x * s, weight) * demod * out_gain + noise``.
 
@@ -104,10 +105,29 @@ def modulated_conv2d(
     filter, exactly as NVlabs' ``conv2d_resample`` does, so the output is [N, O, 2H, 2W].
     ``weight_sq`` (``demodulation_weights(weight)``) and ``phase_weights`` (``phase_kernels(weight)``)
     may be passed precomputed: they depend on the weight alone, which is frozen in semedit.
+
+    ``weight_delta`` (HyperStyle's per-sample weight offsets, [N or 1, O, I, k, k]): the convolution uses
+    ``weight * (1 + weight_delta)`` instead of ``weight``, before modulation and demodulation, as HyperStyle's
+    ``ModulatedConv2d.forward`` does (yuval-alaluf/hyperstyle models/stylegan2/model.py lines 237-244:
+    ``weight = self.scale * (self.weight * (1 + weights_delta) * style)``, then demodulation). One delta for the
+    whole batch ([1, ...]) modulates the shared weight; one per sample runs ``_modulated_conv2d_per_sample``.
+    Without a delta nothing below changes.
     """
     n, in_channels = styles.shape
     out_channels, _, kh, kw = weight.shape
     assert_shape(x, [n, in_channels, None, None], "x")
+
+    if weight_delta is not None:
+        assert_shape(weight_delta, [None, out_channels, in_channels, kh, kw], "weight_delta")
+        if weight_delta.shape[0] not in (1, n):
+            raise ValueError(f"weight_delta has {weight_delta.shape[0]} samples for a batch of {n}")
+        if weight_delta.shape[0] != 1:
+            return _modulated_conv2d_per_sample(x, weight, styles, weight_delta, noise, up, padding,
+                                                resample_filter, demodulate, out_gain)
+        # One delta for every sample: the batch still shares one (offset) weight. The precomputed tensors
+        # derive from the weight without the offset and are recomputed from the offset one.
+        weight = weight.float() * (1 + weight_delta[0].float())
+        weight_sq = phase_weights = None
 
     if x.dtype == torch.float16 and demodulate:
         # Pre-normalise as NVlabs does, so that fp16 activations cannot overflow; demodulation undoes it.
@@ -169,6 +189,40 @@ def _modulated_conv2d_single(x, weight, styles, dcoefs, noise, up, padding, resa
     if noise is None:
         return x
     return torch.add(x, noise.to(x.dtype))  # the output takes the layout of the first argument
+
+
+def _modulated_conv2d_per_sample(x, weight, styles, weight_delta, noise, up, padding, resample_filter, demodulate,
+                                 out_gain):
+    """``modulated_conv2d`` with a weight offset per sample: ``weight * (1 + weight_delta[i])`` for sample i.
+
+    The weights differ between samples, so they are built per sample (style, demodulation and gain folded in)
+    and the batch runs as one grouped convolution with a group per sample, the formulation of rosinality's and
+    HyperStyle's ``ModulatedConv2d`` (hyperstyle models/stylegan2/model.py lines 236-275: weight
+    [N * O, I, k, k], ``groups=batch``; upsampling by a stride-2 grouped transposed convolution, then the blur).
+    Demodulation is computed on the offset weight, so it normalises whatever the offset did to a filter's norm.
+    """
+    n, in_channels = styles.shape
+    out_channels, _, kh, kw = weight.shape
+    w = weight.float().unsqueeze(0) * (1 + weight_delta.float())  # [N, O, I, k, k]
+    w = w * styles.float().reshape(n, 1, in_channels, 1, 1)
+    if demodulate:
+        w = w * (w.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    if out_gain != 1:
+        w = w * out_gain
+    w = w.to(x.dtype)
+    x = x.reshape(1, n * in_channels, x.shape[2], x.shape[3])
+    if up == 1:
+        y = F.conv2d(x, w.reshape(n * out_channels, in_channels, kh, kw), padding=padding, groups=n)
+        y = y.reshape(n, out_channels, y.shape[2], y.shape[3])
+    else:
+        if up != 2 or kh != 3 or kw != 3 or padding != 1 or resample_filter.shape[-1] != 4:
+            raise ValueError("upsampling modulated convolutions support up=2 with 3x3 kernels and a 4-tap filter")
+        # [N, O, I, k, k] -> [N * I, O, k, k]: conv_transpose2d's grouped weight layout (model.py lines 252-258).
+        y = F.conv_transpose2d(x, w.transpose(1, 2).reshape(n * in_channels, out_channels, kh, kw), stride=2,
+                               groups=n)
+        y = upfirdn2d(y.reshape(n, out_channels, y.shape[2], y.shape[3]), resample_filter, padding=(1, 1, 1, 1),
+                      gain=4)
+    return y if noise is None else y + noise.to(y.dtype)
 
 
 def demodulation_weights(weight: torch.Tensor) -> torch.Tensor:

@@ -34,12 +34,12 @@ NORM_CROP_ENCODER = "identity_encoder=random-irse:10"
 
 def _cfg(ckpt, out, *extra):
     return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
-        f"hair_ckpt={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
+        f"hair_model={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
         "batch_size=3", "regions=ellipse", *extra])
 
 
 def test_identity_presets_and_crops():
-    cfg = EvalIdentityConfig(hair_ckpt="x")
+    cfg = EvalIdentityConfig(hair_model="x")
     assert resolve_identity(cfg) == ("arcface-w600k-r50", "ffhq", "detector")
     assert set(IDENTITY_MODELS) == {"insightface-arcface", "psp-irse50", "dlib-resnet"}
     cfg.identity_model = "insightface-arcface"
@@ -49,7 +49,7 @@ def test_identity_presets_and_crops():
     cfg.identity_model = "vggface"
     with pytest.raises(ValueError, match="identity_model must be one of"):
         resolve_identity(cfg)
-    cfg = EvalIdentityConfig(hair_ckpt="x", identity_encoder="random-irse:10", identity_crop="norm_crop",
+    cfg = EvalIdentityConfig(hair_model="x", identity_encoder="random-irse:10", identity_crop="norm_crop",
                              keypoints="ffhq")
     assert isinstance(build_identity_encoder(cfg), NormCropIdentityEncoder)
     assert chance_metrics(100, 7) == {"rank1_accuracy": 0.01, "rank5_accuracy": 0.05, "mean_rank": 50.5,
@@ -90,8 +90,8 @@ def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
     from pathlib import Path
 
     from semedit.config import GeneratorSpec, as_dict
-    from semedit.hair.encoders import EncoderConfig
-    from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
+    from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
+    from semedit.hair.fg2021.module import HairTransferModule
     from semedit.stylegan2 import generator_from_spec
 
     # a 16 px semedit hair model: the released-format one sees 256 px inputs and is slow on a CPU
@@ -110,7 +110,7 @@ def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
     script = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(script)
     out = tmp_path / "sweep"
-    assert script.main(["--tiny", "--hair-ckpt", str(ckpt), "--out", str(out), "gallery_size=4", "num_transfers=2",
+    assert script.main(["--tiny", "--hair-model", str(ckpt), "--out", str(out), "gallery_size=4", "num_transfers=2",
                         "shard_size=4", "batch_size=4", "--models", "insightface-arcface", "psp-irse50"]) == 0
     rows = json.loads((out / "sweep.json").read_text())
     cells = {(r["psi"], r["identity_model"]) for r in rows}

@@ -1,9 +1,8 @@
-"""Hair transfer at inference time: load a model, transfer, interpolate, and edit hair embeddings.
+"""FG 2021 (Šubrtová, Čech, Franc) at inference time, the first member of the HairTransferMethod family.
 
-A hair model is either a semedit training checkpoint (``<run>/checkpoints/last.ckpt``; its generator is
-rebuilt from the spec stored in it) or the released FG 2021 checkpoint (its decoder is in the file).
-Inputs are FFHQ-aligned images; raw photos are aligned first with ``align_photo`` (dlib's detector and
-68 landmarks + the FFHQ crop, through ``semedit.perception.faces.align_photo``).
+Its model files are semedit training checkpoints (``<run>/checkpoints/last.ckpt``; the generator is rebuilt
+from the spec stored in it) and the released FG 2021 checkpoint (its decoder is in the file). ``FG2021``
+transfers, interpolates and edits hair embeddings; inputs are FFHQ-aligned images.
 """
 
 from __future__ import annotations
@@ -11,57 +10,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from semedit.config import GeneratorSpec
-from semedit.directions.module import select_extremes
 from semedit.edits import Direction, wplus_offset
-from semedit.errors import CorruptWeightsError
-from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net, resize_for_encoder
-from semedit.hair.fg2021 import FG2021CheckpointError, flatten_checkpoint, load_fg2021
-from semedit.images import from_uint8
-from semedit.perception import faces
+from semedit.hair.base import HairModelError, HairTransferMethod, MethodOptions, register_hair_method
+from semedit.hair.fg2021.config import EncoderConfig
+from semedit.hair.fg2021.encoders import HairTransferNet, build_hair_net, resize_for_encoder
+from semedit.hair.fg2021.release import FG2021CheckpointError, flatten_checkpoint, load_fg2021
 from semedit.perception.regions import make_region_splitter
 from semedit.stylegan2 import generator_from_spec
-from semedit.weights import load_weights_only, resolve_weights
 
-__all__ = [
-    "HairModel",
-    "HairModelError",
-    "load_hair_model",
-    "align_photo",
-    "HairTransfer",
-    "hair_pca_directions",
-    "hair_classifier_direction",
-]
+__all__ = ["HairModel", "FG2021", "fg2021_method", "hair_pca_directions", "gaussian_filter_like_scipy"]
 
 
 # The released model's code synthesises with fresh random noise: MypSp.forward and forw_from_codes default
 # to randomize_noise=True (subrtade662/hairstyle_transfer psp.py lines 34 and 50) and the tool never
-# passes False. semedit renders it with random noise too, but drawn from a seed (HairTransfer.noise_seed).
+# passes False. semedit renders it with random noise too, but drawn from a seed (FG2021.noise_seed).
 RELEASED_NOISE_MODE = "random"
 NOISE_MODES = ("const", "random", "none")
 PREPROCESS_MODES = ("semedit", "official")
 OFFICIAL_BLEND_SIGMA = 5.0  # Tool.alpha_blend_sigma, hairstyle_transfer_tool.py line 29 (pixels at 256)
 
 
-class HairModelError(CorruptWeightsError):
-    """The file is neither a semedit hair-transfer checkpoint nor the released FG 2021 model."""
-
-
 @dataclass
 class HairModel:
+    """The networks of an FG 2021 model: encoders + fusion, and the generator its W+ belongs to."""
+
     net: HairTransferNet
     generator: torch.nn.Module
     input_size: int  # encoder input size (256 for the released model)
     regions: str  # face/hair region strategy the model was trained with
     noise_mode: str
-    source: str  # "semedit" | "fg2021"
+    source: str  # "semedit" (a semedit training checkpoint) | "fg2021" (the released model)
 
 
 def _generator_spec(d: Optional[dict]):
@@ -69,29 +54,28 @@ def _generator_spec(d: Optional[dict]):
     return OmegaConf.to_object(OmegaConf.merge(base, d or {}))
 
 
-WHERE_HAIR_MODELS_COME_FROM = ("a hair model is <run>/checkpoints/last.ckpt written by `semedit train hair` "
-                               "(make train-hair), or the released FG 2021 model "
-                               "(`semedit weights download hairstyle-fg2021`, or give hair_ckpt=hairstyle-fg2021)")
+def _is_semedit_checkpoint(obj: Any) -> bool:
+    hp = obj.get("hyper_parameters") if isinstance(obj, dict) else None
+    return isinstance(hp, dict) and "encoder" in hp and "num_ws" in hp
 
 
-def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
-                    generator: Optional[torch.nn.Module] = None) -> HairModel:
-    """Load a semedit hair checkpoint or the released FG 2021 model (never executes code from the file).
-
-    ``generator`` overrides the generator (otherwise: the spec stored in a semedit checkpoint, or the
-    decoder inside the FG 2021 file).
-    """
-
-    path = resolve_weights(path)  # a path, or a registry name such as hairstyle-fg2021
-    try:
-        obj = load_weights_only(path, "hair model")
-    except CorruptWeightsError as err:
-        raise HairModelError(f"{err} Expected a PyTorch checkpoint of a hair-transfer model: "
-                             f"{WHERE_HAIR_MODELS_COME_FROM}") from None
+def _reads(obj: Any) -> bool:
+    """A semedit `train hair` checkpoint, or a dict of weights with the release's ``encoder.`` keys."""
     if not isinstance(obj, dict):
-        raise HairModelError(f"{path}: expected a checkpoint dict, got {type(obj).__name__}")
-    hp = obj.get("hyper_parameters")
-    if isinstance(hp, dict) and "encoder" in hp and "num_ws" in hp:
+        return False
+    if _is_semedit_checkpoint(obj):
+        return True
+    weights = obj.get("state_dict", obj)
+    return isinstance(weights, dict) and any(str(k).startswith("encoder.") for k in weights)
+
+
+def load_hair_model(obj: Any, path: Path, device: str | torch.device = "cpu",
+                    generator: Optional[torch.nn.Module] = None) -> HairModel:
+    """The networks of a semedit hair checkpoint or of the released FG 2021 model (``obj``: the file as the
+    weights-only loader read it). ``generator`` overrides the generator (otherwise: the spec stored in a
+    semedit checkpoint, or the decoder inside the FG 2021 file)."""
+    if _is_semedit_checkpoint(obj):
+        hp = obj["hyper_parameters"]
         net = build_hair_net(EncoderConfig(**hp["encoder"]), hp["num_ws"], hp["w_dim"])
         state = {k[len("net."):]: v for k, v in obj["state_dict"].items() if k.startswith("net.")}
         net.load_state_dict(state, strict=True)
@@ -117,23 +101,6 @@ def load_hair_model(path: str | Path, device: str | torch.device = "cpu",
     return model
 
 
-def align_photo(photo: np.ndarray, output_size: int, landmarks: str | None = None,
-                detector: str = "hog", device: str | torch.device = "cpu", source: str = "<image>",
-                landmarker: str | None = None) -> torch.Tensor:
-    """A raw photo (uint8 RGB [H, W, 3]) -> FFHQ-aligned [1, 3, S, S] in [-1, 1] (largest face).
-
-    A thin wrapper of the package's one alignment path, ``semedit.perception.faces.align_photo``: dlib's
-    ``detector`` ("hog" | "mmod") and 68 landmarks by default; ``landmarker="insightface"`` (or
-    ``landmarks`` naming an insightface ONNX model) uses SCRFD + 1k3d68 when those files exist. NoFaceError
-    (an ImageError) names ``source`` when no face is found. ``device`` is unused (dlib runs on the CPU) and
-    kept for callers.
-    """
-    del device
-    found = faces.align_photo(photo, output_size, detector=detector, source=source,
-                              landmarker=faces.landmarker_for(landmarks, landmarker), landmark_weights=landmarks)
-    return from_uint8(found[0].image)
-
-
 def _feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     """Soften a mask [N, 1, H, W] with a box blur of ``radius`` pixels (seamless alpha blending)."""
     if radius < 1:
@@ -142,7 +109,7 @@ def _feather(mask: torch.Tensor, radius: int) -> torch.Tensor:
     return F.avg_pool2d(F.pad(mask, [radius] * 4, mode="replicate"), k, stride=1)
 
 
-class HairTransfer:
+class FG2021(HairTransferMethod):
     """Transfer, interpolation and hair editing with a loaded ``HairModel``.
 
     All images are FFHQ-aligned [N, 3, H, W] in [-1, 1] (any H = W); outputs are at the generator's
@@ -154,16 +121,28 @@ class HairTransfer:
     the frames of one strip (interpolation, edit strengths) share their noise and differ only by the edit.
     """
 
+    name = "fg2021"
+    has_embeddings = True
+    preprocess_modes = PREPROCESS_MODES
+
     def __init__(self, model: HairModel, regions: Optional[str] = None, region_weights: Optional[str] = None,
                  device: str | torch.device = "cpu", noise_mode: Optional[str] = None, noise_seed: int = 0):
         if noise_mode not in (None, *NOISE_MODES):
             raise ValueError(f"noise_mode must be one of {NOISE_MODES} (or None: the model's), got {noise_mode!r}")
         self.model = model
+        self.generator, self.source = model.generator, model.source
         self.device = torch.device(device)
         self.noise_mode = noise_mode or model.noise_mode
         self.noise_seed = int(noise_seed)
         kwargs = {"weights": region_weights} if region_weights else {}
-        self.splitter = make_region_splitter(regions or model.regions, device=self.device, **kwargs)
+        self.regions = regions or model.regions  # the one place "no regions given" becomes the model's own
+        self.splitter = make_region_splitter(self.regions, device=self.device, **kwargs)
+
+    def to(self, device: str | torch.device) -> FG2021:
+        self.device = torch.device(device)
+        for module in (self.model.net, self.model.generator, self.splitter):
+            module.to(self.device)
+        return self
 
     def masks(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.splitter(images.to(self.device))
@@ -194,28 +173,32 @@ class HairTransfer:
         return out.float().clamp(-1, 1)
 
     @torch.no_grad()
+    def input_size(self, preprocess: str = "semedit") -> int:
+        """The size photos are aligned to: the generator's; the encoder input (256) for the official path,
+        which aligns straight to it (utils.py line 105)."""
+        return self.model.input_size if preprocess == "official" else int(self.generator.img_resolution)
+
     def transfer(self, face_images: torch.Tensor, hair_images: torch.Tensor, alpha_blend: bool = False,
-                 feather: float = 1 / 32, preprocess: str = "semedit",
-                 official_size: Optional[int] = None) -> torch.Tensor:
+                 noise_seed: Optional[int] = None, preprocess: str = "semedit", feather: float = 1 / 32) -> torch.Tensor:
         """The faces of ``face_images`` with the hair of ``hair_images`` -> [N, 3, R, R].
 
         ``alpha_blend`` pastes the original inner face back over the result through a feathered face
         mask (the paper's remedy for identity loss on real photos); the output then has the face
         image's size. ``preprocess="official"`` runs the released code's geometry instead
-        (``transfer_official``; ``official_size`` defaults to the encoder input size).
+        (``transfer_official``, at the input images' size; ``input_size("official")`` is the released one).
         """
         if preprocess not in PREPROCESS_MODES:
             raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
         if face_images.shape[0] != hair_images.shape[0]:
             raise ValueError(f"{face_images.shape[0]} face images but {hair_images.shape[0]} hair images")
         if preprocess == "official":
-            return self.transfer_official(face_images, hair_images, alpha_blend, official_size)
-        out = self.render(self.embed_face(face_images), self.embed_hair(hair_images))
+            return self.transfer_official(face_images, hair_images, alpha_blend, face_images.shape[-1], noise_seed)
+        out = self.render(self.embed_face(face_images), self.embed_hair(hair_images), noise_seed)
         return self.paste_face(out, face_images, feather) if alpha_blend else out
 
     @torch.no_grad()
     def transfer_official(self, face_images: torch.Tensor, hair_images: torch.Tensor, alpha_blend: bool = False,
-                          size: Optional[int] = None) -> torch.Tensor:
+                          size: Optional[int] = None, noise_seed: Optional[int] = None) -> torch.Tensor:
         """Hair transfer with the released code's preprocessing (subrtade662/hairstyle_transfer).
 
         1. Both images at ``size`` (256, the encoder input): the official ``split_image`` aligns each photo
@@ -243,7 +226,7 @@ class HairTransfer:
         hair_mask = 1.0 - (self.masks(hair_small)["face"] > 0.5).to(hair_small.dtype)
         face_code = self.model.net.encode_face(resize_for_encoder(face_small * face_mask, self.model.input_size))
         hair_code = self.model.net.encode_hair(resize_for_encoder(hair_small * hair_mask, self.model.input_size))
-        out = self.render(face_code, hair_code)
+        out = self.render(face_code, hair_code, noise_seed)
         if not alpha_blend:
             return out
         alpha = gaussian_filter_like_scipy(face_mask, OFFICIAL_BLEND_SIGMA * size / 256)
@@ -361,33 +344,15 @@ def hair_pca_directions(embeddings: torch.Tensor, num_components: int) -> tuple[
     return directions, ratio
 
 
-def hair_classifier_direction(embeddings: torch.Tensor, scores: torch.Tensor, fraction: float = 0.1,
-                              steps: int = 200, weight_decay: float = 1e-2):
-    """InterFaceGAN-style direction in the hair-embedding space: the unit normal of a logistic
-    regression separating the top and bottom ``fraction`` of ``scores`` (e.g. a hair-length scorer)."""
+def fg2021_method(model: HairModel, options: MethodOptions | None = None) -> FG2021:
+    """The method object of loaded FG 2021 networks."""
+    o = options or MethodOptions()
+    return FG2021(model, regions=o.regions, region_weights=o.region_weights, device=o.device, noise_mode=o.noise_mode,
+                  noise_seed=o.noise_seed)
 
-    n, num_ws, w_dim = embeddings.shape
-    low, high = select_extremes(scores.detach().cpu().numpy(), fraction)
-    x = embeddings.reshape(n, -1).float()[torch.as_tensor(np.concatenate([low, high]))]
-    y = torch.cat([torch.zeros(len(low)), torch.ones(len(high))])
-    # Centred but not whitened: whitening would turn the normal towards low-variance entries, where a
-    # step of the same length changes the image far more than along the data's own spread.
-    xs = x - x.mean(0)
-    xs = xs / xs.norm(dim=1).mean().clamp_min(1e-12)
-    w = torch.zeros(xs.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
 
-    def closure():
-        opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(xs @ w + b, y) + weight_decay * (w ** 2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        accuracy = float((((xs @ w + b) > 0).float() == y).float().mean())
-        normal = w.detach()
-    return Direction.from_vector(normal, space="wplus", layers=list(range(num_ws)),
-                                 meta={"method": "logistic", "embedding": "hair", "fraction": fraction,
-                                       "samples": n, "train_accuracy": accuracy})
+@register_hair_method("fg2021", reads=_reads,
+                      files="<run>/checkpoints/last.ckpt of `semedit train hair` (make train-hair), or the released "
+                            "FG 2021 model best_model.pt (registry name hairstyle-fg2021)")
+def _load(obj: Any, path: Path, options: MethodOptions, generator: Optional[torch.nn.Module]) -> FG2021:
+    return fg2021_method(load_hair_model(obj, path, options.device, generator), options)

@@ -19,7 +19,8 @@ from typing import Any, Optional
 import torch
 
 from semedit.errors import CorruptWeightsError
-from semedit.hair.encoders import EncoderConfig, HairTransferNet, build_hair_net
+from semedit.hair.fg2021.config import EncoderConfig
+from semedit.hair.fg2021.encoders import HairTransferNet, build_hair_net
 from semedit.layers import IRSE_UNITS, irse_stage_layout
 from semedit.stylegan2 import Generator
 from semedit.stylegan2.checkpoints import rosinality_config, rosinality_to_semedit
@@ -32,10 +33,8 @@ __all__ = [
     "split_fg2021_state_dict",
     "infer_encoder_config",
     "load_fg2021",
-    "encoder_state_dict_for_fg2021",
 ]
 
-RELEASED_NUM_WS = 18
 RELEASED_W_DIM = 512
 RELEASED_INPUT_SIZE = 256  # the released model sees 256x256 crops (pSp's face_pool)
 
@@ -180,7 +179,3 @@ def decoder_from_rosinality(decoder_sd: Mapping[str, torch.Tensor], device: str 
     generator.compute_w_avg()
     return generator.eval().requires_grad_(False).to(device)
 
-
-def encoder_state_dict_for_fg2021(net: HairTransferNet) -> dict[str, torch.Tensor]:
-    """semedit encoder weights under the released names (``encoder.`` prefix), for export."""
-    return {f"encoder.{k}": v.detach().cpu() for k, v in net.state_dict().items()}

@@ -15,24 +15,22 @@ copy (see ``fg2021.py``). Depth and widths are configurable so that tiny CPU con
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from semedit.config import check
-
 # The IR-SE building blocks are ArcFace's; the released encoders use the same modules and names.
-from semedit.layers import IRSE_DEPTHS, IRSE_UNITS, FullyConnectedLayer, irse_body, irse_stem, units_for_depth
+from semedit.hair.fg2021.config import EncoderConfig
+from semedit.layers import IRSE_UNITS, FullyConnectedLayer, irse_body, irse_stem, units_for_depth
 
 __all__ = [
     "WPlusEncoder",
     "HairTransferNet",
-    "EncoderConfig",
     "build_hair_net",
     "resize_for_encoder",
 ]
+
 
 class WPlusEncoder(nn.Module):
     """IR-SE backbone -> pooled features -> W+ code (pSp ``BackboneEncoderUsingLastLayerIntoWPlus``).
@@ -132,29 +130,6 @@ class HairTransferNet(nn.Module):
 
     def forward(self, face: torch.Tensor, hair: torch.Tensor) -> torch.Tensor:
         return self.fuse(self.encode_face(face), self.encode_hair(hair))
-
-
-# ----------------------------------------------------------------------------------------------------
-# Configuration.
-
-@dataclass
-class EncoderConfig:
-    """Architecture of the face/hair encoders (both use the same one); defaults are the released model."""
-
-    num_layers: int = 50  # IR-SE depth: 10 | 18 | 34 | 50 | 100 | 152
-    channels: list[int] = field(default_factory=lambda: [64, 128, 256, 512])  # width of each stage
-    feature_dim: int = 512  # pooled feature width before the W+ projection
-    pool_size: int = 7  # last feature map is average-pooled to pool_size x pool_size
-    se_reduction: int = 16
-    input_size: int = 256  # images are resized to input_size x input_size before the encoders
-
-    def validate(self, prefix: str = "") -> None:
-        check(self.num_layers in IRSE_DEPTHS, f"{prefix}num_layers", " | ".join(map(str, IRSE_DEPTHS)), self.num_layers)
-        check(len(self.channels) == 4 and all(1 <= c <= 4096 for c in self.channels), f"{prefix}channels",
-              "four stage widths from 1 to 4096", self.channels)
-        for key in ("feature_dim", "pool_size", "se_reduction"):
-            check(1 <= getattr(self, key) <= 4096, f"{prefix}{key}", "an integer from 1 to 4096", getattr(self, key))
-        check(16 <= self.input_size <= 1024, f"{prefix}input_size", "an integer from 16 to 1024", self.input_size)
 
 
 def build_hair_net(cfg: EncoderConfig, num_ws: int, w_dim: int) -> HairTransferNet:

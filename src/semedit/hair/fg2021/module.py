@@ -17,82 +17,22 @@ train mode (their batch norms keep their statistics).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
 
-from semedit.config import check, check_number
-from semedit.data import downsample
-from semedit.hair import losses
-from semedit.hair.encoders import EncoderConfig, build_hair_net, resize_for_encoder
+from semedit.data.datamodule import downsample
+from semedit.hair.fg2021 import losses
+from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
+from semedit.hair.fg2021.encoders import build_hair_net, resize_for_encoder
 from semedit.images import image_grid, save_image
 from semedit.perception.identity import load_identity_encoder
 from semedit.perception.lpips import load_lpips
 
-__all__ = ["LossConfig", "OptimConfig", "HairTransferModule", "hair_inputs"]
-
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULERS = ("none", "cosine", "step")
-
-
-@dataclass
-class LossConfig:
-    """Weights of the loss terms (0 disables a term) and the models they use."""
-
-    l2: float = 1.0
-    lpips: float = 0.8
-    identity: float = 0.1
-    wplus: float = 1.0
-    # Compute the image losses (L2, LPIPS) separately on the target's face and hair regions and weight
-    # them with face_weight / hair_weight, instead of once over the whole image.
-    region_masks: bool = False
-    face_weight: float = 1.0
-    hair_weight: float = 1.0
-    lpips_net: str = "alex"  # "alex" | "vgg"
-    lpips_pretrained_backbone: bool = True  # false: random backbone (tiny configs: no downloads)
-    # ArcFace for the identity term: registry name, .pth/.onnx path, or "random-irse:<depth>" (tests).
-    identity_encoder: Optional[str] = "arcface-irse50"
-
-    def validate(self, prefix: str = "") -> None:
-        for key in ("l2", "lpips", "identity", "wplus", "face_weight", "hair_weight"):
-            check_number(getattr(self, key), f"{prefix}{key}", low=0)
-        check(self.lpips_net in ("alex", "vgg"), f"{prefix}lpips_net", "alex or vgg", self.lpips_net)
-        check(self.identity == 0 or bool(self.identity_encoder), f"{prefix}identity_encoder",
-              f"an identity encoder (e.g. arcface-irse50) while {prefix}identity > 0; or set {prefix}identity=0",
-              self.identity_encoder)
-
-
-@dataclass
-class OptimConfig:
-    optimizer: str = "adam"  # "adam" | "adamw"
-    lr: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    weight_decay: float = 0.0
-    scheduler: str = "none"  # "none" | "cosine" (to min_lr_ratio * lr at max_steps) | "step"
-    warmup_steps: int = 0  # linear warm-up from 0 (all schedulers)
-    min_lr_ratio: float = 0.0
-    # Length of the cosine schedule; None: the trainer's max_steps. Set it when a run will be resumed with
-    # a larger trainer.max_steps, so that the schedule (and thus the resumed run) does not change.
-    total_steps: Optional[int] = None
-    step_size: int = 10_000  # "step": multiply by gamma every step_size steps
-    gamma: float = 0.5
-
-    def validate(self, prefix: str = "") -> None:
-        check(self.optimizer in OPTIMIZERS, f"{prefix}optimizer", " | ".join(OPTIMIZERS), self.optimizer)
-        check(self.scheduler in SCHEDULERS, f"{prefix}scheduler", " | ".join(SCHEDULERS), self.scheduler)
-        check_number(self.lr, f"{prefix}lr", low=0, low_open=True)
-        check(len(self.betas) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas),
-              f"{prefix}betas", "two numbers in [0, 1), e.g. [0.9, 0.999]", self.betas)
-        check_number(self.weight_decay, f"{prefix}weight_decay", low=0)
-        check(self.warmup_steps >= 0, f"{prefix}warmup_steps", "an integer >= 0", self.warmup_steps)
-        check_number(self.min_lr_ratio, f"{prefix}min_lr_ratio", low=0, high=1)
-        check(self.total_steps is None or self.total_steps >= 1, f"{prefix}total_steps", "null or an integer >= 1",
-              self.total_steps)
-        check(self.step_size >= 1, f"{prefix}step_size", "an integer >= 1", self.step_size)
-        check_number(self.gamma, f"{prefix}gamma", low=0, low_open=True)
+__all__ = ["HairTransferModule", "hair_inputs", "lr_factor"]
 
 
 def hair_inputs(image: torch.Tensor, face_mask: torch.Tensor, image_hair: torch.Tensor,

@@ -12,6 +12,8 @@ import torch
 from semedit import weights as W
 from semedit.cli import main as cli_main
 
+pytestmark = pytest.mark.usefixtures("isolated_weights")  # an empty weights folder and torch hub
+
 
 def test_registry_covers_every_pretrained_file():
     filenames = {e.filename for e in W.REGISTRY.values()}

@@ -16,13 +16,13 @@ from semedit.config import GeneratorSpec, as_dict, load_config, packaged_config
 from semedit.errors import RunFolderError
 from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.shards import ShardStoreError
-from semedit.hair.encoders import EncoderConfig
-from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
+from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
+from semedit.hair.fg2021.module import HairTransferModule
 from semedit.stylegan2 import generator_from_spec
 
 
 @pytest.fixture(scope="module")
-def tiny_hair_ckpt(tmp_path_factory):
+def tiny_hair_model(tmp_path_factory):
     """A randomly initialised semedit hair checkpoint (same format as a training run's last.ckpt)."""
 
     spec = GeneratorSpec()
@@ -40,13 +40,13 @@ def tiny_hair_ckpt(tmp_path_factory):
 
 def _cfg(ckpt, out, *extra):
     return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
-        f"hair_ckpt={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
+        f"hair_model={ckpt}", f"output_dir={out}", "gallery_size=6", "num_transfers=2", "shard_size=3",
         "batch_size=3", *extra])
 
 
-def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_path, capsys):
+def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_model, tmp_path, capsys):
     out = tmp_path / "eval"
-    first = run_eval_identity(_cfg(tiny_hair_ckpt, out))
+    first = run_eval_identity(_cfg(tiny_hair_model, out))
     assert sorted(first["computed_shards"]) == ["gallery/0", "gallery/1", "reconstruction/0", "transfer/0"]
     for name in ("transfer", "reconstruction", "hair_source"):
         m = first["results"][name]
@@ -60,20 +60,20 @@ def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_p
     # Interrupted run: some shards missing. Only those are recomputed, and the report is identical.
     (out / "gallery" / "shard_000001.safetensors").unlink()
     (out / "transfer" / "shard_000000.safetensors").unlink()
-    again = run_eval_identity(_cfg(tiny_hair_ckpt, out))
+    again = run_eval_identity(_cfg(tiny_hair_model, out))
     assert sorted(again["computed_shards"]) == ["gallery/1", "transfer/0"]
     assert again["results"] == first["results"]
 
     # Other settings never reuse these shards: the folder's config.yaml refuses them (and the shards'
     # own fingerprints would).
     with pytest.raises(RunFolderError, match="gallery_seed: 0 -> 5.*Leave output_dir unset"):
-        run_eval_identity(_cfg(tiny_hair_ckpt, out, "gallery_seed=5"))
+        run_eval_identity(_cfg(tiny_hair_model, out, "gallery_seed=5"))
     (out / "config.yaml").unlink()
     with pytest.raises(ShardStoreError, match="other settings"):
-        run_eval_identity(_cfg(tiny_hair_ckpt, out, "gallery_seed=5"))
+        run_eval_identity(_cfg(tiny_hair_model, out, "gallery_seed=5"))
 
     # The CLI on the finished folder computes nothing and prints the table.
-    code = main(["eval-identity", f"hair_ckpt={tiny_hair_ckpt}", f"output_dir={out}", "gallery_size=6",
+    code = main(["eval-identity", f"hair_model={tiny_hair_model}", f"output_dir={out}", "gallery_size=6",
                  "num_transfers=2", "shard_size=3", "batch_size=3"])
     assert code == 0
     text = capsys.readouterr().out
@@ -81,10 +81,10 @@ def test_eval_identity_runs_resumes_from_shards_and_prints(tiny_hair_ckpt, tmp_p
 
 
 @pytest.mark.multiprocess
-def test_two_process_ddp_predict_writes_all_shards(tiny_hair_ckpt, tmp_path):
+def test_two_process_ddp_predict_writes_all_shards(tiny_hair_model, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "semedit.cli", "eval-identity", f"hair_ckpt={tiny_hair_ckpt}", f"output_dir={out}",
+    cmd = [sys.executable, "-m", "semedit.cli", "eval-identity", f"hair_model={tiny_hair_model}", f"output_dir={out}",
            "gallery_size=6", "num_transfers=2", "shard_size=3", "batch_size=3",
            "trainer.devices=2", "trainer.strategy=ddp"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
@@ -93,7 +93,7 @@ def test_two_process_ddp_predict_writes_all_shards(tiny_hair_ckpt, tmp_path):
     report = json.loads((out / "results.json").read_text())
     # Rank 0 computed only its share of the 4 shards; rank 1 wrote the others.
     assert 0 < len(report["computed_shards"]) < 4
-    single = run_single(tiny_hair_ckpt, tmp_path / "single")
+    single = run_single(tiny_hair_model, tmp_path / "single")
     assert report["results"] == single["results"]
 
 
@@ -101,10 +101,10 @@ def run_single(ckpt, out):
     return run_eval_identity(_cfg(ckpt, out))
 
 
-def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_ckpt, tmp_path):
-    first = run_eval_identity(_cfg(tiny_hair_ckpt, tmp_path / "model_a"))
+def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_model, tmp_path):
+    first = run_eval_identity(_cfg(tiny_hair_model, tmp_path / "model_a"))
     other = tmp_path / "other.ckpt"
-    ckpt = torch.load(tiny_hair_ckpt, weights_only=True)
+    ckpt = torch.load(tiny_hair_model, weights_only=True)
     ckpt["state_dict"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, other)
     second = run_eval_identity(_cfg(other, tmp_path / "model_b", f"gallery_dir={tmp_path / 'model_a' / 'gallery'}"))
@@ -115,14 +115,14 @@ def test_a_second_model_reuses_the_gallery_of_the_same_generator(tiny_hair_ckpt,
 
 def _default_cfg(ckpt, *extra):
     return load_config(EvalIdentityConfig, packaged_config("hair/eval_identity_tiny.yaml"), [
-        f"hair_ckpt={ckpt}", "gallery_size=6", "num_transfers=2", "shard_size=3", "batch_size=3", *extra])
+        f"hair_model={ckpt}", "gallery_size=6", "num_transfers=2", "shard_size=3", "batch_size=3", *extra])
 
 
-def test_default_folder_is_named_after_the_hair_run_and_the_protocol(tiny_hair_ckpt, tmp_path, capsys):
+def test_default_folder_is_named_after_the_hair_run_and_the_protocol(tiny_hair_model, tmp_path, capsys):
     # Two hair runs (as two `make train-hair`), each evaluated into its own folder, side by side.
     runs = []
     for name, shift in (("hair-a", 0.0), ("hair-b", 0.01)):
-        ckpt = torch.load(tiny_hair_ckpt, weights_only=True)
+        ckpt = torch.load(tiny_hair_model, weights_only=True)
         ckpt["state_dict"] = {k: v + shift if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
         path = tmp_path / name / "checkpoints" / "last.ckpt"
         path.parent.mkdir(parents=True)
@@ -142,7 +142,7 @@ def test_default_folder_is_named_after_the_hair_run_and_the_protocol(tiny_hair_c
     # Harmless settings (progress bar, threads) keep the folder.
     same = run_eval_identity(_default_cfg(runs[0], "trainer.enable_progress_bar=false", "threads=1"))
     assert same["output_dir"] == first["output_dir"] and same["computed_shards"] == []
-    assert main(["eval-identity", f"hair_ckpt={runs[0]}", "gallery_size=6", "num_transfers=2", "shard_size=3",
+    assert main(["eval-identity", f"hair_model={runs[0]}", "gallery_size=6", "num_transfers=2", "shard_size=3",
                  "batch_size=3"]) == 0
     assert f"results: {folder / 'results.json'}" in capsys.readouterr().out
 
@@ -152,7 +152,7 @@ def test_a_bad_hair_checkpoint_is_explained_without_unsafe_advice(tmp_path, cont
     bad = tmp_path / "bad-run" / "checkpoints" / "last.ckpt"
     bad.parent.mkdir(parents=True)
     bad.write_bytes(content)
-    assert main(["eval-identity", f"hair_ckpt={bad}", "gallery_size=6", "num_transfers=2", "shard_size=3"]) == 2
+    assert main(["eval-identity", f"hair_model={bad}", "gallery_size=6", "num_transfers=2", "shard_size=3"]) == 2
     err = capsys.readouterr().err
     assert "weights_only" not in err and "Re-running" not in err
     assert str(bad) in err and "semedit train hair" in err and "hairstyle-fg2021" in err

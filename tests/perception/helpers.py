@@ -1,4 +1,4 @@
-"""Helpers of the perception tests (``from tests.perception.perception_helpers import ...``)."""
+"""Helpers of the perception tests (``from tests.perception.helpers import ...``)."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import torch
 from semedit.cli import main
 from semedit.config import save_config
 from semedit.edits import Direction, save_direction
-from semedit.eval.inversion import identity_distance, l2_error, summarise, table_rows
-from semedit.inversion.config import Config
+from semedit.eval.inversion import image_identity_distance, l2_error, summarise, table_rows
+from semedit.inversion.config import inversion_job_schema
 from semedit.inversion.io import load_inversion
 from semedit.training import RUN_DIR_ENV
 from tests.inversion.helpers import tiny_config, write_images
@@ -19,11 +19,11 @@ def test_metric_helpers():
     a = torch.zeros(2, 3, 4, 4)
     b = torch.full((2, 3, 4, 4), 0.5)
     torch.testing.assert_close(l2_error(a, b), torch.full((2,), 0.25))
-    same = identity_distance(lambda x: torch.nn.functional.normalize(x.flatten(1) + 1, dim=1), b, b)
+    same = image_identity_distance(lambda x: torch.nn.functional.normalize(x.flatten(1) + 1, dim=1), b, b)
     torch.testing.assert_close(same, torch.zeros(2), atol=1e-6, rtol=0)
     s = summarise([1.0, 3.0])
     assert s["mean"] == 2.0 and s["std"] == 1.0 and s["count"] == 2
-    assert table_rows(["wplus:chunky:reg"], Config())[0].label == "Ours in W+ reg."
+    assert table_rows(["wplus:chunky:reg"], inversion_job_schema()())[0].label == "Ours in W+ reg."
 
 
 def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):
@@ -58,5 +58,5 @@ def test_eval_inversion_tables_and_edit_real(tmp_path, monkeypatch):
     # edit-real on one of the row runs (its config.yaml is found next to the image folders).
     edit_out = tmp_path / "edits"
     assert main(["edit-real", "--inversion", str(out / "rows" / "wplus-chunky"), "--direction", str(direction),
-                 "--strengths", "-2", "0", "2", "--chunks", "1", "--output", str(edit_out)]) == 0
+                 "--strengths", "-2", "0", "2", "--chunks", "1", "--out", str(edit_out)]) == 0
     assert (edit_out / "img0" / "strip.png").is_file() and (edit_out / "img1" / "strength+2.png").is_file()

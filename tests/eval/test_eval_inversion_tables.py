@@ -9,15 +9,8 @@ import torch
 from PIL import Image
 
 from semedit.config import save_config
-from semedit.eval.inversion import (
-    NOT_IMPLEMENTED,
-    MissingRow,
-    image_metrics,
-    resize_for_metrics,
-    strength_scales,
-    table_rows,
-)
-from semedit.inversion.config import Config
+from semedit.eval.inversion import image_metrics, resize_for_metrics, strength_scales, table_rows
+from semedit.inversion.config import inversion_job_schema
 from tests.inversion.helpers import tiny_config, write_images
 
 ALL_ROWS = ["w:single", "w:chunky", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "s:single", "s:chunky",
@@ -60,14 +53,15 @@ def test_image_metrics_columns():
 
 
 def test_rows_parse_with_paper_labels():
-    rows = dict(zip(ALL_ROWS, table_rows(ALL_ROWS, Config()), strict=True))
+    rows = dict(zip(ALL_ROWS, table_rows(ALL_ROWS, inversion_job_schema()()), strict=True))
     labels = {k: r.label for k, r in rows.items()}
     assert labels["wplus:chunky:reg"] == "Ours in W+ reg." and labels["s:single"] == "Optimization S"
     assert labels["pti"] == "Pivotal Tuning" and labels["restyle"] == "ReStyle - 5 iters"
-    assert isinstance(rows["hyperstyle"], MissingRow) and rows["psp"].group == "Encoders"
+    assert labels["hyperstyle"] == "HyperStyle - 5 iters" and rows["hyperstyle"].entry.modifies_generator
+    assert rows["psp"].group == rows["restyle"].group == "Encoders"
     assert rows["w:single"].entry.name == "projector" and rows["w:chunky"].entry.name == "chunkygan"
     with pytest.raises(ValueError, match="no inversion method fills the row 'wplus:magic'"):
-        table_rows(["wplus:magic"], Config())
+        table_rows(["wplus:magic"], inversion_job_schema()())
 
 
 def test_strength_units():
@@ -92,6 +86,7 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
     cfg.eval.rows = ALL_ROWS
     cfg.eval.edit_rows = ["w:single", "wplus:chunky:reg", "e4e", "psp", "restyle", "pti", "hyperstyle"]
     cfg.methods.psp.weights = cfg.methods.e4e.weights = "random"
+    cfg.methods.restyle.weights = cfg.methods.hyperstyle.weights = "random"
     cfg.methods.pti.pivot_steps, cfg.methods.pti.steps = 3, 2
     cfg.eval.test_set, cfg.eval.test_set_size = "tiny test", 2  # the first two of three images
     config_path = save_config(cfg, tmp_path / "cfg.yaml")
@@ -100,9 +95,8 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
             "--direction", "random:gender", "--direction", "random:beard", "--strengths", "0", "2"]
     assert main(args) == 0
     data = json.loads((out / "inversion_metrics.json").read_text())
-    implemented = [k for k in ALL_ROWS if k not in NOT_IMPLEMENTED]
-    assert [r["key"] for r in data["projection"]] == implemented
-    assert [r["key"] for r in data["not_implemented"]] == ["restyle", "hyperstyle"]
+    assert [r["key"] for r in data["projection"]] == ALL_ROWS
+    assert data["not_run"] == []
     for row in data["projection"]:
         for metric in ("lpips", "identity", "l2", "l2_full"):
             assert row[metric]["count"] == 2 and math.isfinite(row[metric]["mean"]), (row["key"], metric)
@@ -111,7 +105,7 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
     assert "locality regulariser off" in data["row_notes"]["Pivotal Tuning"]
     projection = {r["key"]: r for r in data["projection"]}
     edits = {r["key"]: r for r in data["identity_after_edit"]}
-    assert list(edits) == ["w:single", "wplus:chunky:reg", "e4e", "psp", "pti"]
+    assert list(edits) == ["w:single", "wplus:chunky:reg", "e4e", "psp", "restyle", "pti", "hyperstyle"]
     for key, row in edits.items():
         assert set(row["cells"]) == {"gender@0", "gender@2", "beard@0", "beard@2"}
         zero = row["cells"]["gender@0"]
@@ -121,7 +115,8 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
         assert row["cells"]["gender@2"]["reconstructed_vs_edited"]["mean"] > 0
     md = (out / "inversion_metrics.md").read_text()
     for text in ("| Encoders | pSp |", "| Generator parameters modification | Pivotal Tuning |", "(a) gender@2",
-                 "(b) beard@2", "L2 (256 px)", "L2 (full res.)", "ReStyle - 5 iters | – |", "tiny test"):
+                 "(b) beard@2", "L2 (256 px)", "L2 (full res.)", "| Encoders | ReStyle - 5 iters |",
+                 "| Generator parameters modification | HyperStyle - 5 iters |", "tiny test"):
         assert text in md, text
     assert (out / "inversion_figure.png").is_file() and "inversion_figure.png" in md
     # Resuming does no work again: the timing file keeps the first run's figure (only the PTI row, to stay fast).

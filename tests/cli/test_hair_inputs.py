@@ -1,5 +1,5 @@
 """`transfer`, `hair-interpolate` and `hair-edit` refuse bad inputs and unusable outputs with one line,
-before any model is loaded (issue 12): the checkpoint given here does not even exist."""
+before any model is loaded: the checkpoint given here does not even exist."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from semedit.cli import main
 
 
 def _commands(face: str, hair: str, out: str) -> dict[str, list[str]]:
-    ckpt = ["--ckpt", "never-loaded.ckpt"]
+    ckpt = ["--hair-model", "never-loaded.ckpt"]
     return {
         "transfer": ["transfer", *ckpt, "--face", face, "--hair", hair, "--out", out],
         "hair-interpolate": ["hair-interpolate", *ckpt, "--face", face, "--hair", hair, "--to", hair, "--out", out],
@@ -74,7 +74,7 @@ def test_unusable_output_paths_are_refused_before_any_work(tmp_path, good, comma
 def test_hair_pca_checks_its_output_folder_first(tmp_path, capsys):
     afile = tmp_path / "file"
     afile.write_text("x")
-    assert main(["hair-pca", "--ckpt", "never-loaded.ckpt", "--out", str(afile)]) == 2
+    assert main(["hair-pca", "--hair-model", "never-loaded.ckpt", "--out", str(afile)]) == 2
     assert "is a file" in _one_line_error(capsys)
 
 
@@ -107,7 +107,7 @@ class read_only:
 def test_a_corrupt_hair_checkpoint_gets_an_explanation_not_pytorchs_advice(tmp_path, good, content, capsys):
     ckpt = tmp_path / "last.ckpt"
     ckpt.write_bytes(content)
-    argv = ["transfer", "--ckpt", str(ckpt), "--face", good, "--hair", good, "--out", str(tmp_path / "o.png")]
+    argv = ["transfer", "--hair-model", str(ckpt), "--face", good, "--hair", good, "--out", str(tmp_path / "o.png")]
     assert main(argv) == 2
     err = _one_line_error(capsys)
     assert "weights_only" not in err and "Re-running" not in err

@@ -7,36 +7,18 @@ multi-GPU with ``trainer.devices=N``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 
-from semedit.config import ConfigError, JobConfig, as_dict
-from semedit.data import PairsConfig, StyleGAN2DataModule, SyntheticDataConfig
-from semedit.hair.encoders import EncoderConfig
-from semedit.hair.module import HairTransferModule, LossConfig, OptimConfig
+from semedit.config import ConfigError, as_dict
+from semedit.data.datamodule import StyleGAN2DataModule
+from semedit.hair.fg2021.config import HairJobConfig
+from semedit.hair.fg2021.module import HairTransferModule
 from semedit.training import FitResult, fit
 
-__all__ = ["Config", "DEFAULT_CONFIG", "build", "train"]
-
-DEFAULT_CONFIG = "hair/tiny.yaml"  # packaged default (semedit/configs/)
+__all__ = ["build", "train", "run"]
 
 
-def _pairs_data() -> SyntheticDataConfig:
-    # Hair transfer always trains on pairs; "random" is only a placeholder direction for tiny runs.
-    return SyntheticDataConfig(mode="pairs", pairs=PairsConfig(direction="random"))
-
-
-@dataclass
-class Config(JobConfig):
-    data: SyntheticDataConfig = field(default_factory=_pairs_data)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    grid_samples: int = 4  # pairs per logged image grid
-
-
-def build(cfg: Config) -> tuple[HairTransferModule, StyleGAN2DataModule]:
+def build(cfg: HairJobConfig) -> tuple[HairTransferModule, StyleGAN2DataModule]:
     """The LightningModule and datamodule of a config (the generator is built once, by the datamodule)."""
     if cfg.data.mode != "pairs":
         raise ConfigError(f"data.mode must be 'pairs' for hair transfer, got '{cfg.data.mode}'")
@@ -53,7 +35,7 @@ def build(cfg: Config) -> tuple[HairTransferModule, StyleGAN2DataModule]:
     return module, datamodule
 
 
-def train(cfg: Config) -> FitResult:
+def train(cfg: HairJobConfig) -> FitResult:
     """Train (or resume) a hair-transfer run; returns where its checkpoint, logs and samples are."""
     module, datamodule = build(cfg)
     result = fit("hair", module, datamodule, cfg, cfg.trainer, cfg.logger, cfg.run)
@@ -63,3 +45,8 @@ def train(cfg: Config) -> FitResult:
         print(f"sample grids: {samples}  ({len(grids)} images, face input | hair input | output | target"
               + (f"; latest {grids[-1].name})" if grids else ")"))
     return result
+
+
+def run(cfg: HairJobConfig, inputs: list[str]) -> FitResult:
+    """The `hair` job's entry (semedit.jobs)."""
+    return train(cfg)
