@@ -19,8 +19,8 @@ PROJECT ?=
 ENTITY ?=
 
 .DEFAULT_GOAL := help
-.PHONY: align help install test test-fast test-gpu lint generate bench bench-record train-hair train-direction eval-identity demo invert \
-        eval-inversion sweep agent clean
+.PHONY: align help install test test-fast test-gpu lint generate bench bench-record train-hair train-direction eval-identity eval-hair demo invert \
+        eval-inversion calibrate-metrics sweep agent clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -60,6 +60,7 @@ bench: $(STAMP) ## run the benchmarks with progress bars; JSON goes to benchmark
 	$(PY) benchmarks/hair.py --out $(BENCH_OUT)/hair.json
 	$(PY) benchmarks/chunkygan.py --out $(BENCH_OUT)/chunkygan.json
 	$(PY) benchmarks/faces.py --out $(BENCH_OUT)/faces.json
+	$(PY) benchmarks/hair_batch.py --out $(BENCH_OUT)/hair_batch.json
 
 bench-record: ## run the benchmarks and update the tracked JSON in benchmarks/results/
 	$(MAKE) bench BENCH_OUT=benchmarks/results
@@ -74,6 +75,10 @@ eval-identity: $(STAMP) ## identity retrieval after hair transfer (HAIR_MODEL=..
 	@test -n "$(HAIR_MODEL)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_MODEL=path/to/last.ckpt"; exit 2)
 	$(SEMEDIT) eval-identity hair_model=$(HAIR_MODEL) $(ARGS)
 
+eval-hair: $(STAMP) ## HairFastGAN's table: FID / FID_CLIP (by pose), reconstruction, identity, time (HAIR_MODEL=...; default: the newest train-hair run; tiny: 2 real photos + generated faces, random-weight extractors)
+	@test -n "$(HAIR_MODEL)" || (echo "no hair checkpoint: run 'make train-hair' first or pass HAIR_MODEL=path/to/last.ckpt"; exit 2)
+	$(SEMEDIT) eval-hair hair_model=$(HAIR_MODEL) $(ARGS)
+
 demo: $(STAMP) ## local web app on http://127.0.0.1:7860 (embedded default; ARGS="--hair-model P --generator G --directions DIR")
 	$(SEMEDIT) demo $(ARGS)
 
@@ -86,6 +91,9 @@ invert: $(STAMP) ## ChunkyGAN inversion of skimage's astronaut photo (tiny defau
 
 eval-inversion: $(STAMP) ## ChunkyGAN projection + identity-after-edit tables (tiny default: two real faces, about 1-2 min on 2 cores; FACES=folder at paper scale)
 	$(SEMEDIT) eval-inversion $(or $(FACES),skimage:astronaut matplotlib:grace_hopper) --out runs/eval-inversion $(ARGS)
+
+calibrate-metrics: $(STAMP) ## which LPIPS / L2 / identity variant gives the ChunkyGAN paper's encoder rows (GPU, weights; FACES=aligned test set)
+	$(PY) experiments/chunkygan/metric_calibration.py $(or $(FACES),data/celebahq-test-aligned) --out runs/metric-calibration $(ARGS)
 
 sweep: $(STAMP) ## check and register a W&B sweep: make sweep SWEEP=configs/sweeps/hair.yaml [PROJECT=..] [ENTITY=..]
 	$(SEMEDIT) sweep check $(SWEEP)

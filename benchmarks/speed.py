@@ -14,8 +14,16 @@ reference implementation (impl='ref'), loaded with the same weights. Point ``--n
 environment variable NVLABS_STYLEGAN2_ADA) at a checkout of github.com/NVlabs/stylegan2-ada-pytorch;
 without one that column is skipped, with a note in the JSON. Its code is never copied into semedit.
 
-Output: benchmarks/results/latest/speed.json (not tracked); ``--record`` writes the tracked
-benchmarks/results/speed.json instead.
+Also: ``allocator``, eager synthesis and NVlabs' reference ops under glibc's default malloc and under
+semedit.allocator's reuse of freed memory (what the semedit command runs with), in one process; and
+``auto_vs_forced``, for a gallery render, a training step and an inversion step of the generator: what
+``auto`` (semedit.stylegan2.autotune) picks, measured side by side with every forced variant, and the expected job
+time of each (calls x seconds per call + compile seconds).
+
+Output: one JSON per machine kind (benchmarks/machine.py): benchmarks/results/latest/<kind>/speed.json (not
+tracked); ``--record`` writes the tracked benchmarks/results/<kind>/speed.json instead (and the autotune decisions
+to benchmarks/results/<kind>/autotune.json). ``--out DIR/NAME.json`` writes DIR/<kind>/NAME.json. Figures from
+different kinds of machines are never merged into one file.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from semedit import allocator
 from semedit.hair.fg2021.encoders import HairTransferNet
 from semedit.inversion.composite import composite, masks_from_logits
 from semedit.inversion.latents import init_codes, latent_mean, latent_regulariser, render_chunks
@@ -42,11 +52,12 @@ from semedit.layers import units_for_depth
 from semedit.perception.face_align import warp_affine
 from semedit.perception.lpips import load_lpips
 from semedit.perception.regions import make_region_splitter
-from semedit.stylegan2 import Generator, GeneratorConfig
-from semedit.stylegan2.compile import bf16_capable, describe_cpu, enable_compile_cache
+from semedit.stylegan2 import Generator, GeneratorConfig, autotune
+from semedit.stylegan2.compile import bf16_capable, default_cache_dir, describe_cpu, enable_compile_cache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from generator import matmul_rate, synthesis_flops  # noqa: E402  (the sibling benchmark's FLOP count)
+from machine import machine_info, machine_kind  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BF16_EMULATED_NOTE = ("bf16 measured at batch {batch} only: this {device} has no native bf16 (no AMX-BF16/AVX512-BF16), "
@@ -147,7 +158,7 @@ def bench_generator(args, device, rates, bar, save) -> tuple[list, dict, list]:
             compile_seconds = {}
             if compile_ok and (not args.compile_cases or f"{res}x{batch}" in args.compile_cases):
                 variants["compiled"] = run("on", "none")
-                if device.type == "cuda":
+                if batch in bf16_batches and bf16_capable(device):
                     variants["compiled_bf16"] = run("on", "bf16")
             if nv is not None:
                 def run_nv(nv=nv, ws=ws):
@@ -299,6 +310,176 @@ def bench_hair_training(args, device, bar) -> dict:
             "bf16_speedup": best["fp32"] / best["bf16_autocast"]}
 
 
+def bench_allocator(args, device, bar) -> dict:
+    """Eager synthesis and NVlabs' reference ops under glibc's default malloc and under semedit.allocator's reuse
+    of freed memory. A process keeps what its malloc did before (a setting changed midway is not what a fresh
+    process gets), so each setting runs in fresh processes (``--allocator-worker``), the two settings taking
+    turns; inside each, eager and NVlabs take turns. Best of each over all rounds."""
+    res, batch = args.allocator_case
+    bar.set_description(f"allocator {res}px batch {batch}")
+    best: dict[str, float] = {}
+    loads = []
+    for _ in range(args.repeats):
+        for setting in ("default", "reuse"):
+            cmd = [sys.executable, __file__, "--allocator-worker", "--malloc", setting, "--device", str(device),
+                   "--allocator-case", f"{res}x{batch}"] + (["--nvlabs", args.nvlabs] if args.nvlabs else [])
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            part = json.loads(done.stdout.strip().splitlines()[-1])
+            loads.append(part["load_average"])
+            for name, seconds in part["seconds"].items():
+                key = f"{name}/{setting}"
+                best[key] = min(best.get(key, math.inf), seconds)
+                bar.set_postfix_str(f"{key} {best[key]:.2f}s")
+            why = part["why"]
+    bar.update(1)
+    nv = "nvlabs_ref/reuse" in best
+    return {"resolution": res, "batch": batch, "seconds": best, "load_averages": loads,
+            "eager_speedup_by_reuse": best["eager/default"] / best["eager/reuse"],
+            "eager_vs_nvlabs_ref": ({s: best[f"nvlabs_ref/{s}"] / best[f"eager/{s}"] for s in ("default", "reuse")}
+                                    if nv else None),
+            "note": why or "fresh processes, same weights; 'reuse' is what the semedit command runs with "
+                           "(semedit.allocator); 'default' is glibc's malloc (fresh zero-filled pages for every "
+                           "block over its mmap threshold, each call)"}
+
+
+def allocator_worker(args, device) -> dict:
+    """One process of ``bench_allocator`` (its malloc set by --malloc at start): eager and NVlabs in turns."""
+    res, batch = args.allocator_case
+    G = ffhq_generator(res, device)
+    nv, why = nvlabs_synthesis(args.nvlabs, G, device)
+    with torch.no_grad():
+        ws = G.mapping(torch.randn(batch, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device))
+    fns = {"eager": lambda: G.synthesis(ws, noise_mode="const")}
+    if nv is not None:
+        fns["nvlabs_ref"] = lambda: nv(ws, noise_mode="const", force_fp32=True)
+    with torch.no_grad():
+        for fn in fns.values():
+            fn()
+        best = alternate(fns, 2, device)
+    return {"seconds": best, "why": why, "load_average": os.getloadavg()}
+
+
+def _apply_malloc(setting: str) -> bool:
+    """At the start of a process: "reuse" as the semedit command does; "default" leaves glibc untouched (a mallopt
+    call, even of the default values, turns off glibc's adaptive mmap threshold)."""
+    return allocator.reuse_freed_memory(False) if setting == "reuse" else False
+
+
+# The generator's part of three jobs (semedit's choice of sizes; FFHQ config-F layout at 256 px). calls: the job
+# length auto is told (expect_calls): a 100k-image gallery in batches of 4, a 300-step training, a 500-step
+# inversion of one image with 4 chunks (ChunkyGAN renders every chunk in one call).
+AUTO_WORKLOADS = {
+    "gallery": dict(job="render", calls=25_000, batch=4),
+    "training": dict(job="train", calls=300, batch=4),
+    "inversion": dict(job="invert", calls=500, batch=4),
+}
+FORCED = {"eager": ("off", "none"), "compiled": ("on", "none"), "bf16": ("off", "bf16"),
+          "compiled+bf16": ("on", "bf16")}
+
+
+def bench_auto(args, device, bar, decisions_path: Path) -> dict:
+    """For each workload: ``auto`` decides as a job would (expect_calls, then the job's first call), first by
+    measuring (a new machine: the decision cache is a file of this run), then as the next job of that kind does
+    (from the cache); then every forced variant is timed, taking turns. ``job_seconds`` = calls x seconds per call
+    + compile seconds (a compiled variant's first call, compiling included, less one call): what auto minimises.
+    The first job also pays for the measuring (``first_job_seconds``). One generator serves every workload, so
+    each graph compiles once."""
+    G = ffhq_generator(args.auto_resolution, device)
+    out = {"resolution": args.auto_resolution, "workloads": {}, "inductor_cache_warm_at_start": None,
+           "decision_cache": str(decisions_path)}
+    cache_dir = Path(os.environ.get("TORCHINDUCTOR_CACHE_DIR") or default_cache_dir())
+    out["inductor_cache_warm_at_start"] = cache_dir.is_dir() and any(cache_dir.iterdir())
+    said: list[str] = []
+    say, autotune._say = autotune._say, said.append
+    previous_cache = os.environ.get(autotune.AUTOTUNE_CACHE_ENV)
+    os.environ[autotune.AUTOTUNE_CACHE_ENV] = str(decisions_path)
+    compile_seconds: dict[tuple[str, bool], float] = {}
+    try:
+        for name, w in AUTO_WORKLOADS.items():
+            if name not in args.auto_workloads:
+                continue
+            bar.set_description(f"auto vs forced: {name}")
+            grad = autotune.JOBS[w["job"]]["grad"]
+            G.set_compile("off")
+            with torch.no_grad():
+                ws = G.mapping(torch.randn(w["batch"], G.z_dim, generator=torch.Generator().manual_seed(1)).to(device))
+
+            def step(ws=ws, grad=grad):
+                if not grad:
+                    with torch.no_grad():
+                        return G.synthesis(ws, noise_mode="const")
+                x = ws.detach().requires_grad_(True)
+                G.synthesis(x, noise_mode="const").square().mean().backward()
+                return x.grad
+
+            G.set_compile("auto")
+            G.set_reduced_precision("auto", NUM_REDUCED_RES)
+            autotune.expect_calls(G, w["calls"], w["job"])
+            start = time.perf_counter()
+            step()  # the job's first call: decides (measures, or reads this run's cache)
+            decide_seconds = time.perf_counter() - start
+            first = G.synthesis.autotune_choices[grad]
+            autotune.expect_calls(G, w["calls"], w["job"])  # the next job of this kind on this machine
+            step()
+            decision = G.synthesis.autotune_choices[grad]
+            entry = json.loads(decisions_path.read_text())["entries"].get(
+                autotune.cache_key(G.synthesis, device, w["batch"], grad), {}) if decisions_path.exists() else {}
+            for cname, m in entry.get("candidates", {}).items():
+                if m.get("compile_seconds"):  # its first call, compiling included
+                    compile_seconds.setdefault((cname, grad), m["compile_seconds"])
+            variants = {}
+            for vname, (comp, prec) in FORCED.items():
+                if "bf16" in vname and not bf16_capable(device):
+                    continue
+
+                def forced(comp=comp, prec=prec):
+                    G.set_compile(comp)
+                    G.set_reduced_precision(prec, NUM_REDUCED_RES)
+                    return step()
+                variants[vname] = forced
+            for vname, fn in variants.items():  # warm-up; a graph auto did not compile compiles here
+                t = _timed(fn, device)
+                if "compiled" in vname and (vname, grad) not in compile_seconds:
+                    compile_seconds[(vname, grad)] = t
+            best = alternate(variants, args.repeats, device, bar)
+            job = {v: w["calls"] * s + (max(compile_seconds.get((v, grad), 0.0) - s, 0.0) if "compiled" in v else 0.0)
+                   for v, s in best.items()}
+            allowed = [v for v in best if not ("bf16" in v and not autotune.JOBS[w["job"]]["reduced_ok"])]
+            pick = decision.candidate.name if decision is not None else "eager"
+            first_pick = first.candidate.name if first is not None else "eager"
+            best_allowed = min(allowed, key=lambda v: job[v])
+            fastest_per_call = min(allowed, key=lambda v: best[v])
+            out["workloads"][name] = {
+                **w, "grad": grad, "auto_pick": pick, "auto_line": decision.line if decision else None,
+                "first_job_pick": first_pick, "first_job_line": first.line if first else None,
+                "first_job_decide_seconds": decide_seconds,
+                # The measuring job compiled what it measured: the rest of it runs without compiling again.
+                "first_job_seconds": decide_seconds + (w["calls"] - 1) * best[first_pick] if first_pick in best else None,
+                "seconds_per_call": best, "compile_seconds": {v: c for (v, g), c in compile_seconds.items() if g == grad},
+                "job_seconds": job, "allowed": allowed, "best_forced": best_allowed,
+                "fastest_per_call": fastest_per_call,
+                "auto_job_time_vs_best_forced": job[best_allowed] / job[pick] if pick in job else None,
+                "first_job_time_vs_best_forced": (job[best_allowed] / (decide_seconds + (w["calls"] - 1) * best[first_pick])
+                                                  if first_pick in best else None),
+                "auto_per_call_vs_fastest": best[fastest_per_call] / best[pick] if pick in best else None,
+            }
+            bar.update(1)
+    finally:
+        autotune._say = say
+        if previous_cache is None:
+            os.environ.pop(autotune.AUTOTUNE_CACHE_ENV, None)
+        else:
+            os.environ[autotune.AUTOTUNE_CACHE_ENV] = previous_cache
+        G.set_compile("off")
+        G.set_reduced_precision("none")
+    out["note"] = ("training never takes bf16 under auto (only when asked), so its forced bf16 variants are shown "
+                   "but not in 'allowed'. auto_pick: the decision a job gets once this machine has measured (from the "
+                   "cache, compile time counted); 'auto_job_time_vs_best_forced' >= 0.95 is the goal (auto within 5 % "
+                   "of the best forced variant's job time). first_job_*: the job that measured, which also pays for "
+                   "measuring (its compiles included)")
+    return out
+
+
 def profile_synthesis(resolution: int, batch: int, device: torch.device) -> dict:
     """Where one eager fp32 synthesis pass spends its time: torch.profiler's top operators (self time) and
     the wall time of every modulated layer (forward hooks)."""
@@ -337,7 +518,7 @@ def profile_synthesis(resolution: int, batch: int, device: torch.device) -> dict
             "top_ops_calls": {e.key: e.count for e in events}}
 
 
-def goals(rows: list, nvlabs_note: list) -> list:
+def goals(rows: list, nvlabs_note: list, extra: dict | None = None) -> list:
     def rate(res, batch, variant, run=None):
         return next(((r["images_per_s"], r.get("run")) for r in rows if (r["resolution"], r["batch"], r["variant"]) ==
                      (res, batch, variant) and (run is None or r.get("run") == run)), (None, None))
@@ -353,6 +534,23 @@ def goals(rows: list, nvlabs_note: list) -> list:
         out.append(dict(goal=f"{variant} >= {target}x {ref}", case=f"{res}px batch {batch}", ratio=ratio,
                         met=None if ratio is None else ratio >= target,
                         note=None if ratio is not None else ("; ".join(why) or "not measured")))
+    # Goal: compiled + bf16 >= 3x eager on CPUs with bf16 units.
+    for res, batch in [(256, 4), (1024, 1)]:
+        a, run = rate(res, batch, "compiled_bf16")
+        b, _ = rate(res, batch, "eager", run)
+        ratio = a / b if a and b else None
+        out.append(dict(goal="compiled_bf16 >= 3x eager", case=f"{res}px batch {batch}", ratio=ratio,
+                        met=None if ratio is None else ratio >= 3,
+                        note=None if ratio is not None else "not measured (no bf16 units, or not compiled)"))
+    alloc = (extra or {}).get("allocator") or {}
+    for setting, ratio in (alloc.get("eager_vs_nvlabs_ref") or {}).items():
+        out.append(dict(goal="eager >= 1.5x nvlabs_ref", case=f"{alloc['resolution']}px batch {alloc['batch']}, "
+                        f"malloc {setting} (both in one process)", ratio=ratio, met=ratio >= 1.5, note=None))
+    for name, w in ((extra or {}).get("auto_vs_forced") or {}).get("workloads", {}).items():
+        ratio = w["auto_job_time_vs_best_forced"]
+        out.append(dict(goal="auto within 5% of the best forced variant (job time)", case=f"{name}: auto "
+                        f"{w['auto_pick']}, best {w['best_forced']}", ratio=ratio,
+                        met=None if ratio is None else ratio >= 0.95, note=None))
     return out
 
 
@@ -361,6 +559,9 @@ def merge(paths: list[str], out: Path) -> dict:
     case's variants come from one run, so every ratio stays a within-run comparison; ``runs`` keeps each
     part's command, load averages and matmul rates."""
     parts = [json.loads(Path(p).read_text()) for p in paths]
+    kinds = {part.get("machine_kind") for part in parts}
+    if len(kinds) != 1:
+        raise SystemExit(f"refusing to merge runs from different kinds of machines: {sorted(map(str, kinds))}")
     rows, errors, notes, extra, runs = [], {}, [], {}, []
     for i, part in enumerate(parts):
         runs.append({"command": part["command"], "complete": part.get("complete"),
@@ -383,7 +584,7 @@ def merge(paths: list[str], out: Path) -> dict:
         notes += [] if note in notes else [note]
     report = dict(parts[0], command="merged: " + " + ".join(r["command"] for r in runs), runs=runs,
                   complete=all(r["complete"] for r in runs), generator=rows, bf16_vs_fp32_images=errors,
-                  notes=notes, goals=goals(rows, notes), **extra)
+                  notes=notes, goals=goals(rows, notes, extra), **extra)
     report["machine"] = {k: v for k, v in parts[0]["machine"].items() if not k.startswith("load_average")}
     report.pop("matmul_gflops", None)  # per run, in runs[]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -391,7 +592,7 @@ def merge(paths: list[str], out: Path) -> dict:
     return report
 
 
-EXTRA_SECTIONS = ("hair_transfer_per_pair", "chunkygan_step", "hair_training", "profile")
+EXTRA_SECTIONS = ("hair_transfer_per_pair", "chunkygan_step", "hair_training", "profile", "allocator", "auto_vs_forced")
 
 
 def main() -> int:
@@ -399,8 +600,9 @@ def main() -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--quick", action="store_true", help="256 px only, one repeat (a smoke run)")
     parser.add_argument("--record", action="store_true",
-                        help="write the tracked benchmarks/results/speed.json instead of results/latest/")
-    parser.add_argument("--out", default=None, help="output JSON (overrides --record's choice)")
+                        help="write the tracked benchmarks/results/<kind>/speed.json instead of results/latest/")
+    parser.add_argument("--out", default=None,
+                        help="output JSON DIR/NAME.json, written as DIR/<machine kind>/NAME.json (overrides --record)")
     parser.add_argument("--nvlabs", default=os.environ.get("NVLABS_STYLEGAN2_ADA"),
                         help="path of a stylegan2-ada-pytorch checkout for the reference-ops column")
     parser.add_argument("--resolutions", type=int, nargs="+", default=None)
@@ -416,16 +618,37 @@ def main() -> int:
     parser.add_argument("--no-bf16", dest="bf16", action="store_false", help="skip the bf16 synthesis column")
     parser.add_argument("--no-generator", dest="generator", action="store_false",
                         help="skip the synthesis grid (only the hair / ChunkyGAN sections)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["hair_transfer", "chunkygan", "hair_training"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["hair_transfer", "chunkygan", "hair_training", "allocator", "auto"])
+    parser.add_argument("--malloc", default="reuse", choices=["reuse", "default"],
+                        help="the process's malloc: reuse freed memory as the semedit command does (semedit.allocator; "
+                             "default) or glibc's defaults")
+    parser.add_argument("--allocator-case", default="1024x1", metavar="RESxBATCH",
+                        help="case of the allocator section (eager and NVlabs under both malloc settings)")
+    parser.add_argument("--allocator-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--auto-workloads", nargs="*", default=list(AUTO_WORKLOADS), choices=list(AUTO_WORKLOADS))
+    parser.add_argument("--auto-resolution", type=int, default=256)
     args = parser.parse_args()
+    args.allocator_case = tuple(int(v) for v in args.allocator_case.split("x"))
+    # Every figure comes from the same kind of process: what the semedit command sets up.
+    malloc_reuse = _apply_malloc(args.malloc)
+    torch._dynamo.config.recompile_limit = 64  # one process compiles many variants of the same code
     args.resolutions = args.resolutions or ([256] if args.quick else [256, 1024])
     if not args.generator:
         args.resolutions = []
     if args.quick:
         args.repeats = 1
     device = torch.device(args.device)
+    if args.allocator_worker:
+        print(json.dumps(allocator_worker(args, device)))
+        return 0
     enable_compile_cache()
+    kind = machine_kind()
     out = Path(args.out) if args.out else RESULTS / ("speed.json" if args.record else "latest/speed.json")
+    if out.parent.name != kind:  # one file per kind of machine: figures of other kinds are never overwritten
+        out = out.parent / kind / out.name
+    decisions = out.parent / "autotune.json" if args.record or args.out else \
+        Path(tempfile.mkdtemp(prefix="semedit-autotune-")) / "autotune.json"
     if args.merge:
         report = merge(args.merge, out)
         for g in report["goals"]:
@@ -433,6 +656,8 @@ def main() -> int:
         print(f"wrote {out}")
         return 0
 
+    if decisions.exists() and "auto" not in args.skip:
+        decisions.unlink()  # this run's decisions only
     load_start = os.getloadavg()
     rates = {"fp32": max(matmul_rate(device, torch.float32, n=1024), 1.0),
              "bf16": max(matmul_rate(device, torch.bfloat16, n=1024), 1.0)}
@@ -446,6 +671,9 @@ def main() -> int:
                          "hair training",
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
             "complete": parts.get("complete", False),
+            "machine_kind": kind,
+            "machine_info": dict(machine_info(), malloc=args.malloc if malloc_reuse or args.malloc == "default"
+                                 else "default (reuse unavailable here)"),
             "machine": {"platform": platform.platform(), "cpu": describe_cpu(), "lscpu_model_name": lscpu_model(),
                         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                         "torch": torch.__version__, "device": str(device),
@@ -459,17 +687,25 @@ def main() -> int:
             "bf16_effect_note": "identity and LPIPS effect need the pretrained ArcFace / AlexNet weights; null "
                                 "where they are not installed (the pixel error is always measured)",
             "notes": state["notes"],
-            "goals": goals(state["rows"], state["notes"]),
+            "goals": goals(state["rows"], state["notes"], state["extra"]),
             **state["extra"],
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2))
         return report
 
-    total = len(args.resolutions) * len(args.batches) + 3 - len(args.skip)
+    total = (len(args.resolutions) * len(args.batches) + 3 - len({"hair_transfer", "chunkygan", "hair_training"}
+                                                                 & set(args.skip))
+             + ("allocator" not in args.skip) + ("auto" not in args.skip) * len(args.auto_workloads))
     with tqdm(total=total, unit="case", file=sys.stderr) as bar:
         rows, errors, notes = bench_generator(args, device, rates, bar, save)
         extra = state["extra"]
+        if "allocator" not in args.skip:
+            extra["allocator"] = bench_allocator(args, device, bar)
+            save()
+        if "auto" not in args.skip and args.auto_workloads:
+            extra["auto_vs_forced"] = bench_auto(args, device, bar, decisions)
+            save()
         if args.profile is not None:
             bar.set_description("profile")
             extra["profile"] = [profile_synthesis(int(c.split("x")[0]), int(c.split("x")[1]), device)
@@ -493,9 +729,11 @@ def main() -> int:
               f"x{r['speedup_vs_eager']:.2f} eager  {r['fraction_of_fp32_matmul']:.0%} of fp32 matmul  "
               f"{r['fraction_of_bf16_matmul']:.0%} of bf16 matmul"
               + (f"  (first call {r['compile_seconds']:.0f} s)" if r["compile_seconds"] else ""))
+    for name, w in report.get("auto_vs_forced", {}).get("workloads", {}).items():
+        print(f"auto {name}: {w['auto_line']}")
     for g in report["goals"]:
         print(f"goal {g['goal']} at {g['case']}: {g['ratio'] and round(g['ratio'], 2)} -> {g['met']}")
-    print(f"wrote {out}")
+    print(f"wrote {out}" + (f" and {decisions}" if decisions.exists() else ""))
     return 0
 
 

@@ -64,16 +64,19 @@ def run_sweep(hair_model: str, config: str, out: Path, psis, models, tiny: bool,
                 m = report["results"][query]
                 rows.append({"psi": psi, "identity_model": name, "queries": query, "rank1": m["rank1_accuracy"],
                              "mean_rank": m["mean_rank"], "n": m["num_queries"], "gallery": report["gallery_size"],
-                             "noise": report["noise_mode"]})
+                             "noise": report["noise_mode"], "gallery_noise": report["gallery_noise_mode"],
+                             "path": report["transfer_preprocess"]})
     return rows
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| psi | identity model | queries | rank-1 | mean rank | queries n | gallery | noise |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| psi | identity model | queries | rank-1 | mean rank | queries n | gallery | noise | gallery noise | "
+             "transfer path |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['psi']} | {r['identity_model']} | {r['queries']} | {100 * r['rank1']:.2f} % | "
-                     f"{r['mean_rank']:.3f} | {r['n']} | {r['gallery']} | {r['noise']} |")
+                     f"{r['mean_rank']:.3f} | {r['n']} | {r['gallery']} | {r['noise']} | {r['gallery_noise']} | "
+                     f"{r['path']} |")
     return "\n".join(lines)
 
 

@@ -137,7 +137,8 @@ def test_help_and_version_import_no_torch():
         assert "semedit" in loaded and "torch" not in loaded, (argv, sorted(loaded))
 
 
-@pytest.mark.parametrize("argv", [["weights", "list"], ["config", "show", "hair"], ["config", "show", "invert"]])
+@pytest.mark.parametrize("argv", [["weights", "list"], ["config", "show", "hair"], ["config", "show", "invert"],
+                                  ["config", "show", "eval-hair", "hair_model=x.ckpt"]])
 def test_weights_list_and_config_show_import_no_lightning(argv):
     loaded = _imported_in_subprocess(f"import sys; from semedit.cli import main; sys.exit(main({argv!r}))")
     assert not loaded & {"pytorch_lightning", "lightning", "lightning_fabric", "torchmetrics"}, sorted(loaded)

@@ -94,13 +94,16 @@ class GeneratorSpec:
     noise_mode: str = "const"  # "const" | "random" | "none"
     # Run the highest-resolution synthesis blocks in reduced precision, as NVlabs does (their conv_clamp=256
     # comes with it): "none" | "bf16" | "fp16" (GPU only) | "auto" = bf16 where the device multiplies bf16
-    # natively (CUDA compute capability >= 8, CPU with AMX-BF16/AVX512-BF16), fp32 elsewhere. Training and
-    # equivalence checks keep "none"; inference commands (generate, hair transfer, demo) default to "auto".
+    # natively (CUDA compute capability >= 8, CPU with AMX-BF16/AVX512-BF16), fp32 elsewhere; a long job measures
+    # bf16 against fp32 instead (semedit.stylegan2.autotune; training never takes bf16 under "auto"). Training
+    # and equivalence checks keep "none"; inference commands (generate, hair transfer, demo) default to "auto".
     reduced_precision: str = "none"
     num_reduced_precision_res: int = 4  # how many of the highest resolutions use it (NVlabs train.py:181: 4)
-    # torch.compile mapping and synthesis: "auto" (on with CUDA; off on a CPU, where it has not paid off: see
-    # semedit.stylegan2.compile.CPU_COMPILE_PAYS_OFF) | "on" | "off". The compile time is logged once; compiled
-    # graphs are cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
+    # torch.compile mapping and synthesis: "auto" | "on" | "off". "auto": a job that declares its length (training,
+    # galleries, inversion, pair batches, the demo) measures the synthesis compiled and eager on this machine and
+    # keeps the faster, compile time counted against its length (semedit.stylegan2.autotune; the decision is cached
+    # in ~/.cache/semedit/autotune.json); otherwise on with CUDA, off on a CPU. The compile time is logged once;
+    # compiled graphs are cached on disk (~/.cache/semedit/inductor, or $TORCHINDUCTOR_CACHE_DIR) across runs.
     compile: str = "auto"
 
     def validate(self, prefix: str = "") -> None:

@@ -118,10 +118,11 @@ class SEModule(nn.Module):
 class BottleneckIRSE(nn.Module):
     """IR-SE unit: BN-conv-PReLU-conv(stride)-BN-SE plus a shortcut (max-pool subsampling or conv-BN).
 
-    in_channels -> depth channels; the spatial size is divided by ``stride``.
+    in_channels -> depth channels; the spatial size is divided by ``stride``. ``se=False`` is the plain IR unit
+    (pSp models/encoders/helpers.py ``bottleneck_IR``: the same layers without the SE module).
     """
 
-    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16):
+    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16, se: bool = True):
         super().__init__()
         if in_channels == depth:
             self.shortcut_layer: nn.Module = nn.MaxPool2d(1, stride)
@@ -135,7 +136,7 @@ class BottleneckIRSE(nn.Module):
             nn.PReLU(depth),
             nn.Conv2d(depth, depth, (3, 3), stride, 1, bias=False),
             nn.BatchNorm2d(depth),
-            SEModule(depth, se_reduction),
+            *([SEModule(depth, se_reduction)] if se else []),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,7 +150,7 @@ def irse_stem(in_channels: int, width: int) -> nn.Sequential:
 
 
 def irse_body(units: Sequence[int], channels: Sequence[int], in_channels: int,
-              se_reduction: int = 16) -> nn.Sequential:
+              se_reduction: int = 16, se: bool = True) -> nn.Sequential:
     """The ``body``: ``units[k]`` IR-SE units of width ``channels[k]`` per stage; the first unit of every stage
     halves the resolution (112 -> 56 -> 28 -> 14 -> 7 in ArcFace)."""
     if len(units) != len(channels):
@@ -157,7 +158,8 @@ def irse_body(units: Sequence[int], channels: Sequence[int], in_channels: int,
     blocks: list[nn.Module] = []
     for count, depth in zip(units, channels, strict=True):
         for i in range(int(count)):
-            blocks.append(BottleneckIRSE(in_channels, int(depth), stride=2 if i == 0 else 1, se_reduction=se_reduction))
+            blocks.append(BottleneckIRSE(in_channels, int(depth), stride=2 if i == 0 else 1, se_reduction=se_reduction,
+                                         se=se))
             in_channels = int(depth)
     return nn.Sequential(*blocks)
 

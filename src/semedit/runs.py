@@ -78,6 +78,11 @@ RESUME_SAFE_KEYS_BY_JOB: dict[str, dict[str, str]] = {
     # decides who computes a shard, not its numbers.
     "eval-identity": {"trainer.devices": "who computes each shard", "trainer.num_nodes": "who computes each shard",
                       "trainer.strategy": "who computes each shard"},
+    # eval-hair's too (its batches and Fréchet blocks start at global multiples of their size).
+    "eval-hair": {"trainer.devices": "who computes each shard", "trainer.num_nodes": "who computes each shard",
+                  "trainer.strategy": "who computes each shard", "part": "who computes each shard",
+                  "phase": "which shards are computed now", "retrieval_config": "where the retrieval result "
+                  "shown beside the table is read from"},
 }
 # Keys that may only be raised (or set to -1/null, "no limit"): training continues further, the steps
 # already taken are unchanged.

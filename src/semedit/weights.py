@@ -232,6 +232,30 @@ REGISTRY: dict[str, WeightsEntry] = {
             location="torch_hub",
             aliases=("vgg16-397923af.pth",),
         ),
+        WeightsEntry(
+            name="lpips-squeeze-backbone",
+            filename="squeezenet1_1-b8a52dc0.pth",
+            purpose="torchvision SqueezeNet 1.1 ImageNet weights, the backbone of LPIPS(net='squeeze') (the "
+            "metric-calibration experiment's LPIPS-Squeeze variant)",
+            source="https://pytorch.org/vision/stable/models.html (torchvision SqueezeNet1_1_Weights.IMAGENET1K_V1)",
+            url="https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
+            sha256_prefix="b8a52dc0",
+            location="torch_hub",
+            aliases=("squeezenet1_1-b8a52dc0.pth",),
+        ),
+        WeightsEntry(
+            name="nvlabs-vgg16",
+            filename="vgg16.pt",
+            purpose="NVlabs' TorchScript VGG16 + LPIPS feature extractor (the perceptual distance of the NVlabs "
+            "projector and of Chunkmogrify). semedit's invert.percept=nvlabs-vgg16 computes the same distance "
+            "with LPIPS-VGG v0.1 (lpips-vgg-backbone) and does not read this file; only "
+            "experiments/chunkygan/check_nvlabs_vgg16.py loads it, to compare the two",
+            source="https://github.com/NVlabs/stylegan2-ada-pytorch (projector.py line 60; also "
+            "futscdav/Chunkmogrify stylegan_project.py line 57)",
+            url="https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",
+            kind="torchscript",
+            aliases=("vgg16.pt",),
+        ),
         # dlib's models, shipped offline by the pip package face-recognition-models (0.3.0; Davis King's
         # https://github.com/davisking/dlib-models, also at http://dlib.net/files/<file>.bz2; the urls are the
         # bzip2 archives). The SHA-256 digests are not published by dlib: they were computed here from the

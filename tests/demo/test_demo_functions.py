@@ -107,7 +107,7 @@ def test_already_aligned_must_be_square():
 
 
 # ------------------------------------------------------------------------------------------ hair tab
-def test_hair_transfer_interpolation_directions_and_alpha_blend(models, photos):
+def test_hair_transfer_interpolation_directions_and_alpha_blend(models, photos, tmp_path):
     pair, face_view, hair_view = hair_tab.prepare_pair(models, photos[0], photos[1], LIMITS)
     assert face_view.shape == hair_view.shape == (256, 256, 3)
     tool = models.hair
@@ -127,6 +127,16 @@ def test_hair_transfer_interpolation_directions_and_alpha_blend(models, photos):
     assert np.abs(blended[c, c].astype(int) - pair.face_crop[c, c].astype(int)).max() <= 1
     with pytest.raises(ValueError, match="interpolation"):
         hair_tab.render_hair(models, pair, 1.5)
+    # The download "in your photo": the result pasted back into the uploaded photo at its own size.
+    pasted = hair_tab.paste_into_photo(models, pair, transferred)
+    photo = read_upload(photos[0], LIMITS, "face photo")
+    assert pasted.shape == photo.shape
+    changed = np.abs(pasted.astype(int) - photo).max(axis=2) > 0
+    assert 0 < changed.mean() < 0.9 and not changed[:4, :4].any()
+    square = tmp_path / "aligned.png"
+    Image.fromarray(pair.face_crop).save(square)
+    aligned_pair, _, _ = hair_tab.prepare_pair(models, square, square, LIMITS, aligned=True)
+    assert hair_tab.paste_into_photo(models, aligned_pair, transferred) is None  # the upload is the crop
 
 
 def test_hair_tab_refuses_a_text_file(models, photos, tmp_path):

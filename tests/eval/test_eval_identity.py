@@ -12,30 +12,17 @@ import pytest
 import torch
 
 from semedit.cli import main
-from semedit.config import GeneratorSpec, as_dict, load_config, packaged_config
+from semedit.config import load_config, packaged_config
 from semedit.errors import RunFolderError
 from semedit.eval.identity import EvalIdentityConfig, run_eval_identity
 from semedit.eval.shards import ShardStoreError
-from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
-from semedit.hair.fg2021.module import HairTransferModule
-from semedit.stylegan2 import generator_from_spec
+from tests.hair.helpers import write_tiny_hair_model
 
 
 @pytest.fixture(scope="module")
 def tiny_hair_model(tmp_path_factory):
     """A randomly initialised semedit hair checkpoint (same format as a training run's last.ckpt)."""
-
-    spec = GeneratorSpec()
-    spec.tiny.resolution = 16  # the CPU cost here is the generator; 16 px keeps the test quick
-    G = generator_from_spec(spec)
-    torch.manual_seed(0)
-    module = HairTransferModule(EncoderConfig(num_layers=10, channels=[8, 16, 32, 64], feature_dim=32, pool_size=2,
-                                              input_size=16),
-                                LossConfig(identity=0, identity_encoder=None), OptimConfig(),
-                                G.num_ws, G.w_dim, generator_spec=as_dict(spec))
-    path = tmp_path_factory.mktemp("hair") / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
-    return path
+    return write_tiny_hair_model(tmp_path_factory.mktemp("hair") / "last.ckpt")
 
 
 def _cfg(ckpt, out, *extra):

@@ -4,6 +4,7 @@ chance control and the released model's seeded random noise."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -63,6 +64,9 @@ def test_released_model_protocol_with_norm_crop_and_psi_sweep(released_ckpt, tmp
                                               "identity_crop=norm_crop", "keypoints=ffhq", NORM_CROP_ENCODER))
     r = reports[1.0]
     assert r["noise_mode"] == "random" and r["noise_seed"] == 0  # the released model's default
+    # The released model's own choices by default, printed in the table header.
+    assert r["gallery_noise_mode"] == "random" and r["transfer_preprocess"] == "official"
+    assert "gallery noise: random (seeded)" in r["table"] and "transfer path: official" in r["table"]
     assert r["identity_crop"] == "norm_crop" and r["truncation_psi"] == 1.0
     assert set(r["results"]) == {"transfer", "reconstruction", "hair_source", "chance"}
     assert r["results"]["chance"]["mean_rank"] == 3.5
@@ -89,21 +93,10 @@ def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    from semedit.config import GeneratorSpec, as_dict
-    from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
-    from semedit.hair.fg2021.module import HairTransferModule
-    from semedit.stylegan2 import generator_from_spec
+    from tests.hair.helpers import write_tiny_hair_model
 
     # a 16 px semedit hair model: the released-format one sees 256 px inputs and is slow on a CPU
-    spec = GeneratorSpec()
-    spec.tiny.resolution = 16
-    G = generator_from_spec(spec)
-    torch.manual_seed(0)
-    module = HairTransferModule(EncoderConfig(num_layers=10, channels=[8, 16, 32, 64], feature_dim=32, pool_size=2,
-                                              input_size=16), LossConfig(identity=0, identity_encoder=None),
-                                OptimConfig(), G.num_ws, G.w_dim, generator_spec=as_dict(spec))
-    ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, ckpt)
+    ckpt = write_tiny_hair_model(tmp_path / "last.ckpt")
 
     path = Path(__file__).resolve().parents[2] / "experiments" / "identity_retrieval.py"
     loader = importlib.util.spec_from_file_location("identity_retrieval", path)
@@ -119,3 +112,45 @@ def test_experiment_script_runs_the_psi_and_identity_model_sweep(tmp_path):
     assert all(r["noise"] == "const" for r in rows)  # a semedit checkpoint's own noise
     table = (out / "sweep.md").read_text()
     assert table.count("\n") == 2 + len(rows) and "| 0.7 | psp-irse50 | chance | 25.00 % | 2.500 |" in table
+
+
+def test_protocol_choices_default_to_the_models_own_and_can_be_set():
+    """gallery_noise_mode / transfer_preprocess: None = what the model's own code does; both selectable."""
+    from semedit.eval.identity import protocol_settings, resolve_protocol
+
+    released = SimpleNamespace(name="fg2021", source="fg2021", noise_mode="random",
+                               preprocess_modes=("semedit", "official"), input_size=lambda p="semedit": 256)
+    ours = SimpleNamespace(name="fg2021", source="semedit", noise_mode="const",
+                           preprocess_modes=("semedit", "official"), input_size=lambda p="semedit": 16)
+    cfg = EvalIdentityConfig(hair_model="x")
+    assert resolve_protocol(cfg, released) == ("random", "random", "official")
+    assert resolve_protocol(cfg, ours) == ("const", "const", "semedit")
+    cfg = EvalIdentityConfig(hair_model="x", gallery_noise_mode="const", transfer_preprocess="semedit")
+    assert resolve_protocol(cfg, released) == ("random", "const", "semedit")
+    header = protocol_settings("random", "const", "semedit", released)
+    assert header["gallery noise"] == "const" and header["transfer noise"] == "random (seeded)"
+    only_semedit = SimpleNamespace(**{**vars(ours), "preprocess_modes": ("semedit",)})
+    with pytest.raises(ValueError, match="offers semedit"):
+        resolve_protocol(EvalIdentityConfig(hair_model="x", transfer_preprocess="official"), only_semedit)
+
+
+def test_random_gallery_noise_is_seeded_per_image():
+    """Gallery image i renders with the same random noise in any batch, so a transfer's face input is the
+    gallery's own image i."""
+    import numpy as np
+
+    from semedit.eval.identity import ShardEmbedder
+    from semedit.stylegan2 import build_tiny_generator
+
+    G = build_tiny_generator(resolution=16, seed=0).eval()
+    method = SimpleNamespace(generator=G, source="semedit", noise_mode="const", name="fg2021",
+                             preprocess_modes=("semedit", "official"), input_size=lambda p="semedit": 8)
+    cfg = EvalIdentityConfig(hair_model="x", gallery_noise_mode="random", transfer_preprocess="official")
+    emb = ShardEmbedder(cfg, method, {}, np.arange(2), np.arange(2))
+    both = emb.gallery_images(np.array([3, 5]))
+    alone = emb.gallery_images(np.array([5]))
+    torch.testing.assert_close(both[1:], alone)
+    const = ShardEmbedder(EvalIdentityConfig(hair_model="x"), method, {}, np.arange(2), np.arange(2))
+    assert not torch.allclose(const.gallery_images(np.array([5])), alone)
+    assert emb.transfer_inputs(both).shape[-1] == 8  # the official path's input size
+    assert const.transfer_inputs(both).shape[-1] == 16

@@ -102,6 +102,13 @@ def test_eval_inversion_every_row(tmp_path, monkeypatch):
             assert row[metric]["count"] == 2 and math.isfinite(row[metric]["mean"]), (row["key"], metric)
         assert data["info"]["seconds_per_image"][row["key"]] > 0
     assert "NVlabs projector recipe" in data["row_notes"]["Optimization W"]
+    # Which noise each row's result is rendered with, and the Optimization rows' identity term.
+    assert "const noise, the optimised maps discarded" in data["row_notes"]["Optimization W"]
+    assert "+ 0.1 x identity" in data["row_notes"]["Optimization W+"]
+    assert "no identity term" in data["row_notes"]["Ours in W+ reg."]
+    assert "noise maps not optimised" in data["row_notes"]["Ours in W+ reg."]
+    assert data["info"]["optimization_noise"] == "discard" and data["info"]["optimization_lambda_id"] == 0.1
+    assert not any((out / "rows" / "w-single" / n / "noise.safetensors").exists() for n in ("img0", "img1"))
     assert "locality regulariser off" in data["row_notes"]["Pivotal Tuning"]
     projection = {r["key"]: r for r in data["projection"]}
     edits = {r["key"]: r for r in data["identity_after_edit"]}

@@ -1,4 +1,4 @@
-"""Read the records of an offline W&B run file (``run-<id>.wandb``).
+"""Helpers of the hair tests: a tiny semedit hair model file, and the records of an offline W&B run file.
 
 wandb 0.31 writes offline runs only as this binary file and ships no Python reader for it (the
 datastore moved into its Go core). The framing is LevelDB's log format behind a 7-byte W&B header;
@@ -11,6 +11,32 @@ import json
 import struct
 import zlib
 from pathlib import Path
+
+import torch
+
+from semedit.config import GeneratorSpec, as_dict
+from semedit.hair.fg2021.config import EncoderConfig, LossConfig, OptimConfig
+from semedit.hair.fg2021.module import HairTransferModule
+from semedit.stylegan2 import generator_from_spec
+
+
+def write_tiny_hair_model(path: str | Path, resolution: int = 16, regions: str = "ellipse", seed: int = 0) -> Path:
+    """A randomly initialised semedit hair checkpoint (the format of a training run's last.ckpt) on a tiny
+    random generator: the CPU cost of a transfer is the generator, so 16 px keeps tests quick."""
+    spec = GeneratorSpec()
+    spec.tiny.resolution = resolution
+    G = generator_from_spec(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = HairTransferModule(EncoderConfig(num_layers=10, channels=[8, 16, 32, 64], feature_dim=32,
+                                                  pool_size=2, input_size=16),
+                                    LossConfig(identity=0, identity_encoder=None), OptimConfig(), G.num_ws, G.w_dim,
+                                    generator_spec=as_dict(spec), regions=regions)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    return path
+
 
 BLOCK = 32768
 HEADER = struct.Struct("<4sHB")  # ident ":W&B", magic 0xBEE1, version

@@ -8,10 +8,12 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from semedit.cli import main
 from semedit.edits import load_direction
 from semedit.hair import load_hair_method
+from semedit.hair.fg2021.encoders import resize_for_encoder
 from semedit.hair.fg2021.method import FG2021
 from semedit.images import image_grid, save_image
 from semedit.jobs import get_job
@@ -109,3 +111,47 @@ def test_train_hair_direction_job(release, tmp_path):
     image = torch.zeros(1, 3, 32, 32)
     frames = tool.manipulate_hair(image, image, d, [0.0, 2.0])
     assert frames.shape == (2, 1, 3, 32, 32)
+
+
+def test_official_manipulation_and_interpolation_follow_the_released_tool(release, capsys):
+    """hairstyle_transfer_tool.py lines 140-189 (interpolation) and 214-251 (manipulation), transcribed: the
+    256 px hard-masked inputs of utils.split_image, ``e + c * latent_dir`` / ``(1 - x) e1 + x e2`` on the hair
+    embedding, ``forward_i_v(inner_face, e, resize=True)``: the image pooled to 256 px, clamped on conversion."""
+    folder, ckpt, pkl, directions, face = release
+    model = load_hair_method(ckpt).model
+    tool = FG2021(model, regions="ellipse", noise_mode="const")
+    image = load_image(face, size=16)  # the tool's 256 px inputs, scaled to this tiny model
+    other = image.flip(-1)
+    net, G = model.net, model.generator
+
+    def split(x):  # utils.split_image: the filled hull is the inner face, the rest the hair
+        mask = (tool.masks(x)["face"] > 0.5).float()
+        return x * mask, x * (1 - mask)
+
+    def forward_i_v(inner, e):
+        ws = net.fuse(net.encode_face(resize_for_encoder(inner, 256)), e)
+        return F.adaptive_avg_pool2d(G.synthesis(ws, noise_mode="const").float(), (256, 256)).clamp(-1, 1)
+
+    inner, hair = split(image)
+    step = torch.from_numpy(directions["color"]).float()
+    coeffs = [-1.0, 0.0, 2.0]
+    ours = tool.manipulate_hair(image, image, step, coeffs, preprocess="official")
+    with torch.no_grad():
+        e1 = net.encode_hair(resize_for_encoder(hair, 256))
+        for c, frame in zip(coeffs, ours, strict=True):
+            torch.testing.assert_close(frame, forward_i_v(inner, e1 + c * step))
+    assert ours.shape == (3, 1, 3, 256, 256) and not torch.equal(ours[0], ours[2])
+
+    frames = tool.interpolate(image, image, other, steps=4, preprocess="official")
+    with torch.no_grad():
+        e2 = net.encode_hair(resize_for_encoder(split(other)[1], 256))
+        for x, frame in zip(np.linspace(0, 1, num=4), frames, strict=True):
+            torch.testing.assert_close(frame, forward_i_v(inner, (1 - x) * e1 + x * e2))
+
+    # From the command line: --preprocess official on hair-edit and hair-interpolate.
+    for argv in (["hair-edit", "--direction", "color", "--directions-file", str(pkl), "--strengths", "0", "1"],
+                 ["hair-interpolate", "--hair", str(face), "--to", str(face), "--steps", "2"]):
+        out = folder / f"{argv[0]}-official.png"
+        assert main([*argv, "--hair-model", str(ckpt), "--face", str(face), "--regions", "ellipse", "--preprocess",
+                     "official", "--official-size", "16", "--out", str(out)]) == 0
+        assert load_image(out).shape[-1] == 2 * 256  # two frames of the pooled 256 px image

@@ -42,6 +42,8 @@ def tiny_config(tmp_path, **invert_overrides):
     cfg.invert = small_invert_cfg(**invert_overrides)
     cfg.invert.lpips_net = "alex"
     cfg.invert.lpips_pretrained = False
+    # The Optimization rows' identity term (eval.optimization_lambda_id, on by default) with a random IR-SE.
+    cfg.perception.identity_loss = "random-irse:10"
     return cfg
 
 

@@ -1,10 +1,15 @@
+import numpy as np
 import pytest
+import skimage.data
 import torch
+from PIL import Image
 
-from semedit.edits import Direction, EditError
+from semedit.cli import main
+from semedit.edits import Direction, EditError, save_direction
 from semedit.inversion.composite import masks_from_logits
 from semedit.inversion.edit import apply_direction, edit_codes_images, render_composite
 from semedit.inversion.latents import codes_to_styles, init_codes, render_chunks
+from semedit.training import RUN_DIR_ENV
 
 
 def _codes(G, space, seed=0):
@@ -85,3 +90,21 @@ def test_zero_strength_reproduces_the_reconstruction_and_z_is_rejected(G):
         apply_direction(G, "wplus", codes, z_dir, 1.0)
     with pytest.raises(EditError, match="out of range"):
         apply_direction(G, "wplus", codes, _w_direction(G), 1.0, chunks=[5])
+
+
+def test_edit_real_pastes_each_edit_back_into_the_photo(tmp_path, capsys, monkeypatch):
+    """`semedit invert` records the photo and crop of each image; `edit-real --paste-back` puts the edited crop
+    back into that photo at its own size, the rest of the photo untouched."""
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
+    photo = np.ascontiguousarray(np.pad(skimage.data.astronaut(), ((0, 0), (64, 64), (0, 0)), mode="edge"))
+    Image.fromarray(photo).save(tmp_path / "wide.png")  # 512 x 640: the crop is not the whole photo
+    assert main(["invert", str(tmp_path / "wide.png"), "invert.steps=2", "logger.wandb=false",
+                 "trainer.enable_progress_bar=false", f"run.output_dir={tmp_path}", "run.name=inv"]) == 0
+    direction = save_direction(tmp_path / "d.safetensors", Direction.from_vector(torch.randn(64), "w"))
+    assert main(["edit-real", "--inversion", str(tmp_path / "inv"), "--direction", str(direction), "--strengths",
+                 "0", "4", "--paste-back", "--out", str(tmp_path / "edits")]) == 0
+    assert "only the aligned crop is edited" in capsys.readouterr().out
+    edited = np.asarray(Image.open(tmp_path / "edits" / "wide" / "strength+4_photo.png"))
+    assert edited.shape == photo.shape
+    changed = np.abs(edited.astype(int) - photo).max(axis=2) > 0
+    assert 0 < changed.mean() < 0.9 and not changed[:, :8].any() and not changed[:, -8:].any()

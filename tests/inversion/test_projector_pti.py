@@ -34,7 +34,7 @@ def test_project_nvlabs_optimises_noise_and_keeps_G(G, distance):
     before = {k: v.clone() for k, v in noise_buffers(G).items()}
     target = _target(G)
     cfg = PivotConfig(space="wplus", steps=12, lr=0.1)
-    codes, noise, img = project_nvlabs(G, distance, target, cfg, seed=0)
+    codes, noise, img = project_nvlabs(G, distance, target, cfg, seed=0, keep_noise=True)
     assert codes[0].shape == (1, G.num_ws, G.w_dim) and img.shape == target.shape
     # The caller's generator is untouched (the projector works on a copy, projector.py line 46).
     for k, v in noise_buffers(G).items():
@@ -52,6 +52,41 @@ def test_project_nvlabs_optimises_noise_and_keeps_G(G, distance):
     with torch.no_grad():
         start = G.synthesis(G.mean_ws(1), noise_mode="const")
     assert distance(img, target) < distance(start, target)
+
+
+def test_project_nvlabs_result_discards_the_optimised_noise_as_run_projection(G, distance):
+    """Default: the result is what NVlabs writes as proj.png, G.synthesis(w, noise_mode='const') of the caller's
+    unmodified G (transcription of projector.py lines 200-201); the optimised maps are still returned."""
+    from tests.inversion.chunkmogrify_reference import nvlabs_run_projection_result
+
+    target = _target(G, seed=2)
+    codes, noise, img = project_nvlabs(G, distance, target, PivotConfig(space="w", steps=6, lr=0.1), seed=0)
+    projected_w_steps = codes[0].unsqueeze(1).expand(-1, G.num_ws, -1)  # project() returns W repeated (line 131)
+    with torch.no_grad():
+        expected = nvlabs_run_projection_result(G, projected_w_steps)
+    torch.testing.assert_close(img, expected)
+    with use_noise(G, noise[0]), torch.no_grad():
+        with_maps = G.synthesis(projected_w_steps, noise_mode="const")
+    assert not torch.allclose(with_maps, img)  # the optimised maps would have changed the picture
+
+
+def test_projector_inverter_noise_option(G, distance):
+    """methods.projector.noise: discard (default) renders and saves no noise maps; keep renders with them."""
+    from semedit.inversion.projector import NVlabsProjector, ProjectorSettings
+
+    assert ProjectorSettings().noise == "discard"
+    target = _target(G, seed=4)
+    cfg = PivotConfig(space="wplus", steps=4)
+    discard = NVlabsProjector(G, distance, cfg, seed=0).invert(target, ["a"], [0])
+    keep = NVlabsProjector(G, distance, cfg, seed=0, noise="keep").invert(target, ["a"], [0])
+    assert discard.noise is None and keep.noise and keep.noise[0]
+    torch.testing.assert_close(discard.codes[0], keep.codes[0])  # the same optimisation
+    with torch.no_grad():
+        const = G.synthesis(discard.codes[0][:, 0], noise_mode="const")
+        with use_noise(G, keep.noise[0]):
+            optimised = G.synthesis(keep.codes[0][:, 0], noise_mode="const")
+    torch.testing.assert_close(discard.reconstruction, const)
+    torch.testing.assert_close(keep.reconstruction, optimised)
 
 
 def test_project_nvlabs_without_noise_optimisation(G, distance):

@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         os.environ[threads.THREADS_ENV] = str(args.threads)  # the processes a job starts inherit it
     threads.configure_threads()
+    importlib.import_module("semedit.allocator").reuse_freed_memory()  # large tensors without page faults
     try:
         return int(args.func(args) or 0)
     except (SemeditError, FileNotFoundError) as err:

@@ -34,6 +34,8 @@ COMMANDS: dict[str, Command] = {
     "hair-pca": Command("hair", "learn hair-embedding directions by PCA of generated images"),
     "hair-edit": Command("hair", "move the hair embedding along a direction (hair-pca or direction tools)"),
     "eval-identity": Command("hair", "identity retrieval after hair transfer (the FG 2021 protocol)"),
+    "eval-hair": Command("eval_hair", "hair-transfer realism (FID, FID_CLIP by pose), reconstruction, identity and "
+                                      "time: HairFastGAN's table"),
     "invert": Command("inversion", "invert real photos into StyleGAN2 codes (ChunkyGAN or any registered "
                                    "method: invert.method)"),
     "edit-real": Command("inversion", "edit inverted real photos along a direction (recomposited with their masks)"),

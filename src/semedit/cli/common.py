@@ -79,10 +79,14 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     """--precision and --compile of the generator, for the inference commands (generate, transfer, demo)."""
     p.add_argument("--precision", default="auto", choices=PRECISION_SETTINGS,
                    help="reduced precision of the 4 highest-resolution synthesis blocks, as NVlabs runs them. "
-                        "auto (default): bf16 on a GPU or a CPU with bf16 matrix units (AMX-BF16/AVX512-BF16), "
-                        "fp32 elsewhere; none forces fp32; bf16 forces bf16 (slow on CPUs without those units)")
+                        "auto (default): a long job (many seeds or rows) times bf16 against fp32 on this machine "
+                        "and keeps the faster within the error budget (decision cached in ~/.cache/semedit); a short "
+                        "one takes bf16 on a GPU or a CPU with bf16 matrix units (AMX-BF16/AVX512-BF16), fp32 "
+                        "elsewhere; none forces fp32; bf16 forces bf16 (slow on CPUs without those units)")
     p.add_argument("--compile", default="auto", choices=COMPILE_SETTINGS,
-                   help="torch.compile the generator. auto (default): on with CUDA, off on a CPU (no gain there)")
+                   help="torch.compile the generator. auto (default): a job long enough to win back the compile "
+                        "time measures compiled against eager and keeps the faster; otherwise on with CUDA, off on "
+                        "a CPU; on / off force it")
 
 
 def apply_speed_arguments(G, args: argparse.Namespace) -> None:

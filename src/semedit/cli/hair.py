@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import re
+import sys
 from pathlib import Path
+from typing import Optional
 
-import numpy as np
 import torch
-from PIL import Image
 
 from semedit.cli.commands import add_command
 from semedit.cli.common import (
@@ -22,6 +21,7 @@ from semedit.cli.common import (
     check_output_file,
     parse_floats,
 )
+from semedit.config import TrainerConfig
 from semedit.edits import load_direction, save_direction
 from semedit.hair import MethodOptions, load_hair_method
 from semedit.hair.fg2021.method import hair_pca_directions
@@ -31,48 +31,46 @@ from semedit.hair.fg2021.official_directions import (
     load_official_directions,
     official_direction_step,
 )
-from semedit.images import from_uint8, image_grid, save_image
 from semedit.jobs import run_job
-from semedit.perception import faces
+from semedit.jobs.hair_batch import (
+    CACHE_FOLDER,
+    BatchRow,
+    HairBatch,
+    PhotoCache,
+    batch_settings,
+    run_hair_batch,
+    single_row,
+)
 from semedit.perception.photos import read_photo
 from semedit.stylegan2.seeds import zs_from_seeds
 from semedit.weights import resolve_weights
 
 
 def _load_inputs(paths: list[str], raw: bool, size: int, device: str) -> torch.Tensor:
-    """Images [N, 3, size, size] in [-1, 1]; raw photos are FFHQ-aligned first."""
-
-    images = []
-    for path, photo in zip(paths, _read_inputs(paths, raw), strict=True):
-        if raw:
-            images.append(from_uint8(faces.align_photo(photo, size, source=path)[0].image))
-            continue
-        im = Image.fromarray(photo)
-        if im.size != (size, size):
-            im = im.resize((size, size), Image.LANCZOS)
-        images.append(from_uint8(np.array(im)))
-    return torch.cat(images)
+    """Images [N, 3, size, size] in [-1, 1] (raw photos FFHQ-aligned first), as every hair command reads them."""
+    cache = PhotoCache(_InputsOnly(device), size, raw)
+    return torch.cat([cache.image(path) for path in paths])
 
 
-def _read_inputs(paths: list[str], raw: bool) -> list[np.ndarray]:
-    """uint8 RGB arrays of the inputs, through the package's one photo reader (missing, empty, non-image and
-    decompression-bomb files are ImageErrors naming the file); aligned inputs must be squares."""
-    photos = []
+class _InputsOnly:
+    """The part of a method PhotoCache needs to read and align photos (no model)."""
+
+    def __init__(self, device: str):
+        self.device = torch.device(device)
+
+
+def _precheck(paths: list[Optional[str]], raw: bool, out: Optional[str], folder: bool = False) -> None:
+    """Every input readable (aligned inputs square) and the output usable, before the model is loaded."""
     for path in paths:
+        if path is None:
+            continue
         photo = read_photo(path)
-        if not raw:
-            height, width = photo.shape[:2]
-            if width != height:
-                raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
-                               "and align the face first")
-        photos.append(photo)
-    return photos
-
-
-def _precheck(paths: list[str], raw: bool, out: str) -> None:
-    """Every input readable and the output path usable, before the model is loaded and any work starts."""
-    _read_inputs(paths, raw)
-    check_output_file(out)
+        height, width = photo.shape[:2]
+        if not raw and width != height:
+            raise CLIError(f"{path} is {width}x{height}, not a square FFHQ-aligned image; pass --raw to detect "
+                           "and align the face first")
+    if out is not None:
+        (check_output_dir if folder else check_output_file)(out)
 
 
 def _setup(args, preprocess: str = "semedit"):
@@ -92,34 +90,100 @@ def _embeddings(method):
     return method
 
 
-def _save_rows(frames: torch.Tensor, out: str) -> Path:
-    """frames [K, N, 3, H, W] -> one grid, a row per input pair, K columns."""
+def _batch(args, command: str, preprocess: str = "semedit", **kwargs) -> HairBatch:
+    """The work of every row of a hair command (one pair from the flags, or a pair file)."""
+    method, size = _setup(args, preprocess)
+    if preprocess == "official" and args.official_size:
+        size = args.official_size
+    cache_dir = Path(args.out) / CACHE_FOLDER if args.pairs else None
+    method_key = f"{_content_key_of_model(args.hair_model)}|{method.regions}|{preprocess}"
+    cache = PhotoCache(method, size, args.raw, args.all_faces, args.detector, cache_dir, method_key)
+    identity = args.identity if args.pairs and command == "transfer" else "none"
+    return HairBatch(command, method, cache, Path(args.out) if args.pairs else None, preprocess=preprocess,
+                     paste_back=args.paste_back, noise_seed=args.noise_seed, identity=identity, **kwargs)
 
-    k, n = frames.shape[:2]
-    grid = image_grid(frames.transpose(0, 1).reshape(k * n, *frames.shape[2:]).cpu(), ncols=k)
-    return save_image(grid, out)
+
+def _content_key_of_model(spec: str) -> str:
+    path = resolve_weights(spec)
+    stat = path.stat()
+    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+def _run(args, batch: HairBatch, row: BatchRow, extra_settings: dict, what: str = "") -> int:
+    """One row from the flags, or every row of --pairs (exit status 1 when any row failed)."""
+    if not args.pairs:
+        record = batch.run(row)
+        outputs = record["outputs"]
+        print(f"wrote {outputs[0]}" + (f" (+{len(outputs) - 1} more)" if len(outputs) > 1 else "") + what)
+        if record["note"]:
+            print(f"note: {record['note']}")
+        elif batch.paste_back:
+            print(PASTE_BACK_NOTE)
+        return 0
+    trainer = TrainerConfig(accelerator="gpu" if str(args.device).startswith("cuda") else "cpu",
+                            devices=args.devices, strategy="ddp" if args.devices > 1 else "auto")
+    settings = batch_settings(batch, args.hair_model, extra_settings)
+    report = run_hair_batch(batch, args.pairs, trainer, settings)
+    if report is None:  # other DDP ranks
+        return 0
+    print(f"{report.written} written, {report.done_before} already done, {len(report.failed)} failed "
+          f"-> {report.out_dir}  (summary: {report.summary})")
+    for r in report.failed:
+        print(f"  line {r['line']}: {r['note']}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}")
+    if batch.paste_back and report.written:
+        print(PASTE_BACK_NOTE)
+    counts = report.counts
+    if counts:
+        print("work: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(counts.items()))
+              + " (each distinct photo once; cached in " + str(report.out_dir / CACHE_FOLDER) + ")")
+    return 1 if report.failed else 0
+
+
+PASTE_BACK_NOTE = ("note: only the FFHQ crop around each face is generated; hair beyond it (long hair, shoulders) "
+                   "keeps the photo's own pixels. Photos where the hair fits in the crop transfer best.")
+
+
+def _check_mode(args, single: list[Optional[str]], flags: str) -> None:
+    """One item from the flags or a pair file, and flags that fit together; before any work."""
+    if (args.paste_back or args.all_faces) and not args.raw:
+        raise CLIError("--paste-back and --all-faces need --raw: they work on the original photos, which "
+                       "semedit aligns itself")
+    if args.pairs:
+        if any(single):
+            raise CLIError(f"--pairs replaces {flags}: give either a pair file or one item")
+        if args.out is None:
+            args.out = f"{Path(args.pairs).stem}_results"
+        _precheck([], args.raw, args.out, folder=True)
+    elif not all(x is not None for x in single[:1]):
+        raise CLIError(f"give {flags}, or --pairs FILE.csv")
 
 
 def cmd_transfer(args) -> int:
-    _precheck([args.face, args.hair], args.raw, args.out)
-    method, size = _setup(args, args.preprocess)
-    size = args.official_size or size if args.preprocess == "official" else size
-    face_images = _load_inputs([args.face], args.raw, size, args.device)
-    hair_images = _load_inputs([args.hair], args.raw, size, args.device)
-    out = method.transfer(face_images, hair_images, alpha_blend=args.alpha_blend, preprocess=args.preprocess)
-    path = save_image(out[0], args.out)
-    print(f"wrote {path}")
-    return 0
+    _check_mode(args, [args.face, args.hair], "--face/--hair")
+    if not args.pairs:
+        if args.hair is None:
+            raise CLIError("give --hair (the image whose hair is taken), or --pairs FILE.csv")
+        args.out = args.out or "transfer.png"
+        _precheck([args.face, args.hair], args.raw, args.out)
+    batch = _batch(args, "transfer", args.preprocess, alpha_blend=args.alpha_blend)
+    return _run(args, batch, single_row(args.face, args.hair, out=args.out or ""), {})
 
 
 def cmd_interpolate(args) -> int:
-    _precheck([args.face, args.hair, args.to], args.raw, args.out)
-    tool, size = _setup(args)
-    _embeddings(tool)
-    load = lambda p: _load_inputs([p], args.raw, size, args.device)  # noqa: E731
-    frames = tool.interpolate(load(args.face), load(args.hair), load(args.to), steps=args.steps, what=args.what)
-    print(f"wrote {_save_rows(frames, args.out)} ({args.steps} steps of the {args.what} embedding)")
-    return 0
+    _check_mode(args, [args.face, args.hair, args.to], "--face/--hair/--to")
+    if not args.pairs:
+        if args.hair is None or args.to is None:
+            raise CLIError("give --hair and --to, or --pairs FILE.csv")
+        args.out = args.out or "interpolation.png"
+        _precheck([args.face, args.hair, args.to], args.raw, args.out)
+    if args.steps < 2:
+        raise CLIError(f"--steps must be >= 2, got {args.steps}")
+    batch = _batch(args, "hair-interpolate", args.preprocess, steps=args.steps, what=args.what)
+    _embeddings(batch.method)
+    return _run(args, batch, single_row(args.face, args.hair, args.to, args.out or ""),
+                {"steps": args.steps, "what": args.what}, f" ({args.steps} steps of the {args.what} embedding)")
 
 
 def cmd_pca(args) -> int:
@@ -154,9 +218,12 @@ def _official_step(args, tool) -> torch.Tensor:
 
 
 def cmd_hair_edit(args) -> int:
-    _precheck([args.face, args.hair or args.face], args.raw, args.out)
-    tool, size = _setup(args)
-    _embeddings(tool)
+    _check_mode(args, [args.face, args.hair], "--face/--hair")
+    if not args.pairs:
+        args.out = args.out or "hair_edit.png"
+        _precheck([args.face, args.hair], args.raw, args.out)
+    batch = _batch(args, "hair-edit", args.preprocess)
+    tool = _embeddings(batch.method)
     official = args.direction in OFFICIAL_DIRECTION_NAMES
     if official:
         direction = _official_step(args, tool)
@@ -173,11 +240,10 @@ def cmd_hair_edit(args) -> int:
         scale = float(direction.meta.get("std", 1.0)) if args.in_std else 1.0
         note = "unit direction" + (f" x its std {scale:.4g}" if args.in_std else "")
     strengths = parse_floats(args.strengths if args.strengths is not None else default, "--strengths")
-    frames = tool.manipulate_hair(_load_inputs([args.face], args.raw, size, args.device),
-                                  _load_inputs([args.hair or args.face], args.raw, size, args.device),
-                                  direction, [s * scale for s in strengths])
-    print(f"wrote {_save_rows(frames, args.out)} (strengths {strengths}; {note})")
-    return 0
+    batch.direction, batch.strengths = direction, [s * scale for s in strengths]
+    settings = {"direction": str(args.direction), "strengths": [float(s) for s in batch.strengths]}
+    return _run(args, batch, single_row(args.face, args.hair, out=args.out or ""), settings,
+                f" (strengths {strengths}; {note})")
 
 
 def cmd_eval_identity(args) -> int:
@@ -185,14 +251,30 @@ def cmd_eval_identity(args) -> int:
     return 0
 
 
-def _common(p, face: bool = True) -> None:
+def _common(p, face: bool = True, columns: str = "") -> None:
     p.add_argument("--hair-model", required=True, help="a hair-transfer model: <run>/checkpoints/last.ckpt of "
                                                        "`semedit train hair`, or the released FG 2021 model "
                                                        "(best_model.pt, registry name hairstyle-fg2021)")
     if face:
-        p.add_argument("--face", required=True, help="image whose face is kept")
+        p.add_argument("--face", default=None, help="image whose face is kept")
         p.add_argument("--raw", action="store_true", help="inputs are unaligned photos: detect the largest face "
                                                           "and FFHQ-align it on dlib's 68 landmarks (as `semedit align`)")
+        p.add_argument("--pairs", default=None, metavar="FILE.csv",
+                       help="run every row of a CSV file (columns: " + columns + "; paths relative to the file; "
+                            "header optional) as one job: --out is then a folder, with one result per row, "
+                            "summary.csv, resumable; exit status 1 when a row failed")
+        p.add_argument("--devices", type=int, default=1, help="with --pairs: processes / GPUs (DDP), each its share")
+        p.add_argument("--paste-back", action="store_true",
+                       help="paste the result back into the original photo at its own resolution (needs --raw): "
+                            "only the face and hair regions change, the rest keeps the photo's pixels")
+        p.add_argument("--all-faces", action="store_true", help="with --raw: process and paste back every face of "
+                                                                "the face photo, not only the largest")
+        p.add_argument("--detector", default="hog", choices=["hog", "mmod"], help="dlib face detector for --raw")
+        p.add_argument("--preprocess", default="semedit",
+                       help="semedit: inputs, masks (and alpha blend) at full resolution; official: the released "
+                            "FG 2021 code's path (align to 256 px, hard hull masks at 256; transfer renders at "
+                            "1024 and pastes the 256 px face upscaled, edits and interpolations are pooled to 256)")
+        p.add_argument("--official-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: tiny generators
     p.add_argument("--regions", default=None, help="face/hair regions: ellipse | dlib-hull | hull | parsing "
                                                    "(default: the model's)")
     p.add_argument("--region-weights", default=None, help="weights of the region model (hull, parsing)")
@@ -206,24 +288,25 @@ def _common(p, face: bool = True) -> None:
 
 def register(subparsers) -> None:
     p = add_command(subparsers, "transfer")
-    _common(p)
-    p.add_argument("--hair", required=True, help="image whose hair is taken")
+    _common(p, columns="face,hair[,out]")
+    p.add_argument("--hair", default=None, help="image whose hair is taken")
     p.add_argument("--alpha-blend", action="store_true", help="paste the original inner face over the result "
                                                               "(better identity on real photos)")
-    p.add_argument("--preprocess", default="semedit",
-                   help="semedit: inputs, masks and alpha blend at full resolution; official: the released "
-                        "code's path (align to 256 px, hard hull masks at 256, the 256 px face pasted upscaled)")
-    p.add_argument("--official-size", type=int, default=None, help=argparse.SUPPRESS)  # tests: tiny generators
-    p.add_argument("--out", default="transfer.png")
+    p.add_argument("--identity", default="dlib-resnet",
+                   help="with --pairs: identity encoder of summary.csv's distance face -> result (dlib-resnet: "
+                        "dlib's descriptor, offline; an ArcFace registry name or file; none)")
+    p.add_argument("--out", default=None, help="output image (default transfer.png); with --pairs a folder "
+                                               "(default <pair file name>_results)")
     p.set_defaults(func=cmd_transfer)
 
     p = add_command(subparsers, "hair-interpolate")
-    _common(p)
-    p.add_argument("--hair", required=True, help="hair at the start")
-    p.add_argument("--to", required=True, help="hair (or face, with --what face) at the end")
+    _common(p, columns="face,hair,to[,out]")
+    p.add_argument("--hair", default=None, help="hair at the start")
+    p.add_argument("--to", default=None, help="hair (or face, with --what face) at the end")
     p.add_argument("--what", choices=["hair", "face"], default="hair")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--out", default="interpolation.png")
+    p.add_argument("--out", default=None, help="output strip (default interpolation.png); with --pairs a folder; "
+                                               "with --paste-back one photo per step (<out>_NN.png)")
     p.set_defaults(func=cmd_interpolate)
 
     p = add_command(subparsers, "hair-pca")
@@ -236,7 +319,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_pca)
 
     p = add_command(subparsers, "hair-edit")
-    _common(p)
+    _common(p, columns="face[,hair][,out]")
     p.add_argument("--hair", default=None, help="hair source (default: the face image's own hair)")
     p.add_argument("--direction", required=True,
                    help="color | structure (the official latent_directions.pkl, see --directions-file) or a "
@@ -247,9 +330,9 @@ def register(subparsers) -> None:
     add_strengths_argument(p, None, "steps along the direction, e.g. --strengths -2 0 2 (default -2 -1 0 1 2 for "
                                     "unit directions; official directions: 10 10.5 11 as the official README, "
                                     "on the file's own scale, the official tool's range is -25..25)")
-    p._negative_number_matcher = re.compile(r"^-\d[\d.,eE+-]*$")  # the old comma form "-2,0,2" too
     p.add_argument("--in-std", action="store_true", help="strengths in standard deviations (PCA directions)")
-    p.add_argument("--out", default="hair_edit.png")
+    p.add_argument("--out", default=None, help="output strip (default hair_edit.png); with --pairs a folder; "
+                                               "with --paste-back one photo per strength (<out>_NN.png)")
     p.set_defaults(func=cmd_hair_edit)
 
     p = add_command(subparsers, "eval-identity")

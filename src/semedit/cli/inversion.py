@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from semedit.cli.commands import add_command
 from semedit.cli.common import CLIError, add_out_argument, add_strengths_argument, parse_floats
 from semedit.config import GeneratorSpec, load_config
 from semedit.edits import load_direction
+from semedit.files import write_atomically
 from semedit.images import save_image
 from semedit.inversion.base import use_noise
 from semedit.inversion.edit import edit_codes_images, render_composite
-from semedit.inversion.io import find_inversions, load_inversion, load_noise
+from semedit.inversion.io import RESULT_FILE, find_inversions, load_inversion, load_noise
 from semedit.jobs import get_job, run_job
-from semedit.perception.photos import load_image
+from semedit.perception.paste_back import crop_geometry, paste_back
+from semedit.perception.photos import load_image, read_photo
 from semedit.stylegan2 import generator_from_spec
 
 __all__ = ["register"]
@@ -68,8 +73,30 @@ def cmd_edit_real(args: argparse.Namespace) -> int:
         strip = [load_image(directory / "target.png")[0], recon, *[img[0] for img in edited]]
         save_image(torch.cat(strip, dim=2), out / "strip.png")
         print(f"  {inv.name}: {out / 'strip.png'}  (target | reconstruction | strengths {' '.join(f'{k:g}' for k in strengths)})")
+        if args.paste_back:
+            photo, geometry = _source_photo(directory)
+            region = inv.masks[0, args.chunks].sum(0).clamp(0, 1)[0] if args.chunks else torch.ones(inv.masks.shape[-2:])
+            for k, img in zip(strengths, edited, strict=True):
+                pasted = paste_back(photo, geometry, img[0], region)
+                write_atomically(out / f"strength{k:+g}_photo.png",
+                                 lambda tmp, pasted=pasted: Image.fromarray(pasted).save(tmp))
+            print(f"    in the photo ({photo.shape[1]}x{photo.shape[0]}): {out}/strength*_photo.png")
+    if args.paste_back:
+        print("note: only the aligned crop is edited; the rest of each photo keeps its own pixels")
     print(f"edits written to {out_root}")
     return 0
+
+
+def _source_photo(directory: Path):
+    """The photo an inversion came from, and where its crop lies (recorded by `semedit invert` in result.json)."""
+    result = json.loads((directory / RESULT_FILE).read_text())
+    if not all(result.get(k) is not None for k in ("source", "crop_quad", "crop_size", "crop_padding")):
+        raise CLIError(f"{directory} does not record which photo and crop it came from; invert the photo again "
+                       "to use --paste-back")
+    photo = read_photo(result["source"])
+    geometry = crop_geometry(np.asarray(result["crop_quad"], dtype=np.float64), photo.shape, result["crop_size"],
+                             enable_padding=bool(result["crop_padding"]))
+    return photo, geometry
 
 
 def cmd_eval_inversion(args: argparse.Namespace) -> int:
@@ -104,6 +131,9 @@ def register(subparsers) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=None,
                    help="W+ layers (style layers for an S direction) to edit; default: the direction's own")
     add_out_argument(p, None, "output folder (default: <inversion>/edits/<direction name>)")
+    p.add_argument("--paste-back", action="store_true",
+                   help="also paste each edit back into the inverted photo at its own resolution "
+                        "(strength<k>_photo.png; only the crop changes, --chunks limits it to those chunks' masks)")
     p.add_argument("--config", default=None, help="config of the inversion run (default: its config.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value config overrides")
     p.set_defaults(func=cmd_edit_real)

@@ -15,6 +15,7 @@ from semedit.config import GeneratorSpec
 from semedit.images import save_image
 from semedit.stylegan2 import (
     describe,
+    expect_calls,
     generator_from_spec,
     load_generator,
     parse_seeds,
@@ -47,6 +48,7 @@ def generate(args: argparse.Namespace) -> int:
     device = _device(args.device)
     G = _load(args.generator, device)
     apply_speed_arguments(G, args)
+    expect_calls(G, len(seeds) if args.noise_mode == "random" else len(seeds) / args.batch_size, "render")
     outdir = Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), tqdm(total=len(seeds), unit="img", desc="generate") as bar:

@@ -29,7 +29,7 @@ from semedit.data.scorers import build_scorer, random_unit_vector
 from semedit.data.seeding import STREAM_PAIR_K, normal_for_indices, uniform_for_indices, z_for_indices
 from semedit.edits import edit_wplus, load_direction
 from semedit.perception.regions import make_region_splitter
-from semedit.stylegan2 import generator_from_spec
+from semedit.stylegan2 import expect_calls, generator_from_spec
 
 
 def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -153,10 +153,20 @@ class StyleGAN2DataModule(pl.LightningDataModule):
                                      d.fresh_each_epoch, d.first_index, start_epoch, start_batch)
 
     def train_dataloader(self) -> DataLoader:
+        expect_calls(self.generator, self._planned_steps(), "render")  # one synthesis per batch
         epoch, done = self._resume_position()
         sampler = self.train_sampler(epoch, done)
         return PositionedLoader(range(2**63 - 1), batch_size=self.data.batch_size, sampler=sampler,
                                 num_workers=self.data.num_workers, persistent_workers=False)
+
+    def _planned_steps(self) -> float:
+        """Training batches the trainer plans (its max_steps, else max_epochs epochs; -1: unknown)."""
+        trainer = self.trainer
+        if trainer is None:
+            return -1
+        if trainer.max_steps > 0:
+            return trainer.max_steps
+        return (trainer.max_epochs or 1) * -(-self.data.epoch_length // self.data.batch_size)
 
     def val_indices(self) -> np.ndarray:
         return np.arange(self.data.val_first_index, self.data.val_first_index + self.data.val_size, dtype=np.int64)

@@ -33,7 +33,7 @@ from PIL import Image
 
 from semedit.demo.chunky_tab import MAX_CHUNKS, chunk_directions, invert_photo, mask_overlay, recomposite
 from semedit.demo.generate_tab import GENERATE_SPACES, generate
-from semedit.demo.hair_tab import DISPLAY_SIZE, prepare_pair, render_hair
+from semedit.demo.hair_tab import DISPLAY_SIZE, paste_into_photo, prepare_pair, render_hair
 from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
 from semedit.errors import SemeditError
@@ -243,34 +243,41 @@ def build_app(models: DemoModels, limits: UploadLimits, workspace: Workspace, pr
                 with gr.Column():
                     hair_out = gr.Image(label="result", format="png", interactive=False, elem_id="hair-result")
                     hair_file = gr.File(label="download result", elem_id="hair-download")
+                    photo_file = gr.File(label="download the result in your photo (full size; only the face and "
+                                               "hair regions of the aligned crop change)", elem_id="hair-photo-download")
             hair_notes = gr.Markdown(elem_id="hair-notes")
             pair_state = gr.State(None)
+
+            def hair_downloads(request: gr.Request, pair, out) -> dict:
+                folder = workspace.session_dir(_session(request))
+                pasted = paste_into_photo(models, pair, out)
+                return {hair_file: str(_save_png(out, folder, "hair-transfer")),
+                        photo_file: str(_save_png(pasted, folder, "hair-transfer-photo")) if pasted is not None
+                        else None}
 
             def on_transfer(request: gr.Request, face_path, hair_path, aligned, blend, t, *strengths):
                 # (request first: Gradio fills it in by position, and *strengths must come last)
                 pair, face_view, hair_view = prepare_pair(models, face_path, hair_path, limits, aligned)
                 out = render_hair(models, pair, t, strengths, blend)
-                path = _save_png(out, workspace.session_dir(_session(request)), "hair-transfer")
                 return {pair_state: pair, face_crop: pair.face_crop, hair_crop: pair.hair_crop, face_mask: face_view,
-                        hair_mask: hair_view, hair_out: _show(out), hair_file: str(path),
+                        hair_mask: hair_view, hair_out: _show(out), **hair_downloads(request, pair, out),
                         hair_notes: "  \n".join(pair.notes)}
 
             def on_hair_controls(request: gr.Request, pair, blend, t, *strengths):
                 if pair is None:
                     raise ValueError("press 'Transfer hair' first")
                 out = render_hair(models, pair, t, strengths, blend)
-                return {hair_out: _show(out),
-                        hair_file: str(_save_png(out, workspace.session_dir(_session(request)), "hair-transfer"))}
+                return {hair_out: _show(out), **hair_downloads(request, pair, out)}
 
             transfer_btn.click(_with_error_box(on_transfer, hair_error),
                                [face_in, hair_in, hair_aligned, alpha, mix, *hair_sliders],
                                [pair_state, face_crop, hair_crop, face_mask, hair_mask, hair_out, hair_file,
-                                hair_notes, hair_error], concurrency_id=LIGHT, concurrency_limit=2)
+                                photo_file, hair_notes, hair_error], concurrency_id=LIGHT, concurrency_limit=2)
             controls = [pair_state, alpha, mix, *hair_sliders]
             render_again = _with_error_box(on_hair_controls, hair_error)
-            alpha.input(render_again, controls, [hair_out, hair_file, hair_error], concurrency_id=LIGHT)
+            alpha.input(render_again, controls, [hair_out, hair_file, photo_file, hair_error], concurrency_id=LIGHT)
             for s in [mix, *hair_sliders]:
-                s.release(render_again, controls, [hair_out, hair_file, hair_error], concurrency_id=LIGHT)
+                s.release(render_again, controls, [hair_out, hair_file, photo_file, hair_error], concurrency_id=LIGHT)
 
         # -------------------------------------------------------------------------------- ChunkyGAN
         with gr.Tab("ChunkyGAN", id="chunky", elem_id="tab-chunky"):

@@ -10,12 +10,14 @@ path cannot run at all here (dlib or its model files not installed) is the photo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 from PIL import Image
 
 from semedit.errors import ImageError
 from semedit.perception.faces import align_photo
+from semedit.perception.paste_back import CropGeometry, centre_square_quad, crop_geometry
 from semedit.weights import WeightsError
 
 __all__ = ["Framed", "frame_face"]
@@ -25,6 +27,7 @@ __all__ = ["Framed", "frame_face"]
 class Framed:
     image: np.ndarray  # uint8 [S, S, 3]
     method: str  # how the crop was made, shown next to it
+    geometry: Optional[CropGeometry] = None  # where the crop lies in the photo (None: the upload is the crop)
 
 
 def _resized(square: np.ndarray, size: int) -> np.ndarray:
@@ -53,6 +56,9 @@ def frame_face(photo: np.ndarray, size: int, source: str, aligned: bool = False)
         faces = align_photo(photo, size=size, source=source)
     except (WeightsError, ModuleNotFoundError) as err:  # dlib or its model files are not installed
         first_line = str(err).splitlines()[0]
+        geometry = crop_geometry(centre_square_quad(photo.shape), photo.shape, min(photo.shape[:2]),
+                                 enable_padding=False)
         return Framed(_centre_square(photo, size),
-                      f"centre crop — face alignment is not available here ({first_line})")
-    return Framed(np.array(faces[0].image), "FFHQ-aligned (dlib 68 landmarks, largest face)")
+                      f"centre crop — face alignment is not available here ({first_line})", geometry)
+    return Framed(np.array(faces[0].image), "FFHQ-aligned (dlib 68 landmarks, largest face)",
+                  crop_geometry(faces[0], photo.shape))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -20,8 +21,9 @@ from semedit.demo.limits import UploadLimits, read_upload
 from semedit.demo.models import DemoModels
 from semedit.edits import wplus_offset
 from semedit.images import from_uint8, to_uint8
+from semedit.perception.paste_back import CropGeometry, paste_back
 
-__all__ = ["HairPair", "prepare_pair", "render_hair", "region_overlay", "DISPLAY_SIZE"]
+__all__ = ["HairPair", "prepare_pair", "render_hair", "paste_into_photo", "region_overlay", "DISPLAY_SIZE"]
 
 FACE_COLOUR = (60, 180, 75)  # green, as the first chunk colours of inversion.io
 HAIR_COLOUR = (230, 25, 75)  # red
@@ -40,6 +42,8 @@ class HairPair:
     own_hair_code: torch.Tensor  # the face image's own hair
     new_hair_code: torch.Tensor  # the hair image's hair
     notes: list[str]
+    face_photo: Optional[np.ndarray] = None  # the face photo as uploaded (read_upload), for pasting back
+    face_geometry: Optional[CropGeometry] = None  # where the face crop lies in it (None: the upload is the crop)
 
 
 def _aligned_tensor(crop: np.ndarray, resolution: int) -> torch.Tensor:
@@ -58,14 +62,17 @@ def prepare_pair(models: DemoModels, face_path, hair_path, limits: UploadLimits,
     tool = models.hair
     res = tool.generator.img_resolution
     size = max(res, DISPLAY_SIZE)
-    notes, crops = [], []
+    notes, crops, framings, photos = [], [], [], []
     for path, what in ((face_path, "face photo"), (hair_path, "hair photo")):
-        framed = frame_face(read_upload(path, limits, what), size, source=_name(path), aligned=aligned)
+        photo = read_upload(path, limits, what)
+        framed = frame_face(photo, size, source=_name(path), aligned=aligned)
         notes.append(f"{what}: {framed.method}")
         crops.append(framed.image)
+        framings.append(framed)
+        photos.append(photo)
     face, hair = (_aligned_tensor(c, res).to(tool.device) for c in crops)
     pair = HairPair(face, hair, crops[0], crops[1], tool.embed_face(face), tool.embed_hair(face),
-                    tool.embed_hair(hair), notes)
+                    tool.embed_hair(hair), notes, photos[0] if framings[0].geometry else None, framings[0].geometry)
     # Shown on the crops as shown: the face region of the face photo, the hair region of the hair photo.
     face_view = region_overlay(crops[0], tool.masks(face)["face"], FACE_COLOUR)
     hair_view = region_overlay(crops[1], tool.masks(hair)["hair"], HAIR_COLOUR)
@@ -101,6 +108,18 @@ def render_hair(models: DemoModels, pair: HairPair, mix: float = 1.0, strengths:
     if alpha_blend:
         out = tool.paste_face(out, from_uint8(pair.face_crop).to(tool.device))
     return to_uint8(out)[0]
+
+
+def paste_into_photo(models: DemoModels, pair: HairPair, result: np.ndarray) -> Optional[np.ndarray]:
+    """The result (uint8 crop) pasted back into the uploaded face photo at its own size: only the face and hair
+    regions of the crop and of the result change. None when the upload was an aligned crop already."""
+    if pair.face_geometry is None or pair.face_photo is None:
+        return None
+    tool = models.hair
+    generated = _aligned_tensor(result, pair.face.shape[-1]).to(tool.device)
+    before, after = tool.masks(pair.face), tool.masks(generated)
+    region = torch.maximum(before["face"] + before["hair"], after["face"] + after["hair"]).clamp(0, 1)
+    return paste_back(pair.face_photo, pair.face_geometry, result, region[0, 0].cpu().numpy())
 
 
 def _name(path) -> str:

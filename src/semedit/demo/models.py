@@ -31,7 +31,7 @@ from semedit.hair.fg2021.official_directions import (
 from semedit.inversion.base import InversionTools
 from semedit.inversion.config import inversion_job_schema, validate
 from semedit.jobs import JOBS
-from semedit.stylegan2 import generator_from_spec, load_generator, zs_from_seeds
+from semedit.stylegan2 import expect_calls, generator_from_spec, load_generator, zs_from_seeds
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,7 @@ def load_models(hair_model: str | None = None, generator: str | None = None, dir
     for generator_module in {id(G): G, id(tool.generator): tool.generator}.values():
         generator_module.set_reduced_precision(precision, 4)
         generator_module.set_compile(compile)
+        expect_calls(generator_module, 100, "render")  # an interactive session: about a hundred renders (semedit's guess)
 
     loaded = _load_direction_dir(directions) if directions else []
     hair_dirs = [d for d in loaded if d.direction.meta.get("embedding") == "hair"]

@@ -2,11 +2,14 @@
 
 Protocol (paper: 100k gallery, 1k transfers, rank-1 98.3 %, mean rank 1.143):
 
-1. A gallery of N StyleGAN2 images from seeds ``gallery_seed .. gallery_seed + N - 1`` is embedded
+1. A gallery of N StyleGAN2 images from seeds ``gallery_seed .. gallery_seed + N - 1`` (rendered with
+   ``gallery_noise_mode``: by default the transfers' noise, seeded random for the released model) is embedded
    with ArcFace; the embeddings are written to disk in shards (``semedit.eval.shards``), so the
    gallery never has to fit in memory, and an interrupted run resumes from the shards it has.
 2. M transfers: transfer q takes its face from gallery image i_q and its hair from another gallery
-   image j_q != i_q (pairs drawn from ``pair_seed``). Each result is embedded (also in shards).
+   image j_q != i_q (pairs drawn from ``pair_seed``), through ``transfer_preprocess`` (by default the
+   model's own: the released code's 256 px path for the released model). Each result is embedded (also in
+   shards). The table's header prints both choices.
 3. Each result is a query: its cosine similarity to every gallery embedding ranks the gallery (with
    ``identity_encoder: dlib-resnet``, the Euclidean distance of dlib's 128-d descriptors; nearer = more
    similar, dlib's convention); the rank of the true identity i_q is 1 + the number of *other* gallery images at least as similar
@@ -32,24 +35,26 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 
-from semedit.config import as_dict
+from semedit.eval import folders
 from semedit.eval.identity_config import IDENTITY_CROPS, IDENTITY_MODELS, STORES, EvalIdentityConfig
 from semedit.eval.shards import ShardStore
-from semedit.hair import HairModelError, HairTransferMethod, MethodOptions, load_hair_method
+from semedit.hair import HairTransferMethod, MethodOptions, load_hair_method
 from semedit.lightning_output import quiet_lightning
 from semedit.perception.face_align import NormCropIdentityEncoder
 from semedit.perception.identity import identity_metric, load_identity_encoder
 from semedit.runs import open_run_folder
+from semedit.stylegan2 import expect_calls
 from semedit.stylegan2.seeds import z_from_seed
 from semedit.threads import configure_threads, local_processes
 from semedit.training import build_predict_trainer, is_global_zero
-from semedit.weights import resolve_weights, sha256_of
 
 __all__ = [
     "retrieval_ranks",
     "retrieval_metrics",
     "format_table",
     "transfer_pairs",
+    "resolve_protocol",
+    "own_preprocess",
     "EvalIdentityConfig",
     "run_eval_identity",
 ]
@@ -127,10 +132,13 @@ def retrieval_metrics(ranks: torch.Tensor) -> dict:
     }
 
 
-def format_table(results: dict[str, dict], gallery_size: int) -> str:
-    """A plain-text table: one row per query set (transfer and the controls)."""
+def format_table(results: dict[str, dict], gallery_size: int, settings: Optional[dict] = None) -> str:
+    """A plain-text table: one row per query set (transfer and the controls). ``settings`` (name -> value) are
+    printed under the title: the protocol choices the numbers depend on (noise, transfer path)."""
     header = f"{'queries':<16}{'rank-1 acc':>12}{'rank-5 acc':>12}{'mean rank':>12}{'median':>9}{'n':>8}"
-    lines = [f"identity retrieval over a gallery of {gallery_size} images", header, "-" * len(header)]
+    lines = [f"identity retrieval over a gallery of {gallery_size} images"]
+    lines += [f"{k}: {v}" for k, v in (settings or {}).items()]
+    lines += [header, "-" * len(header)]
     for name, m in results.items():
         lines.append(
             f"{name:<16}{100 * m['rank1_accuracy']:>11.2f}%{100 * m['rank5_accuracy']:>11.2f}%"
@@ -169,6 +177,32 @@ def resolve_identity(cfg: EvalIdentityConfig) -> tuple[str, str, str]:
     return cfg.identity_encoder, cfg.identity_crop, cfg.keypoints
 
 
+def own_preprocess(method: HairTransferMethod) -> str:
+    """The transfer path a hair model's own code takes: "official" for the released FG 2021 model (its tool
+    aligns to 256 px, hairstyle_transfer utils.py line 105), "semedit" for everything else."""
+    return "official" if method.source == "fg2021" and "official" in method.preprocess_modes else "semedit"
+
+
+def resolve_protocol(cfg: EvalIdentityConfig, method: HairTransferMethod) -> tuple[str, str, str]:
+    """(transfer noise, gallery noise, transfer path) of a config for a loaded method (None: the model's own)."""
+    noise = method.noise_mode
+    gallery = cfg.gallery_noise_mode or noise
+    preprocess = cfg.transfer_preprocess or own_preprocess(method)
+    if preprocess not in method.preprocess_modes:
+        raise ValueError(f"transfer_preprocess={preprocess!r}: the {method.name} method offers "
+                         f"{', '.join(method.preprocess_modes)}")
+    return noise, gallery, preprocess
+
+
+def protocol_settings(noise: str, gallery: str, preprocess: str, method: HairTransferMethod) -> dict[str, str]:
+    """The table header's lines for the choices of ``resolve_protocol``."""
+    seeded = lambda mode: f"{mode} (seeded)" if mode == "random" else mode  # noqa: E731
+    path = (f"official (the released code's: inputs at {method.input_size('official')} px, hard hull masks)"
+            if preprocess == "official" else
+            f"semedit (regions at {method.input_size('semedit')} px, inputs resized for the encoders)")
+    return {"gallery noise": seeded(gallery), "transfer noise": seeded(noise), "transfer path": path}
+
+
 def build_identity_encoder(cfg: EvalIdentityConfig, device="cpu"):
     """The evaluation identity encoder of a config (see ``resolve_identity``)."""
     spec, crop, keypoints = resolve_identity(cfg)
@@ -204,6 +238,9 @@ class ShardEmbedder(pl.LightningModule):
         self.cfg, self.stores, self.faces, self.hairs = cfg, stores, faces, hairs
         self.generator = method.generator
         self.method = method
+        # Gallery, then per transfer its face and hair images and the transfer's own synthesis.
+        expect_calls(self.generator, (cfg.gallery_size + 3 * cfg.num_transfers) / cfg.batch_size, "render")
+        _, self.gallery_noise, self.preprocess = resolve_protocol(cfg, method)
         self._frozen: dict = {}
         self.computed: list[tuple[str, int]] = []
         self.seconds = {"generation": 0.0, "embedding": 0.0, "transfer": 0.0}
@@ -229,7 +266,26 @@ class ShardEmbedder(pl.LightningModule):
         G = self.generator
         z = torch.stack([z_from_seed(self.cfg.gallery_seed + int(i), G.z_dim) for i in items]).to(self.device)
         ws = G.mapping(z, truncation_psi=self.cfg.truncation_psi)
-        return G.synthesis(ws, noise_mode="const").float().clamp(-1, 1)
+        if self.gallery_noise != "random":
+            return G.synthesis(ws, noise_mode=self.gallery_noise).float().clamp(-1, 1)
+        # Seeded per gallery image: image i has the same noise in every batch, shard and rank.
+        out = []
+        for k, i in enumerate(items):
+            gen = torch.Generator(device=ws.device)
+            gen.manual_seed(gallery_noise_seed(self.cfg.noise_seed, int(i)))
+            out.append(G.synthesis(ws[k:k + 1], noise_mode="random", generator=gen))
+        return torch.cat(out).float().clamp(-1, 1)
+
+    def transfer_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """Gallery images as the transfer path takes them: as they are ("semedit"), or at the official input
+        size ("official": area-downsampled, bilinear up, as FG2021's official geometry resizes)."""
+        if self.preprocess != "official":
+            return images
+        size = self.method.input_size("official")
+        if images.shape[-1] == size:
+            return images
+        mode = "area" if images.shape[-1] > size else "bilinear"
+        return F.interpolate(images, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
 
     @torch.no_grad()
     def predict_step(self, batch: torch.Tensor, batch_idx: int = 0):
@@ -248,7 +304,8 @@ class ShardEmbedder(pl.LightningModule):
                     hairs = faces if name == "reconstruction" else self._timed(
                         "generation", self.gallery_images, self.hairs[items])
                     # Seeded per batch start: the same noise for a transfer and its reconstruction.
-                    images = self._timed("transfer", transfer.transfer, faces, hairs,
+                    images = self._timed("transfer", transfer.transfer, self.transfer_inputs(faces),
+                                         self.transfer_inputs(hairs), preprocess=self.preprocess,
                                          noise_seed=batch_noise_seed(self.cfg.noise_seed, lo))
                 chunks.append(self._timed("embedding", identity, images).float().cpu())
             store.write(shard, torch.cat(chunks), torch.arange(start, stop))
@@ -270,18 +327,28 @@ def batch_noise_seed(noise_seed: int, first_item: int) -> int:
     return int(np.random.SeedSequence([int(noise_seed), int(first_item)]).generate_state(1)[0])
 
 
-def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str, noise_mode: str = "const") -> dict:
+def gallery_noise_seed(noise_seed: int, item: int) -> int:
+    """The noise seed of gallery image ``item`` (gallery_noise_mode random): a stream apart from the batches'."""
+    return int(np.random.SeedSequence([int(noise_seed), int(item), 1]).generate_state(1)[0])
+
+
+def _fingerprint(cfg: EvalIdentityConfig, name: str, generator: str, noise_mode: str = "const",
+                 gallery_noise: str = "const", preprocess: str = "semedit") -> dict:
     spec, crop, keypoints = resolve_identity(cfg)
     gallery = {"identity_encoder": spec, "gallery_seed": cfg.gallery_seed,
                "truncation_psi": cfg.truncation_psi, "generator": generator}
     if crop != "ffhq":
         gallery.update(identity_crop=crop, keypoints=keypoints)
+    if gallery_noise != "const":  # only then: the const galleries written before the option stay valid
+        gallery.update(gallery_noise_mode=gallery_noise,
+                       **({"gallery_noise_seed": cfg.noise_seed} if gallery_noise == "random" else {}))
     if name == "gallery":
         # Independent of the hair model, so one gallery serves the evaluation of several models.
         return {"kind": name, **gallery}
     return {"kind": name, **gallery, "hair_model": str(Path(cfg.hair_model).resolve()), "regions": cfg.regions,
             "region_weights": cfg.region_weights, "pair_seed": cfg.pair_seed, "gallery_size": cfg.gallery_size,
-            "noise_mode": noise_mode, **({"noise_seed": cfg.noise_seed} if noise_mode == "random" else {})}
+            "noise_mode": noise_mode, **({"noise_seed": cfg.noise_seed} if noise_mode == "random" else {}),
+            **({"preprocess": preprocess} if preprocess != "semedit" else {})}
 
 
 # Settings that cannot change the numbers (where things go, who computes which shard, console output): left
@@ -292,28 +359,12 @@ _NOT_PROTOCOL = ("output_dir", "gallery_dir", "hair_model", "threads", "trainer.
 
 def protocol_hash(cfg: EvalIdentityConfig, ckpt_sha256: str) -> str:
     """12 hex digits naming an evaluation: the result-affecting settings and the hair model's content."""
-    settings = as_dict(cfg)
-    for key in _NOT_PROTOCOL:
-        section, _, name = key.rpartition(".")
-        (settings.get(section, {}) if section else settings).pop(name, None)
-    text = json.dumps({"settings": settings, "hair_model_sha256": ckpt_sha256}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return folders.protocol_hash(cfg, ckpt_sha256, _NOT_PROTOCOL)
 
 
 def eval_identity_dir(cfg: EvalIdentityConfig, output_root: str | Path = "runs") -> Path:
     """The folder of an evaluation (see ``EvalIdentityConfig.output_dir``)."""
-    if cfg.output_dir:
-        return Path(cfg.output_dir)
-    ckpt = resolve_weights(cfg.hair_model)
-    if not Path(ckpt).is_file():
-        raise HairModelError(f"hair model {ckpt} does not exist: give hair_model=<run>/checkpoints/last.ckpt from "
-                             "`semedit train hair` (make train-hair), or the released FG 2021 model "
-                             "(`semedit weights download hairstyle-fg2021`)")
-    digest = protocol_hash(cfg, sha256_of(ckpt))
-    ckpt = Path(ckpt).resolve()
-    if ckpt.parent.name == "checkpoints":
-        return ckpt.parent.parent / f"eval-identity-{digest}"
-    return Path(output_root) / "eval-identity" / f"{ckpt.stem}-{digest}"
+    return folders.evaluation_dir(cfg, "eval-identity", _NOT_PROTOCOL, output_root)
 
 
 def run(cfg: EvalIdentityConfig, inputs: list[str]) -> Optional[dict]:
@@ -342,14 +393,14 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     method = load_hair_method(cfg.hair_model, MethodOptions(cfg.regions, cfg.region_weights, cfg.noise_mode,
                                                              cfg.noise_seed))
     spec, crop, keypoints = resolve_identity(cfg)
-    noise_mode = method.noise_mode
+    noise_mode, gallery_noise, preprocess = resolve_protocol(cfg, method)
     generator = generator_fingerprint(method.generator)
     faces, hairs = transfer_pairs(cfg.gallery_size, cfg.num_transfers, cfg.pair_seed)
     folders = {"gallery": Path(cfg.gallery_dir) if cfg.gallery_dir else out / "gallery",
                "transfer": out / "transfer", "reconstruction": out / "reconstruction"}
     stores = {
         name: ShardStore(folders[name], cfg.gallery_size if name == "gallery" else cfg.num_transfers,
-                         cfg.shard_size, _fingerprint(cfg, name, generator, noise_mode))
+                         cfg.shard_size, _fingerprint(cfg, name, generator, noise_mode, gallery_noise, preprocess))
         for name in STORES
     }
     for store in stores.values():
@@ -393,14 +444,16 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
         "hair_method": f"{method.name} ({method.source})", "identity_encoder": spec, "identity_crop": crop,
         "keypoints": keypoints if crop == "norm_crop" else None, "identity_model": cfg.identity_model,
         "truncation_psi": cfg.truncation_psi, "noise_mode": noise_mode,
-        "noise_seed": cfg.noise_seed if noise_mode == "random" else None, "results": results,
+        "noise_seed": cfg.noise_seed if "random" in (noise_mode, gallery_noise) else None,
+        "gallery_noise_mode": gallery_noise, "transfer_preprocess": preprocess,
+        "protocol": protocol_settings(noise_mode, gallery_noise, preprocess, method), "results": results,
         "computed_shards": [f"{n}/{k}" for n, k in predictor.computed],
         "seconds": {**timings, "predict_wall": wall},
         "paper": {"transfer": {"rank1_accuracy": 0.983, "mean_rank": 1.143, "gallery_size": 100_000}},
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    table = format_table(results, cfg.gallery_size)
+    table = format_table(results, cfg.gallery_size, report["protocol"])
     (out / "results.txt").write_text(table + "\n")
     report["table"] = table
     return report

@@ -51,10 +51,21 @@ class EvalIdentityConfig:
     # Synthesis noise of the transfers. None: the model's own: random for the released model (its code
     # renders with randomize_noise=True, psp.py lines 34 and 50), const for semedit checkpoints (trained
     # so). Random noise is seeded from (noise_seed, first item of the batch): reproducible, and a transfer
-    # and its reconstruction control share their noise. Gallery images use const noise (semedit's choice:
-    # one gallery then serves every hair model and noise setting).
+    # and its reconstruction control share their noise.
     noise_mode: Optional[str] = None
     noise_seed: int = 0
+    # Synthesis noise of the gallery images (which are also the transfers' face and hair inputs): "const" |
+    # "random" | "none"; None: the same as the transfers' (so random for the released model, whose generator
+    # renders with randomize_noise=True, psp.py line 34; const for semedit checkpoints). Random gallery noise
+    # is seeded per gallery image from (noise_seed, image index), so image i is the same wherever it is drawn.
+    # "const" makes one gallery serve every hair model and noise setting.
+    gallery_noise_mode: Optional[str] = None
+    # How transfers bring the (generator-resolution) gallery images to the model: "official" = the released
+    # code's path: images downsampled to the 256 px encoder input, hard 0/1 hull masks at 256 px
+    # (hairstyle_transfer utils.py line 105, lines 19-28; FG2021.transfer_official); "semedit" = semedit's
+    # path: regions at full resolution, inputs resized for the encoders only. None: the model's own (official
+    # for the released model, semedit for semedit checkpoints).
+    transfer_preprocess: Optional[str] = None
     shard_size: int = 1000  # embeddings per shard file
     batch_size: int = 16  # images per generation/embedding batch
     # The evaluation's folder. None: named after the hair model and a hash of the protocol (every setting
@@ -79,6 +90,10 @@ class EvalIdentityConfig:
               "null or one of " + ", ".join(REGION_SPLITTERS), self.regions)
         check(self.noise_mode in (None, "const", "random", "none"), f"{prefix}noise_mode",
               "null (the model's own), const, random or none", self.noise_mode)
+        check(self.gallery_noise_mode in (None, "const", "random", "none"), f"{prefix}gallery_noise_mode",
+              "null (as the transfers), const, random or none", self.gallery_noise_mode)
+        check(self.transfer_preprocess in (None, "official", "semedit"), f"{prefix}transfer_preprocess",
+              "null (the model's own), official or semedit", self.transfer_preprocess)
         for key in ("gallery_size", "num_transfers", "shard_size", "batch_size"):
             check(getattr(self, key) >= 1, f"{prefix}{key}", "an integer >= 1", getattr(self, key))
         check_number(self.truncation_psi, f"{prefix}truncation_psi")

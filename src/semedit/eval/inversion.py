@@ -4,7 +4,9 @@ and identity preservation after edits.
 Rows (``eval.rows``) are filled by the registered inversion methods (semedit.inversion.base): each key goes
 to the method that claims it, and the method's label, group and description make the table's row and note.
 Built in: ``<space>:single`` ("Optimization" in W / W+ / S: the NVlabs projector recipe, or with
-``eval.optimization_recipe=chunkygan`` the ChunkyGAN optimiser with n = 1 and frozen masks),
+``eval.optimization_recipe=chunkygan`` the ChunkyGAN optimiser with n = 1 and frozen masks; both with the
+identity term ``eval.optimization_lambda_id``; the NVlabs recipe's result, score and edits use the
+generator's const noise unless ``methods.projector.noise=keep``: each row's note says which),
 ``<space>:chunky[:reg]`` ("Ours": ChunkyGAN with ``invert.n`` chunks; ``:reg`` adds eval.lambda_reg x the
 regulariser in the form eval.reg_form), ``psp``, ``e4e`` (released encoders), ``pti`` (Pivotal Tuning). Every
 row runs as a `semedit invert` of its method into its own folder, so rows resume independently and run on
@@ -453,6 +455,10 @@ def evaluate_inversion(cfg, inputs: Sequence[str], output_dir: Path, direction_p
             "test_set": cfg.eval.test_set or "unnamed", "generator": cfg.generator.ckpt or "tiny-random",
             "steps": cfg.invert.steps, "n": cfg.invert.n, "lambda_reg_rows": cfg.eval.lambda_reg,
             "reg_form": cfg.eval.reg_form, "optimization_recipe": cfg.eval.optimization_recipe,
+            "optimization_lambda_id": cfg.eval.optimization_lambda_id, "lambda_id": cfg.invert.lambda_id,
+            "identity_loss": cfg.perception.identity_loss,
+            "optimization_noise": getattr(getattr(cfg.methods, "projector", None), "noise", None),
+            "percept": cfg.invert.percept, "percept_downsample": cfg.invert.percept_downsample,
             "inversion_lpips": f"{cfg.invert.lpips_net} (pretrained backbone: {cfg.invert.lpips_pretrained})",
             "metric_lpips": cfg.eval.metric_lpips_net, "metric_resolution": cfg.eval.metric_resolution,
             "identity": cfg.perception.identity, "directions": {k: v.meta for k, v in directions.items()},

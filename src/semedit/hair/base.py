@@ -89,11 +89,11 @@ class HairTransferMethod(ABC):
         raise NotImplementedError(f"the {self.name} hair-transfer method does not blend faces back")
 
     def interpolate(self, face_images: torch.Tensor, hair_images: torch.Tensor, other_images: torch.Tensor,
-                    steps: int, what: str = "hair") -> torch.Tensor:
+                    steps: int, what: str = "hair", preprocess: str = "semedit") -> torch.Tensor:
         raise NotImplementedError(f"the {self.name} hair-transfer method does not interpolate")
 
     def manipulate_hair(self, face_images: torch.Tensor, hair_images: torch.Tensor, direction,
-                        strengths: Sequence[float]) -> torch.Tensor:
+                        strengths: Sequence[float], preprocess: str = "semedit") -> torch.Tensor:
         raise NotImplementedError(f"the {self.name} hair-transfer method has no hair embedding to edit")
 
 

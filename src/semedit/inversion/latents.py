@@ -6,8 +6,9 @@ same functions:
     space "wplus": [ [N, n, num_ws, w_dim] ]
     space "s":     [ [N, n, C_0], [N, n, C_1], ... ]  one style vector per modulated layer
 
-All codes start at the mean of their space (w_avg, or the styles of w_avg), which is also z_mu, the
-point the regulariser pulls toward. ``render_chunks`` runs every (image, chunk) pair through the
+All codes start at the mean of their space (G's w_avg, or the styles of w_avg), which is also z_mu, the
+point the "sum"/"mean" regularisers pull toward; the "wstd" form is centred, as Chunkmogrify's, on the mean
+of 10k sampled w (``latent_stats``). ``render_chunks`` runs every (image, chunk) pair through the
 generator in ONE batched call, which is what makes n chunks cost about as much as n times more images.
 """
 
@@ -24,6 +25,8 @@ __all__ = [
     "render_chunks",
     "latent_regulariser",
     "latent_spread",
+    "latent_stats",
+    "regulariser_stats",
     "REG_FORMS",
     "codes_to_wplus",
     "codes_to_styles",
@@ -104,68 +107,116 @@ REG_FORMS = ("sum", "mean", "wstd")
 
 
 @torch.no_grad()
-def latent_spread(G, space: str, num_samples: int = 10_000, seed: int = 123,
-                  batch_size: int = 2_000) -> list[torch.Tensor]:
-    """The spread of a latent space, one scalar per code tensor (same layout as ``latent_mean``).
+def latent_stats(G, space: str, num_samples: int = 10_000, seed: int = 123,
+                 batch_size: int = 2_000) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(means, spreads) of a latent space from sampled codes, one entry per code tensor.
 
-    W / W+: ``w_std = sqrt(sum ||w - w_avg||^2 / N)`` over N = 10k mapped samples drawn with
-    ``np.random.RandomState(123)``, exactly as the NVlabs projector (stylegan2-ada-pytorch projector.py
-    lines 50-54) and Chunkmogrify (stylegan_project.py lines 98-103) compute it: one scalar, the root of
-    the total variance of w (summed over the w_dim entries), not a per-entry std.
-    S: the same statistic per style layer over the styles of those samples (semedit's choice; Chunkmogrify
-    regularises only W / W+). Cached on ``G`` because every batch of an inversion asks for it.
+    W / W+: over N = 10k mapped samples drawn with ``np.random.RandomState(123)``, first W row, exactly as the
+    NVlabs projector (stylegan2-ada-pytorch projector.py lines 50-54) and Chunkmogrify (stylegan_project.py
+    lines 97-105, its ``mean_latent`` and ``std_latent``) compute them: ``w_avg`` the sample mean [1, 1, w_dim]
+    (broadcast over the chunks, and in W+ over the layers, as Chunkmogrify's [1, 1, 512]) and
+    ``w_std = sqrt(sum ||w - w_avg||^2 / N)``, one scalar, the root of the total variance of w (summed over the
+    w_dim entries), not a per-entry std.
+    S: the same statistics per style layer over the styles of those samples (semedit's choice: Chunkmogrify has
+    no S statistics and no S regulariser; only the NVlabs recipe's w noise in S uses them, projector.py).
+    Cached on ``G`` because every batch of an inversion asks for them.
     """
     check_space(space)
-    cache = G.__dict__.setdefault("_semedit_latent_spread", {})
-    key = (space, num_samples, seed)
-    if key in cache:
-        return [t.clone() for t in cache[key]]
-    device = G.w_avg.device
-    z_all = np.random.RandomState(seed).randn(num_samples, G.z_dim)
-    parts: list[list[torch.Tensor]] = []
-    for start in range(0, num_samples, batch_size):
-        z = torch.from_numpy(z_all[start:start + batch_size]).to(device=device, dtype=torch.float32)
-        ws = G.mapping(z)  # [B, num_ws, w_dim]
-        if space == "s":
-            parts.append([s.double().cpu() for s in G.synthesis.ws_to_styles(ws)])
-        else:
-            parts.append([ws[:, 0].double().cpu()])
-    spreads = []
-    for k in range(len(parts[0])):
-        samples = torch.cat([p[k] for p in parts])  # [N, D]
-        centred = samples - samples.mean(dim=0, keepdim=True)
-        spreads.append((centred.pow(2).sum() / num_samples).sqrt().float())
-    cache[key] = spreads
-    return [t.clone() for t in spreads]
+    cache = G.__dict__.setdefault("_semedit_latent_stats", {})
+    key = ("s" if space == "s" else "w", num_samples, seed)
+    if key not in cache:
+        device = G.w_avg.device
+        z_all = np.random.RandomState(seed).randn(num_samples, G.z_dim)
+        parts: list[list[torch.Tensor]] = []
+        for start in range(0, num_samples, batch_size):
+            z = torch.from_numpy(z_all[start:start + batch_size]).to(device=device, dtype=torch.float32)
+            ws = G.mapping(z)  # [B, num_ws, w_dim]
+            if space == "s":
+                parts.append([s.double().cpu() for s in G.synthesis.ws_to_styles(ws)])
+            else:
+                parts.append([ws[:, 0].double().cpu()])
+        means, spreads = [], []
+        for k in range(len(parts[0])):
+            samples = torch.cat([p[k] for p in parts])  # [N, D]
+            mean = samples.mean(dim=0, keepdim=True)
+            means.append(mean.float())
+            spreads.append(((samples - mean).pow(2).sum() / num_samples).sqrt().float())
+        cache[key] = (means, spreads)
+    means, spreads = cache[key]
+    shaped = [m.reshape(1, 1, 1, -1) if space == "wplus" else m.reshape(1, 1, -1) for m in means]
+    return [m.clone().to(G.w_avg.device) for m in shaped], [t.clone() for t in spreads]
+
+
+def latent_spread(G, space: str, num_samples: int = 10_000, seed: int = 123,
+                  batch_size: int = 2_000) -> list[torch.Tensor]:
+    """The spreads of ``latent_stats`` (W / W+: the projectors' scalar ``w_std``)."""
+    return latent_stats(G, space, num_samples, seed, batch_size)[1]
+
+
+def regulariser_stats(G, space: str, reg_form: str) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """(z_mu, spread) the regulariser of ``reg_form`` needs: "wstd" is centred, as Chunkmogrify's, on the 10k
+    sample mean with its w_std (``latent_stats``; none in S); the other forms on ``latent_mean`` (G's w_avg)."""
+    if reg_form == "wstd" and space != "s":
+        return latent_stats(G, space)
+    return latent_mean(G, space), None
+
+
+def _infer_space(codes: list[torch.Tensor]) -> str:
+    """The space of a code set from its layout (see the module docstring)."""
+    if len(codes) > 1:
+        return "s"
+    return "wplus" if codes[0].ndim == 4 else "w"
 
 
 def latent_regulariser(codes: list[torch.Tensor], means: list[torch.Tensor], reduction: str = "mean",
-                       spread: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """sum_i R(z_i - z_mu) per image, summed over the n chunks.
+                       spread: list[torch.Tensor] | None = None, space: str | None = None) -> torch.Tensor:
+    """The latent regulariser of each image: [N].
 
     Args:
         codes: code set [N, n, ...] (see module docstring).
         means: z_mu of the same space (broadcastable), from ``latent_mean``.
         reduction:
-            "sum"  R(d) = ||d||^2, the talk's literal ``lambda_reg sum_i ||z_i - z_mu||^2`` (so lambda_reg = 1
-                   means exactly that formula; in W+ the norm runs over all num_ws x w_dim entries).
-            "mean" R(d) = ||d||^2 / D (D = entries of one chunk's code): the constant factor folds into lambda.
-            "wstd" R(d) = mean over the D entries of (d / std)^2, std from ``latent_spread``: Chunkmogrify's
-                   ``((w - w_avg) / w_std) ** 2).mean()`` (stylegan_project.py lines 447-451, called with the
-                   W+-repeated w of each segment at line 516), weighted 10 in its _config.yaml line 22.
-        spread: for "wstd", one scalar per code tensor (``latent_spread``).
+            "sum"  sum_i ||z_i - z_mu||^2 over the n chunks: the talk's literal ``lambda_reg sum_i ||z_i - z_mu||^2``
+                   (so lambda_reg = 1 means exactly that formula; in W+ the norm runs over all num_ws x w_dim
+                   entries).
+            "mean" sum_i ||z_i - z_mu||^2 / D (D = entries of one chunk's code): the constant factor folds into
+                   lambda.
+            "wstd" Chunkmogrify's mean-latent term as its ``_calc_loss`` computes it for each projection mode
+                   (futscdav/Chunkmogrify @ efdfdf3, stylegan_project.py lines 447-457), with w_avg and the scalar
+                   w_std of ``latent_stats`` (lines 97-105; ``regulariser_stats`` gives both):
+                   W:  ``((w - w_avg) / w_std) ** 2).mean()`` of each code (lines 447-451), called with the code
+                       repeated to [1, num_ws, 512] (lines 498-499, 516), so the mean over the w_dim entries;
+                       one term per code, summed over the chunks, because the W projector optimises every
+                       segment with its own loss and its own Adam (lines 481, 489-519).
+                   W+: the same ``.mean()`` over all segments, layers and entries of ``wplus`` [n, num_ws, 512],
+                       divided again by ``wplus.shape[1]`` = num_ws (lines 453-457, from the authors' commit
+                       f89bf12 "Fix mean latent regularization for W+"; called once for all segments, line 648).
+                       So 1 / (n * num_ws) of the W form's sum over the chunks.
+                   S:  no term: the S projector calls ``_calc_loss(res)`` without a latent (line 724), so
+                       Chunkmogrify has no S regulariser and this form is 0 in S.
+        spread: for "wstd", one scalar per code tensor (``latent_stats``).
+        space: "w" | "wplus" | "s"; None infers it from the layout (one [N, n, D] tensor: W, one [N, n, L, D]
+            tensor: W+, a list: S). Only "wstd" depends on it.
     Returns:
-        [N] regulariser per image (summed over chunks).
+        [N] regulariser per image.
     """
     if reduction not in REG_FORMS:
         raise ValueError(f"unknown regulariser form '{reduction}'; valid: {', '.join(REG_FORMS)}")
     diffs = [c - m.to(c.device) for c, m in zip(codes, means, strict=True)]
     if reduction == "wstd":
+        space = check_space(space) if space is not None else _infer_space(codes)
+        if space == "s":  # stylegan_project.py line 724: no latent, no term
+            return codes[0].new_zeros(codes[0].shape[0])
         if spread is None or len(spread) != len(diffs):
-            raise ValueError("the 'wstd' regulariser needs the spread of the space (latent_spread(G, space))")
-        diffs = [d / s.to(d.device) for d, s in zip(diffs, spread, strict=True)]
+            raise ValueError("the 'wstd' regulariser needs the statistics of the space (regulariser_stats)")
+        (d,) = diffs
+        sq = (d / spread[0].to(d.device)).pow(2)
+        if space == "w":  # [N, n, w_dim]: mean over the entries of each code, summed over the chunks
+            return sq.mean(dim=2).sum(dim=1)
+        # [N, n, num_ws, w_dim]: mean over chunks, layers and entries, / num_ws
+        return sq.flatten(1).mean(dim=1) / d.shape[2]
     diff = flatten_codes(diffs)
     sq = diff.pow(2).sum(dim=2)  # [N, n]
-    if reduction in ("mean", "wstd"):
+    if reduction == "mean":
         sq = sq / diff.shape[2]
     return sq.sum(dim=1)

@@ -128,7 +128,8 @@ class InversionModule(pl.LightningModule):
         for i, name in enumerate(names):
             folder = self.image_dir(name)
             meta = {**self.meta, "index": indices[i],
-                    "result": {"seconds": seconds / len(names), "rank": int(self.global_rank)}}
+                    "result": {"seconds": seconds / len(names), "rank": int(self.global_rank),
+                               **(batch["where"][i] if "where" in batch else {})}}
             result = save_output(folder, name, output, i, targets[i], seconds / len(names), meta)
             if self.edits is not None:
                 render_output_edits(self.G, output, i, folder, self.edits)
@@ -156,4 +157,5 @@ def _collate(items: Sequence[dict]) -> dict[str, Any]:
         "image": torch.stack([it["image"] for it in items]),
         "name": [it["name"] for it in items],
         "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        "where": [{k: it[k] for k in ("source", "crop_quad", "crop_size", "crop_padding") if k in it} for it in items],
     }

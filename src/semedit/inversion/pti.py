@@ -33,6 +33,7 @@ from semedit.inversion.base import (
     InversionOutput,
     Inverter,
     InverterContext,
+    percept_text,
     register_inverter,
     single_code_output,
 )
@@ -56,6 +57,9 @@ class PivotConfig:
     lambda_reg: float = 0.0
     reg_form: str = "sum"
     lpips_resolution: int = 256  # the VGG features are taken at 256 px (w_projector.py lines 70-71, 103-104)
+    percept: str = "lpips"  # semedit's LPIPS (invert.percept=nvlabs-vgg16 is the w_projector's vgg16.pt distance)
+    percept_downsample: float = 0.5  # unused by the NVlabs recipe (it works at 256 px)
+    lambda_id: float = 0.0  # PTI's pivot has no identity term
 
 
 @dataclass
@@ -183,7 +187,7 @@ class PivotalTuning(Inverter):
 
 def _describe(ctx: InverterContext) -> str:
     p = ctx.settings
-    return (f"W pivot from the NVlabs recipe ({p.pivot_steps} steps), then {p.steps} generator steps "
+    return (f"W pivot from the NVlabs recipe ({p.pivot_steps} steps, {percept_text(ctx.cfg.invert, 'nvlabs')}), then {p.steps} generator steps "
             f"(Adam {p.lr:g}, {p.l2_lambda:g} L2 + {p.lpips_lambda:g} LPIPS-Alex, stop at LPIPS <= "
             f"{p.lpips_threshold:g}), locality regulariser {'on' if p.locality_regularization else 'off (PTI default)'}")
 
@@ -191,6 +195,9 @@ def _describe(ctx: InverterContext) -> str:
 @register_inverter("pti", group="Generator parameters modification", label="Pivotal Tuning", describe=_describe,
                    settings=PTIConfig, modifies_generator=True)
 def _build(ctx: InverterContext) -> PivotalTuning:
-    pivot = PivotConfig(steps=ctx.settings.pivot_steps, lpips_resolution=ctx.cfg.invert.lpips_resolution)
-    return PivotalTuning(ctx.generator, ctx.tools.lpips(), ctx.tools.metric_lpips(), ctx.settings, pivot,
+    # The pivot's perceptual distance follows invert.percept: nvlabs-vgg16 is PTI's own (its w_projector.py
+    # loads the same vgg16.pt, line 64, at 256 px, lines 70-71 and 103-104, danielroich/PTI @ da94d59).
+    pivot = PivotConfig(steps=ctx.settings.pivot_steps, lpips_resolution=ctx.cfg.invert.lpips_resolution,
+                        percept=ctx.cfg.invert.percept)
+    return PivotalTuning(ctx.generator, ctx.tools.percept(), ctx.tools.metric_lpips(), ctx.settings, pivot,
                          ctx.cfg.run.seed)

@@ -16,7 +16,7 @@ from semedit.inversion.config import validate
 from semedit.inversion.data import RealImageDataset, check_sources, list_images
 from semedit.inversion.module import EditRequest, InversionModule
 from semedit.lightning_output import quiet_lightning
-from semedit.stylegan2 import generator_from_spec
+from semedit.stylegan2 import expect_calls, generator_from_spec
 from semedit.threads import configure_threads, local_processes
 from semedit.training import build_logger, build_predict_trainer, job_run_folder
 
@@ -60,6 +60,7 @@ def invert(cfg, inputs: list[str], generator=None, tools: InversionTools | None 
             generator = generator_from_spec(cfg.generator)
         sources = list_images(inputs, cfg.data.extensions, cfg.data.max_images)
         check_sources(sources)  # a bad file stops the run here, before the folder is kept
+        expect_calls(generator, len(sources) / cfg.invert.batch_size * cfg.invert.steps, "invert")  # optimising methods
         dataset = RealImageDataset(sources, generator.img_resolution, cfg.data.align, cfg.data.align_fallback,
                                    cfg.perception.landmark_weights, cfg.perception.landmarker)
         pl.seed_everything(cfg.run.seed, verbose=False)

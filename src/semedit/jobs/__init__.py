@@ -76,6 +76,9 @@ JOBS: dict[str, Job] = {job.name: job for job in (
     Job("eval-identity", "identity retrieval after hair transfer (FG 2021 protocol)",
         "semedit.eval.identity_config:EvalIdentityConfig", "hair/eval_identity_tiny.yaml",
         "semedit.eval.identity:run", f"{_REPORTS}:report_eval_identity"),
+    Job("eval-hair", "hair-transfer realism (FID, FID_CLIP, by pose), reconstruction, identity and time "
+        "(HairFastGAN's table)", "semedit.eval.hair_config:EvalHairConfig", "hair/eval_hair_tiny.yaml",
+        "semedit.eval.hair:run", f"{_REPORTS}:report_eval_hair"),
     Job("eval-inversion", "the inversion tables: projection and identity after edits, one row per method",
         "semedit.inversion.config:inversion_job_schema", "chunkygan/tiny.yaml",
         "semedit.eval.inversion:run", f"{_REPORTS}:report_eval_inversion", takes_inputs=True),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["shell_quote", "report_fit", "report_invert", "report_eval_identity", "report_eval_inversion"]
+__all__ = ["shell_quote", "report_fit", "report_invert", "report_eval_identity", "report_eval_hair",
+           "report_eval_inversion"]
 
 
 def shell_quote(path) -> str:
@@ -50,6 +51,25 @@ def report_eval_identity(cfg, report) -> None:
     print(f"seconds: generation {s['generation']:.2f}, transfer {s['transfer']:.2f}, embedding "
           f"{s['embedding']:.2f}, retrieval {s['retrieval']:.2f}; {len(report['computed_shards'])} shards computed")
     print(f"results: {Path(report.get('output_dir', cfg.output_dir)) / 'results.json'}")
+
+
+def report_eval_hair(cfg, report) -> None:
+    if report is None:  # ranks other than 0
+        return
+    if report.get("partial"):  # part=k/n or phase=real|pairs: a share of the shards, no table
+        missing = ", ".join(f"{k} {v}" for k, v in report["missing_shards"].items()) or "none"
+        print(f"eval-hair part {report['part'] or '-'} phase {report['phase']}: {len(report['computed_shards'])} shards "
+              f"computed; shards still missing in {report['output_dir']}: {missing}")
+        print(report["next"])
+        return
+    print(report["markdown"])
+    s = report["seconds"]
+    print(f"seconds: real {s['real']:.2f}, transfer {s['transfer']:.2f}, reconstruction {s['reconstruction']:.2f}, "
+          f"summary {s['summary']:.2f}; {len(report['computed_shards'])} shards computed")
+    folder = Path(report["output_dir"])
+    print(f"results: {folder / 'results.json'}\n         {folder / 'results.md'}")
+    if report.get("figure"):
+        print(f"figure:  {folder / report['figure']}")
 
 
 def report_eval_inversion(cfg, result) -> None:

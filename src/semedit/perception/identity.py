@@ -79,21 +79,26 @@ class IRSEBackbone(nn.Module):
     Args:
         num_layers: depth, a key of IRSE_UNITS (50 for ``model_ir_se50.pth``).
         drop_ratio: dropout before the embedding layer (inactive in eval mode).
+        mode: "ir_se" (SE units) or "ir" (plain IR units, ``bottleneck_IR``).
+        affine: whether the final BatchNorm1d has weight and bias (``affine=False`` in pSp's ``IR_101``, the
+            CurricularFace network of its identity metric, models/encoders/model_irse.py lines 57-60).
     Input: [N, 3, 112, 112] in [-1, 1]. Output: [N, 512], L2-normalised.
     """
 
-    def __init__(self, num_layers: int = 50, drop_ratio: float = 0.6):
+    def __init__(self, num_layers: int = 50, drop_ratio: float = 0.6, mode: str = "ir_se", affine: bool = True):
         super().__init__()
         if num_layers not in IRSE_UNITS:
             raise ValueError(f"unsupported IR-SE depth {num_layers}; valid depths: {sorted(IRSE_UNITS)}")
-        self.num_layers = num_layers
+        if mode not in ("ir", "ir_se"):
+            raise ValueError(f"mode must be 'ir' or 'ir_se', got {mode!r}")
+        self.num_layers, self.mode = num_layers, mode
         self.input_layer = irse_stem(3, 64)
         # Declared before the body, as in the original, so state_dict keys come in the checkpoint's order.
         self.output_layer = nn.Sequential(
             nn.BatchNorm2d(512), nn.Dropout(drop_ratio), nn.Flatten(), nn.Linear(512 * 7 * 7, EMBEDDING_DIM),
-            nn.BatchNorm1d(EMBEDDING_DIM),
+            nn.BatchNorm1d(EMBEDDING_DIM, affine=affine),
         )
-        self.body = irse_body(IRSE_UNITS[num_layers], IRSE_STAGE_CHANNELS, 64)
+        self.body = irse_body(IRSE_UNITS[num_layers], IRSE_STAGE_CHANNELS, 64, se=mode == "ir_se")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_tracing() and (x.ndim != 4 or tuple(x.shape[1:]) != (3, 112, 112)):
@@ -326,7 +331,9 @@ def load_identity_encoder(spec: str | os.PathLike, device: str | torch.device = 
 
 
 def load_irse(source: str | Path | dict) -> IRSEBackbone:
-    """An IR-SE backbone from a ``model_ir_se50.pth``-format file or state_dict (depth read from the keys)."""
+    """An IR-SE backbone from a ``model_ir_se50.pth``-format file or state_dict (depth read from the keys; IR
+    units without SE and a final BatchNorm1d without affine parameters, as pSp's ``IR_101`` for
+    CurricularFace_Backbone.pth, are recognised from the keys too)."""
 
     sd = load_torch_state_dict(source) if not isinstance(source, dict) else source
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):
@@ -336,7 +343,8 @@ def load_irse(source: str | Path | dict) -> IRSEBackbone:
             f"{source if not isinstance(source, dict) else 'state_dict'} is not an IR-SE ArcFace checkpoint "
             "(model_ir_se50.pth format: keys input_layer.*, body.<i>.*, output_layer.*)"
         )
-    net = IRSEBackbone(irse_depth_from_state_dict(sd))
+    mode = "ir_se" if any(".res_layer.5." in k for k in sd) else "ir"
+    net = IRSEBackbone(irse_depth_from_state_dict(sd), mode=mode, affine="output_layer.4.weight" in sd)
     return load_checked_state_dict(net, sd, "an IR-SE ArcFace state_dict (model_ir_se50.pth format)").eval()
 
 

@@ -206,6 +206,17 @@ class CropGeometry:
         return np.clip(mask * 3.0 + 1.0, 0.0, 1.0).astype(np.float32)
 
 
+def centre_square_quad(photo_shape: Sequence[int]) -> np.ndarray:
+    """The quad (as ``AlignedFace.quad``: corners in photo pixel-centre coordinates) of the centred square
+    ``photo[top:top + side, left:left + side]``, side = min(H, W): the crop of a photo framed by a centre crop
+    (or of a square photo taken as it is). Its geometry: ``crop_geometry(quad, shape, side,
+    enable_padding=False)``."""
+    h, w = int(photo_shape[0]), int(photo_shape[1])
+    side = min(h, w)
+    x0, y0 = (w - side) // 2 - 0.5, (h - side) // 2 - 0.5
+    return np.array([[x0, y0], [x0, y0 + side], [x0 + side, y0 + side], [x0 + side, y0]], dtype=np.float64)
+
+
 def crop_geometry(face: AlignedFace | np.ndarray, photo_shape: Sequence[int], size: int | None = None,
                   enable_padding: bool = True) -> CropGeometry:
     """The :class:`CropGeometry` of a face in its photo.
@@ -357,10 +368,12 @@ def blend_mask(face: AlignedFace | CropGeometry, photo_shape: Sequence[int], reg
     return box, (m * valid).astype(np.float32)
 
 
-def paste_back(photo: np.ndarray, face: AlignedFace, generated: np.ndarray | torch.Tensor,
+def paste_back(photo: np.ndarray, face: AlignedFace | CropGeometry, generated: np.ndarray | torch.Tensor,
                region_mask: np.ndarray | torch.Tensor, dilate_px: float = DILATE_PX,
                feather_px: float = FEATHER_PX, *, antialias: bool = True) -> np.ndarray:
     """Paste a generated crop of ``face`` back into ``photo`` -> uint8 [H, W, 3] (a new array).
+
+    face: the AlignedFace the crop belongs to, or the :class:`CropGeometry` of any crop of ``photo``.
 
     photo: uint8 RGB [H, W, 3], the photo ``face`` was aligned from (``read_photo``'s orientation).
     generated: uint8 [n, n, 3], or a tensor [3, n, n] / [1, 3, n, n] in [-1, 1], any side n (the geometry
@@ -370,7 +383,7 @@ def paste_back(photo: np.ndarray, face: AlignedFace, generated: np.ndarray | tor
     w = 0 (outside the feathered region, outside the crop, over padding) are the photo's, unchanged.
     """
     photo = _check_photo(photo)
-    geometry = crop_geometry(face, photo.shape)
+    geometry = face if isinstance(face, CropGeometry) else crop_geometry(face, photo.shape)
     box, m = blend_mask(geometry, photo.shape, region_mask, dilate_px, feather_px)
     out = photo.copy()
     if not m.size or not (m > 0).any():

@@ -1,5 +1,6 @@
 """Pure-PyTorch StyleGAN2: networks, the public checkpoint formats, and seed conventions."""
 
+from semedit.stylegan2.autotune import expect_calls
 from semedit.stylegan2.checkpoints import (
     CheckpointError,
     UnsafePickleError,
@@ -21,6 +22,7 @@ __all__ = [
     "UnsafePickleError",
     "build_tiny_generator",
     "describe",
+    "expect_calls",
     "generator_from_spec",
     "load_generator",
     "parse_seeds",

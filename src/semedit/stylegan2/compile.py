@@ -1,8 +1,10 @@
 """When and how the generator runs under ``torch.compile``, and which reduced precision the hardware supports.
 
 ``compile`` setting (``GeneratorSpec.compile``): "auto" | "on" | "off" (booleans are accepted too).
-"auto" compiles on CUDA, where inductor's fused Triton kernels replace many small memory-bound passes,
-and stays eager on a CPU unless ``CPU_COMPILE_PAYS_OFF`` (see below) says it pays off there.
+"auto" is decided by measurement for a job that declared how many generator calls it makes
+(``semedit.stylegan2.autotune``); without a declaration (or with ``SEMEDIT_AUTOTUNE=0``) the static rule here
+decides: compile on CUDA, where inductor's fused Triton kernels replace many small memory-bound passes, and
+stay eager on a CPU unless ``CPU_COMPILE_PAYS_OFF`` (see below) says it pays off there.
 
 ``reduced_precision`` setting: "auto" | "none" | "bf16" | "fp16". "auto" means bf16 where the hardware has
 bf16 matrix units (a CUDA GPU of compute capability >= 8.0, or a CPU with AMX-BF16 / AVX512-BF16) and fp32
@@ -22,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 
@@ -31,11 +33,12 @@ log = logging.getLogger("semedit")
 COMPILE_SETTINGS = ("auto", "on", "off")
 PRECISION_SETTINGS = ("auto", "none", "bf16", "fp16")
 
-# benchmarks/results/speed.json (AMD EPYC, 2 shared cores): the whole synthesis as one graph, compiled, ran at
-# 0.80x eager at 256 px batch 4 and 1.33x at 1024 px batch 1, after 7-10 minutes of compiling on the loaded
-# machine (0.72-0.97x measured with graph breaks). Inductor's CPU convolutions call the same oneDNN
-# kernels; the elementwise passes it fuses matter only at high resolution. A mixed gain that costs minutes
-# of compiling: "auto" leaves the CPU eager; `compile: on` forces it.
+# The static rule (jobs that declare their length measure instead: semedit.stylegan2.autotune).
+# benchmarks/results/amd-epyc-avx2/speed.json (AMD EPYC, AVX2, 2 shared cores): the whole synthesis as one
+# graph, compiled, ran at 0.80x eager at 256 px batch 4 and 1.33x at 1024 px batch 1, after 7-10 minutes of
+# compiling on the loaded machine (0.72-0.97x measured with graph breaks). Inductor's CPU convolutions call the
+# same oneDNN kernels; the elementwise passes it fuses matter only at high resolution. A mixed gain that costs
+# minutes of compiling: without a measurement the CPU stays eager; `compile: on` forces it.
 CPU_COMPILE_PAYS_OFF = False
 
 # torch.compile's backend ("inductor"); tests put a counting backend here.
@@ -93,13 +96,17 @@ def enable_compile_cache() -> str:
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
 
 
-def compiled_entry(module: torch.nn.Module, name: str, device: Union[torch.device, str]) -> Callable:
-    """``getattr(module, name)``, compiled when ``module.compile_setting`` enables it on ``device``.
+def compiled_entry(module: torch.nn.Module, name: str, device: Union[torch.device, str],
+                   enabled: Optional[bool] = None) -> Callable:
+    """``getattr(module, name)``, compiled when ``module.compile_setting`` enables it on ``device`` (``enabled``,
+    when given, decides instead: "auto" measured by ``semedit.stylegan2.autotune``).
 
     The first compiled call of each module reports its duration (compiling included) once, on one log line.
     """
     eager = getattr(module, name)
-    if torch.compiler.is_compiling() or not compile_enabled(getattr(module, "compile_setting", "off"), device):
+    if enabled is None:
+        enabled = compile_enabled(getattr(module, "compile_setting", "off"), device)
+    if torch.compiler.is_compiling() or not enabled:
         return eager
     key = (type(module), name)
     fn = _COMPILED.get(key)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from semedit.layers import FullyConnectedLayer
+from semedit.stylegan2 import autotune
 from semedit.stylegan2.compile import compiled_entry, normalize_compile_setting, resolve_precision
 from semedit.stylegan2.ops import (
     LRELU_SLOPE,
@@ -341,6 +342,12 @@ class SynthesisNetwork(nn.Module):
         self.style_dims: list[int] = [layer.in_channels for b in self.blocks() for layer in b.style_layers()]
         self.compile_setting = "off"  # see semedit.stylegan2.compile; set by Generator.set_compile
         self._weight_deltas: Optional[list[Optional[torch.Tensor]]] = None  # see using_weight_deltas
+        # "auto" by measurement (semedit.stylegan2.autotune): the jobs' declared calls by gradient mode, the
+        # decisions, the candidate the current call runs (None: the static rules) and whether it is measuring.
+        self.autotune_workloads: dict[bool, autotune.Workload] = {}
+        self.autotune_choices: dict[bool, Optional[autotune.Decision]] = {}
+        self.autotune_active: Optional[autotune.Candidate] = None
+        self.autotune_busy = False
 
     def block(self, res: int) -> SynthesisBlock:
         return getattr(self, f"b{res}")
@@ -369,13 +376,15 @@ class SynthesisNetwork(nn.Module):
             raise ValueError(f"expected {self.num_style_layers} style vectors, got {len(styles)}")
         for i, (s, dim) in enumerate(zip(styles, self.style_dims)):
             assert_shape(s, [styles[0].shape[0], dim], f"styles[{i}] ({self.style_layer_names[i]})")
-        self._resolve_precision(styles[0].device)
-        noises = self._seeded_noise(styles[0].shape[0], styles[0].device, noise_mode, generator)
+        device = styles[0].device
+        noises = self._seeded_noise(styles[0].shape[0], device, noise_mode, generator)
         weight_deltas = self._weight_deltas if weight_deltas is None else weight_deltas
         if weight_deltas is not None:
+            self.apply_autotune_precision(device)
             return self._synthesize(styles, noise_mode, noises,
-                                    self._check_weight_deltas(weight_deltas, styles[0].shape[0], styles[0].device))
-        return compiled_entry(self, "_synthesize", styles[0].device)(styles, noise_mode, noises)
+                                    self._check_weight_deltas(weight_deltas, styles[0].shape[0], device))
+        self._prepare(device, styles, lambda inputs: self._entry("_synthesize", device)(list(inputs), noise_mode, noises))
+        return self._entry("_synthesize", device)(styles, noise_mode, noises)
 
     @contextlib.contextmanager
     def using_weight_deltas(self, weight_deltas: Optional[list[Optional[torch.Tensor]]]) -> Iterator[None]:
@@ -420,12 +429,33 @@ class SynthesisNetwork(nn.Module):
         return [torch.randn([n, 1, block.resolution, block.resolution], device=device, generator=generator)
                 for block in self.blocks() for _ in range(block.num_conv)]
 
-    def _resolve_precision(self, device: torch.device) -> None:
-        """Blocks set to "auto" take bf16 or fp32 by what ``device`` supports; decided outside the compiled
-        graph (it reads /proc/cpuinfo), and the graph then sees a constant dtype."""
+    def _prepare(self, device: torch.device, inputs: list[torch.Tensor], run) -> None:
+        """Decide "auto" for this call (``autotune.prepare``: measured once per job and gradient mode, or the
+        static rules) and set the blocks' dtypes accordingly."""
+        self.autotune_active = autotune.prepare(self, device, inputs, run)
+        self.apply_autotune_precision(device)
+
+    def _entry(self, name: str, device: torch.device):
+        """The (possibly compiled) implementation ``name``, as the current "auto" decision says."""
+        active = self.autotune_active
+        enabled = active.compiled if active is not None and self.compile_setting == "auto" else None
+        return compiled_entry(self, name, device, enabled=enabled)
+
+    def apply_autotune_precision(self, device: torch.device, all_fp32: bool = False) -> None:
+        """Each block's dtype from its setting: forced ones as forced, "auto" ones as the current decision says
+        (or, without one, bf16 where ``device`` multiplies it natively). ``all_fp32``: every block in fp32 (the
+        reference of a measurement). Decided outside the compiled graph (the probe reads /proc/cpuinfo), and the
+        graph then sees a constant dtype."""
+        active = self.autotune_active
         for block in self.blocks():
-            if block.precision_setting == "auto":
-                block.compute_dtype = REDUCED_PRECISIONS[resolve_precision("auto", device)]
+            setting = block.precision_setting
+            if all_fp32 or setting == "none":
+                block.compute_dtype = None
+            elif setting == "auto":
+                precision = active.precision if active is not None else resolve_precision("auto", device)
+                block.compute_dtype = REDUCED_PRECISIONS[precision]
+            else:
+                block.compute_dtype = REDUCED_PRECISIONS[setting]
 
     def _synthesize(self, styles: list[torch.Tensor], noise_mode: str, noises: Optional[list[torch.Tensor]],
                     weight_deltas: Optional[list[Optional[torch.Tensor]]] = None) -> torch.Tensor:
@@ -458,14 +488,16 @@ class SynthesisNetwork(nn.Module):
         assert_shape(ws, [None, self.num_ws, self.w_dim], "ws")
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got '{noise_mode}'")
-        self._resolve_precision(ws.device)
+        device = ws.device
         # ws -> styles -> image as one compiled graph (the affine layers fuse with the first convolutions).
-        noises = self._seeded_noise(ws.shape[0], ws.device, noise_mode, generator)
+        noises = self._seeded_noise(ws.shape[0], device, noise_mode, generator)
         weight_deltas = self._weight_deltas if weight_deltas is None else weight_deltas
         if weight_deltas is not None:
-            deltas = self._check_weight_deltas(weight_deltas, ws.shape[0], ws.device)
+            self.apply_autotune_precision(device)
+            deltas = self._check_weight_deltas(weight_deltas, ws.shape[0], device)
             return self._synthesize(self.ws_to_styles(ws), noise_mode, noises, deltas)
-        return compiled_entry(self, "_forward", ws.device)(ws, noise_mode, noises)
+        self._prepare(device, [ws], lambda inputs: self._entry("_forward", device)(inputs[0], noise_mode, noises))
+        return self._entry("_forward", device)(ws, noise_mode, noises)
 
     def _forward(self, ws: torch.Tensor, noise_mode: str, noises: Optional[list[torch.Tensor]]) -> torch.Tensor:
         return self._synthesize(self.ws_to_styles(ws), noise_mode, noises)
@@ -505,9 +537,11 @@ class Generator(nn.Module):
     def set_reduced_precision(self, precision: str = "none", num_res: int = 4) -> None:
         """Run the ``num_res`` highest-resolution synthesis blocks in reduced precision, as NVlabs does.
 
-        precision: "none" | "bf16" | "fp16" | "auto" (bf16 where the device has bf16 matrix units, decided
-        at each call from the input's device; see ``semedit.stylegan2.compile.bf16_capable``). bf16 runs on
-        CPUs and GPUs; fp16 on GPUs only (a CPU keeps those blocks in fp32).
+        precision: "none" | "bf16" | "fp16" | "auto" (a job that declared its calls with
+        ``autotune.expect_calls`` measures bf16 against fp32 and keeps bf16 where it is faster within the error
+        budget; otherwise bf16 where the device has bf16 matrix units, decided at each call from the input's
+        device, see ``semedit.stylegan2.compile.bf16_capable``). bf16 runs on CPUs and GPUs; fp16 on GPUs only
+        (a CPU keeps those blocks in fp32).
         Which blocks: NVlabs training/networks.py:442 and :448, ``fp16_resolution = max(2 ** (log2(R) + 1 -
         num_fp16_res), 8)`` and ``use_fp16 = res >= fp16_resolution``. Those blocks' layers clamp their
         outputs to +-256 when the checkpoint sets no clamp (train.py:182 pairs conv_clamp=256 with reduced
@@ -524,12 +558,15 @@ class Generator(nn.Module):
                 layer.conv_clamp = layer.base_conv_clamp
                 if reduced and layer.conv_clamp is None:
                     layer.conv_clamp = REDUCED_PRECISION_CLAMP
+        self.synthesis.autotune_choices.clear()  # settings changed: "auto" decides again
 
     def set_compile(self, setting: str | bool = "auto") -> None:
-        """Compile mapping and synthesis with ``torch.compile`` ("auto": on CUDA; see stylegan2/compile.py).
-        Decided at each call from the input's device, so the generator can be moved after this."""
+        """Compile mapping and synthesis with ``torch.compile`` ("auto": measured for a job that declared its
+        calls, see stylegan2/autotune.py; otherwise on CUDA, see stylegan2/compile.py). Decided at each call
+        from the input's device, so the generator can be moved after this."""
         setting = normalize_compile_setting(setting)
         self.mapping.compile_setting = self.synthesis.compile_setting = setting
+        self.synthesis.autotune_choices.clear()  # settings changed: "auto" decides again
 
     @torch.no_grad()
     def compute_w_avg(self, num_samples: int = 10_000, seed: int = 0, batch_size: int = 1000) -> torch.Tensor:

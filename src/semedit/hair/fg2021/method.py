@@ -164,15 +164,17 @@ class FG2021(HairTransferMethod):
     @torch.no_grad()
     def render(self, face_code: torch.Tensor, hair_code: torch.Tensor, noise_seed: Optional[int] = None) -> torch.Tensor:
         """Fuse and synthesise; random noise comes from ``noise_seed`` (default: ``self.noise_seed``)."""
+        return self._synthesise(face_code, hair_code, noise_seed).clamp(-1, 1)
+
+    def _synthesise(self, face_code: torch.Tensor, hair_code: torch.Tensor, noise_seed: Optional[int] = None):
+        """The generator's image of the fused codes, float, not clamped."""
         ws = self.model.net.fuse(face_code, hair_code)
         generator = None
         if self.noise_mode == "random":
             generator = torch.Generator(device=ws.device)
             generator.manual_seed(self.noise_seed if noise_seed is None else int(noise_seed))
-        out = self.model.generator.synthesis(ws, noise_mode=self.noise_mode, generator=generator)
-        return out.float().clamp(-1, 1)
+        return self.model.generator.synthesis(ws, noise_mode=self.noise_mode, generator=generator).float()
 
-    @torch.no_grad()
     def input_size(self, preprocess: str = "semedit") -> int:
         """The size photos are aligned to: the generator's; the encoder input (256) for the official path,
         which aligns straight to it (utils.py line 105)."""
@@ -187,8 +189,7 @@ class FG2021(HairTransferMethod):
         image's size. ``preprocess="official"`` runs the released code's geometry instead
         (``transfer_official``, at the input images' size; ``input_size("official")`` is the released one).
         """
-        if preprocess not in PREPROCESS_MODES:
-            raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
+        _check_preprocess(preprocess)
         if face_images.shape[0] != hair_images.shape[0]:
             raise ValueError(f"{face_images.shape[0]} face images but {hair_images.shape[0]} hair images")
         if preprocess == "official":
@@ -220,19 +221,43 @@ class FG2021(HairTransferMethod):
         an upscaled 256 px image. Returns [N, 3, R, R] at the generator resolution R.
         """
         size = int(size or self.model.input_size)
-        face_small = _resize_to(face_images.to(self.device).float(), size)
-        hair_small = _resize_to(hair_images.to(self.device).float(), size)
-        face_mask = (self.masks(face_small)["face"] > 0.5).to(face_small.dtype)
-        hair_mask = 1.0 - (self.masks(hair_small)["face"] > 0.5).to(hair_small.dtype)
+        face_small, face_mask = self._official_split(face_images, size, "face")
         face_code = self.model.net.encode_face(resize_for_encoder(face_small * face_mask, self.model.input_size))
-        hair_code = self.model.net.encode_hair(resize_for_encoder(hair_small * hair_mask, self.model.input_size))
-        out = self.render(face_code, hair_code, noise_seed)
+        out = self.render(face_code, self._official_code(hair_images, size, "hair"), noise_seed)
         if not alpha_blend:
             return out
         alpha = gaussian_filter_like_scipy(face_mask, OFFICIAL_BLEND_SIGMA * size / 256)
         upscale = lambda x: F.interpolate(x, size=out.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
         alpha, original = upscale(alpha), upscale(face_small)
         return alpha * original + (1 - alpha) * out
+
+    def _official_split(self, images: torch.Tensor, size: int, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images at ``size``, the hard 0/1 mask of ``part``): the official ``split_image`` (utils.py lines 105-114:
+        align to 256 px, the filled landmark hull as the face, its complement as the hair)."""
+        small = _resize_to(images.to(self.device).float(), size)
+        face = (self.masks(small)["face"] > 0.5).to(small.dtype)
+        return small, face if part == "face" else 1.0 - face
+
+    def _official_code(self, images: torch.Tensor, size: int, part: str) -> torch.Tensor:
+        """The face or hair embedding of the official path's hard-masked ``size`` px input."""
+        small, mask = self._official_split(images, size, part)
+        encode = self.model.net.encode_face if part == "face" else self.model.net.encode_hair
+        return encode(resize_for_encoder(small * mask, self.model.input_size))
+
+    def _codes(self, images: torch.Tensor, part: str, preprocess: str) -> torch.Tensor:
+        if preprocess == "official":
+            return self._official_code(images, images.shape[-1], part)
+        return self.embed_face(images) if part == "face" else self.embed_hair(images)
+
+    def _render_as(self, preprocess: str, face_code: torch.Tensor, hair_code: torch.Tensor) -> torch.Tensor:
+        """The official interpolation and manipulation render with ``resize=True`` (hairstyle_transfer_tool.py
+        lines 181-189 and 250-251): the generator's image pooled to 256 px by psp.py's AdaptiveAvgPool2d((256,
+        256)) (lines 24, 40-41, 55-56). semedit's path keeps the generator's resolution."""
+        if preprocess != "official":
+            return self.render(face_code, hair_code)
+        out = self._synthesise(face_code, hair_code)
+        # Pooled first, clamped when converted to uint8 (utils.py torch_to_numpy_uint8, lines 158-160), as the tool.
+        return F.adaptive_avg_pool2d(out, (self.model.input_size, self.model.input_size)).clamp(-1, 1)
 
     @torch.no_grad()
     def paste_face(self, rendered: torch.Tensor, face_images: torch.Tensor, feather: float = 1 / 32) -> torch.Tensor:
@@ -247,39 +272,52 @@ class FG2021(HairTransferMethod):
 
     @torch.no_grad()
     def interpolate(self, face_images: torch.Tensor, hair_images: torch.Tensor, other_images: torch.Tensor,
-                    steps: int, what: str = "hair") -> torch.Tensor:
+                    steps: int, what: str = "hair", preprocess: str = "semedit") -> torch.Tensor:
         """Linear interpolation of the hair (or face) embedding in ``steps`` steps -> [steps, N, 3, R, R].
 
         what="hair": face fixed, hair goes from ``hair_images`` to ``other_images``.
         what="face": hair of ``hair_images`` fixed, face goes from ``face_images`` to ``other_images``.
+        preprocess="official": the released tool's ``interpolation_single_pair`` (hairstyle_transfer_tool.py
+        lines 140-189): hard-masked inputs at the images' size (256 px there), ``(1 - t) e1 + t e2`` on
+        ``np.linspace(0, 1, steps)``, frames pooled to 256 px.
         """
         if steps < 2:
             raise ValueError(f"interpolation needs steps >= 2, got {steps}")
-        face, hair = self.embed_face(face_images), self.embed_hair(hair_images)
+        _check_preprocess(preprocess)
+        face, hair = self._codes(face_images, "face", preprocess), self._codes(hair_images, "hair", preprocess)
         if what == "hair":
-            start, end = hair, self.embed_hair(other_images)
+            start, end = hair, self._codes(other_images, "hair", preprocess)
         elif what == "face":
-            start, end = face, self.embed_face(other_images)
+            start, end = face, self._codes(other_images, "face", preprocess)
         else:
             raise ValueError(f"what must be 'hair' or 'face', got {what!r}")
         frames = []
         for t in torch.linspace(0, 1, steps).tolist():
             mix = torch.lerp(start, end, t)
-            frames.append(self.render(mix, hair) if what == "face" else self.render(face, mix))
+            frames.append(self._render_as(preprocess, mix, hair) if what == "face" else
+                          self._render_as(preprocess, face, mix))
         return torch.stack(frames)
 
     @torch.no_grad()
     def manipulate_hair(self, face_images: torch.Tensor, hair_images: torch.Tensor, direction,
-                        strengths: Sequence[float]) -> torch.Tensor:
+                        strengths: Sequence[float], preprocess: str = "semedit") -> torch.Tensor:
         """Move the hair embedding along ``direction`` by each strength -> [len(strengths), N, 3, R, R].
 
-        ``direction``: a ``semedit.directions.io.Direction`` (or a tensor) over the hair embedding: a
-        [w_dim] vector added to the entries in ``direction.layers`` (all if None), or a "wplus" vector
-        [len(layers) * w_dim].
+        ``direction``: a ``semedit.edits.Direction`` (or a tensor) over the hair embedding: a [w_dim] vector added
+        to the entries in ``direction.layers`` (all if None), or a "wplus" vector [len(layers) * w_dim].
+        preprocess="official": the released tool's ``hair_manipulation_single`` (hairstyle_transfer_tool.py lines
+        214-251): hard-masked inputs at the images' size (256 px there), ``e + c * latent_dir`` per coefficient,
+        frames pooled to 256 px (``forward_i_v(..., resize=True)``).
         """
-        face, hair = self.embed_face(face_images), self.embed_hair(hair_images)
+        _check_preprocess(preprocess)
+        face, hair = self._codes(face_images, "face", preprocess), self._codes(hair_images, "hair", preprocess)
         step = wplus_offset(direction, hair.shape[1], hair.shape[2]).to(hair)
-        return torch.stack([self.render(face, hair + s * step) for s in strengths])
+        return torch.stack([self._render_as(preprocess, face, hair + s * step) for s in strengths])
+
+
+def _check_preprocess(preprocess: str) -> None:
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"preprocess must be one of {PREPROCESS_MODES}, got {preprocess!r}")
 
 
 def _resize_to(images: torch.Tensor, size: int) -> torch.Tensor:

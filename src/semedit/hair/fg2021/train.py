@@ -13,6 +13,7 @@ from semedit.config import ConfigError, as_dict
 from semedit.data.datamodule import StyleGAN2DataModule
 from semedit.hair.fg2021.config import HairJobConfig
 from semedit.hair.fg2021.module import HairTransferModule
+from semedit.stylegan2 import expect_calls
 from semedit.training import FitResult, fit
 
 __all__ = ["build", "train", "run"]
@@ -24,6 +25,7 @@ def build(cfg: HairJobConfig) -> tuple[HairTransferModule, StyleGAN2DataModule]:
         raise ConfigError(f"data.mode must be 'pairs' for hair transfer, got '{cfg.data.mode}'")
     datamodule = StyleGAN2DataModule(cfg.generator, cfg.data)
     G = datamodule.generator
+    expect_calls(G, cfg.trainer.max_steps, "train")  # one synthesis with gradients per step (-1: open-ended)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)  # the encoders' initial weights come from run.seed alone
         module = HairTransferModule(
