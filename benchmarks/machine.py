@@ -12,7 +12,7 @@ import re
 
 import torch
 
-__all__ = ["machine_info", "machine_kind", "ISA_FLAGS"]
+__all__ = ["machine_info", "machine_kind", "capped_isa", "ISA_FLAGS"]
 
 # The CPU flags that decide torch's CPU paths (oneDNN's ISA dispatch, bf16 support).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -68,6 +68,8 @@ def machine_info() -> dict:
         # Other work on the machine while measuring (figures taken under load are slower than the machine is).
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "kind": machine_kind(),
+        "isa_capped_to": capped_isa(),  # kernels limited by ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA (emulation)
+        "isa_cap_note": CAP_NOTE if capped_isa() else None,
     }
 
 
@@ -82,4 +84,21 @@ def machine_kind() -> str:
         else "intel" if "intel" in model else platform.machine().lower()
     isa = ("amx" if "amx_tile" in flags else "avx512bf16" if "avx512_bf16" in flags else
            "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "baseline")
-    return f"{vendor}-{isa}"
+    capped = capped_isa()
+    # Kernels limited to AVX2 on a newer CPU (see capped_isa): a kind of its own, named for what it is, so that
+    # its figures sit neither with this CPU's own nor with a real AVX2 machine's.
+    return f"{vendor}-{isa}" + (f"-as-{capped}" if capped and capped != isa else "")
+
+
+CAP_NOTE = ("an emulation of an AVX2-only CPU on this one: torch's own and oneDNN's kernels (the convolutions) "
+            "run their AVX2 code; MKL's dense matmuls, the caches, memory bandwidth and clock are this CPU's. A real "
+            "AVX2 machine's figures belong in its own kind")
+
+
+def capped_isa() -> str | None:
+    """"avx2" when both torch's own kernels (``ATEN_CPU_CAPABILITY=avx2``) and oneDNN's
+    (``ONEDNN_MAX_CPU_ISA=AVX2``) are limited to AVX2, as when a newer CPU emulates an AVX2-only one; else None.
+    bf16 without native units is then emulated too (semedit's probe: ``SEMEDIT_CPU_BF16=0``)."""
+    aten = os.environ.get("ATEN_CPU_CAPABILITY", "").lower()
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).lower()
+    return "avx2" if aten == "avx2" and onednn.startswith("avx2") else None

@@ -165,6 +165,22 @@ def test_training_never_takes_bf16_under_auto_and_measures_with_gradients(tuned,
     assert ": compiled+bf16 (" in said[0] and G.synthesis.b16.compute_dtype == torch.bfloat16
 
 
+def test_training_data_synthesis_stays_fp32_under_auto(tuned, monkeypatch):
+    seconds, said, timed, counter = tuned
+    monkeypatch.setenv("SEMEDIT_CPU_BF16", "1")
+    monkeypatch.setattr(autotune, "ERROR_BUDGET", math.inf)
+    G = _generator(precision="auto")
+    autotune.expect_calls(G, 100_000, "training-data")  # what the pair datamodule declares
+    with torch.no_grad():
+        G.synthesis(_ws(G))
+    assert set(timed) == {"eager", "compiled"} and G.synthesis.b16.compute_dtype is None
+    timed.clear()
+    autotune.expect_calls(G, 100_000, "render")  # a gallery of the same generator may take bf16
+    with torch.no_grad():
+        G.synthesis(_ws(G))
+    assert "bf16" in set(timed)
+
+
 def test_a_cached_decision_is_reused_and_says_so(tuned):
     seconds, said, timed, counter = tuned
     G = _generator()

@@ -153,7 +153,7 @@ class StyleGAN2DataModule(pl.LightningDataModule):
                                      d.fresh_each_epoch, d.first_index, start_epoch, start_batch)
 
     def train_dataloader(self) -> DataLoader:
-        expect_calls(self.generator, self._planned_steps(), "render")  # one synthesis per batch
+        expect_calls(self.generator, self._planned_steps(), "training-data")  # one synthesis per batch
         epoch, done = self._resume_position()
         sampler = self.train_sampler(epoch, done)
         return PositionedLoader(range(2**63 - 1), batch_size=self.data.batch_size, sampler=sampler,

@@ -16,7 +16,8 @@ to 0.80x on an AVX2 one, benchmarks/results/<machine kind>/speed.json), so where
 
 Candidates: compiled or not where ``compile`` is "auto" (otherwise what it forces), bf16 or fp32 where
 ``reduced_precision`` is "auto" and the device multiplies bf16 natively (otherwise what it forces). A training job
-never takes reduced precision under "auto" (only when bf16 is asked for). Compiling is not even measured when
+never takes reduced precision under "auto" (only when bf16 is asked for), nor does the synthesis of its training
+data ("training-data"). Compiling is not even measured when
 the job is too short to win back the compile time (a single ``generate`` seed), and nothing is measured when
 the measuring itself would cost a noticeable part of the job: the static rules of ``compile.py`` then decide.
 
@@ -69,12 +70,13 @@ ROUNDS = 3  # timed calls of each candidate after its warm-up, taking turns; the
 # eager time; a shorter job is not measured (semedit's choice).
 MAX_MEASURE_SHARE = 0.1
 # A compiled graph is measured only if the job could win back its compile time at this speedup (semedit's
-# choice: the best compiled speedup measured, 2.25x at 256 px batch 4 on the AVX512-BF16 EPYC, rounded up).
+# choice: above the best compiled speedup ever measured on a CPU here, 2.25x at 256 px batch 4 on the AVX512-BF16
+# EPYC before eager got its in-place and polyphase passes; compiled is 1.02-1.11x eager there now).
 COMPILE_SPEEDUP_CEILING = 3.0
 # Seconds to compile the synthesis when no compile of this generator shape was measured on this machine yet.
 # Measured on the 2-core AMD EPYC with AVX512-BF16 (load below 2, empty inductor cache; first call included):
-# forward 36-62 s (256 px batch 4, 1024 px batch 1, fp32 and bf16), forward + backward 81-84 s (256 px batch 4);
-# benchmarks/results/amd-epyc-avx512bf16/speed.json. The longest, rounded up (semedit's choice). On the AVX2
+# forward 37-58 s (256 px batch 4, 1024 px batch 1, fp32 and bf16), forward + backward 83-89 s (256 px batch 4);
+# benchmarks/results/amd-epyc-avx512bf16/speed.json ("compile_seconds"). The longest, rounded up (semedit's choice). On the AVX2
 # machine under load 5-8 it took 400-580 s (benchmarks/results/amd-epyc-avx2/speed.json). Not measured on a
 # GPU; the CPU figure is used there too (inductor's code generation runs on the CPU).
 COMPILE_SECONDS_GUESS = 90.0
@@ -86,7 +88,9 @@ TIE_SHARE = 0.03
 JOBS = {
     "train": dict(grad=True, reduced_ok=False),  # the trained network's loss flows through the generator
     "invert": dict(grad=True, reduced_ok=True),  # optimisation through G (projector, ChunkyGAN, PTI)
-    "render": dict(grad=False, reduced_ok=True),  # galleries, pair synthesis, transfer batches, demo, generate
+    # The pair datamodule's synthesis feeds a training: as the training itself, fp32 unless bf16 is asked for.
+    "training-data": dict(grad=False, reduced_ok=False),
+    "render": dict(grad=False, reduced_ok=True),  # galleries, transfer batches, demo, generate
 }
 
 
@@ -144,7 +148,7 @@ def cache_path() -> Path:
 
 def expect_calls(G: torch.nn.Module, calls: Union[int, float], job: str = "render") -> None:
     """Declare that this job will call ``G``'s synthesis about ``calls`` times (per process) in the gradient
-    mode of ``job`` ("train" | "invert": with gradients; "render": without). The next such call decides "auto"
+    mode of ``job`` ("train" | "invert": with gradients; "training-data" | "render": without). The next such call decides "auto"
     for the job (``decide``); a later declaration replaces this one and decides again."""
     if job not in JOBS:
         raise ValueError(f"job must be one of {sorted(JOBS)}, got {job!r}")
