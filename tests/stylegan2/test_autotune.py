@@ -85,7 +85,7 @@ def test_fastest_is_eager_when_compiling_does_not_pay(tuned):
     G = _generator()
     autotune.expect_calls(G, 100_000, "render")
     _render(G, _ws(G))
-    assert "compiled" in timed and ": eager (1.00x eager" in said[0]
+    assert "compiled" in timed and ": eager (fastest" in said[0]
     # The compiled graph was built for the measurement only; the job's next calls run eagerly.
     before = counter.frame_count
     _render(G, _ws(G, 3))
@@ -109,6 +109,21 @@ def test_compile_time_counts_against_the_job_length(tuned, monkeypatch):
     assert autotune.choose(measured, cands, short, already_compiled=set())[0].name == "eager"
     assert autotune.choose(measured, cands, long, already_compiled=set())[0].name == "compiled"
     assert autotune.choose(measured, cands, short, already_compiled={"compiled"})[0].name == "compiled"
+
+
+def test_a_near_tie_goes_to_the_simpler_variant_and_says_so():
+    cands = [Candidate(False, "none"), Candidate(False, "bf16"), Candidate(True, "none"), Candidate(True, "bf16")]
+    measured = {"eager": Measurement(2.0), "bf16": Measurement(1.0, mean_abs_diff=0.01),
+                "compiled": Measurement(1.9, compile_seconds=50.0),
+                "compiled+bf16": Measurement(0.99, compile_seconds=50.0, mean_abs_diff=0.01)}
+    gallery = Workload("render", 25_000, False, True)
+    # compiled+bf16 costs 24,800 s, bf16 25,000 s: within the tie share, so bf16 (no compiling) is kept.
+    best, why = autotune.choose(measured, cands, gallery, already_compiled=set())
+    assert best.name == "bf16" and "2.00x eager" in why and "within 3% of compiled+bf16's job time" in why
+    # Far apart: the faster one wins and no tie is claimed.
+    measured["compiled+bf16"] = Measurement(0.5, compile_seconds=50.0, mean_abs_diff=0.01)
+    best, why = autotune.choose(measured, cands, gallery, already_compiled=set())
+    assert best.name == "compiled+bf16" and "within" not in why
 
 
 def test_a_single_seed_is_not_measured(tuned):
@@ -226,3 +241,56 @@ def test_autotune_off_follows_the_static_rules(tuned, monkeypatch):
         autotune.autotune_enabled()
     with pytest.raises(ValueError, match="job"):
         autotune.expect_calls(G, 10, "gallery")
+
+
+_RACE_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+import torch
+from semedit.stylegan2 import autotune, build_tiny_generator
+
+folder, prefer = Path(sys.argv[1]), sys.argv[2]
+# Each process's fake timings favour a different variant: a process that measured for itself would say so.
+seconds = {"eager": 1.0, "bf16": 0.5} if prefer == "bf16" else {"eager": 0.5, "bf16": 1.0}
+
+def fake_timed(candidate, fn, device):
+    with open(folder / "timed.log", "a") as log:
+        log.write(prefer + "\\n")
+    time.sleep(0.2)
+    return seconds[candidate.name], fn()
+
+autotune._timed = fake_timed
+autotune._say = lambda line: None
+G = build_tiny_generator(resolution=16, channel_max=32, seed=0)
+G.set_reduced_precision("auto", num_res=2)
+G.set_compile("off")
+autotune.expect_calls(G, 100_000, "render")
+ws = G.mapping(torch.randn(2, G.z_dim)).detach()
+(folder / f"ready-{prefer}").touch()  # start the first synthesis together, as the ranks of a DDP job do
+while len(list(folder.glob("ready-*"))) < 2:
+    time.sleep(0.01)
+with torch.no_grad():
+    G.synthesis(ws, noise_mode="const")
+print(G.synthesis.autotune_choices[False].candidate.name)
+"""
+
+
+def test_processes_starting_together_measure_once_and_agree(tmp_path):
+    """Two processes (the ranks of a DDP job, or two jobs) meet "auto" at once: one measures, the other waits for
+    the cached decision instead of measuring alongside it, so both run the same variant."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, SEMEDIT_AUTOTUNE="1", SEMEDIT_CPU_BF16="1",
+               SEMEDIT_AUTOTUNE_CACHE=str(tmp_path / "autotune.json"))
+    script = tmp_path / "race.py"
+    script.write_text(_RACE_SCRIPT)
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path), prefer], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for prefer in ("bf16", "eager")]
+    results = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in results]
+    picks = {out.strip() for out, _ in results}
+    measured_by = set((tmp_path / "timed.log").read_text().split())
+    assert len(measured_by) == 1, "both processes measured"
+    assert picks == measured_by  # the process that measured chose its own favourite; the other took it

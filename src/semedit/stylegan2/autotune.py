@@ -14,6 +14,9 @@ to 0.80x on an AVX2 one, benchmarks/results/<machine kind>/speed.json), so where
    ``calls * seconds_per_call`` plus the compile time where the graph is not compiled yet in this process;
 4. prints one line: what it chose and why, and where the decision is cached.
 
+Steps 1-3 run under a lock on the cache file: the processes of a DDP job (or jobs started together on one machine)
+do not measure side by side; the first measures and the others take its decision from the cache.
+
 Candidates: compiled or not where ``compile`` is "auto" (otherwise what it forces), bf16 or fp32 where
 ``reduced_precision`` is "auto" and the device multiplies bf16 natively (otherwise what it forces). A training job
 never takes reduced precision under "auto" (only when bf16 is asked for), nor does the synthesis of its training
@@ -31,6 +34,7 @@ validation renders are measured apart); the mapping network is small and keeps t
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -40,7 +44,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -220,6 +224,16 @@ def decide(synthesis, device: torch.device, inputs: Sequence[torch.Tensor], run,
         return Decision(static, f"{head}: {static.name} (static rule: {AUTOTUNE_ENV}=0)", announce=False)
     key = cache_key(synthesis, device, inputs[0].shape[0], workload.grad)
     path = cache_path()
+    # One process at a time reads, measures and writes this machine's decisions: the processes of a DDP job (or
+    # jobs started together) wait for the first one's measurement and then take the same decision from the cache,
+    # instead of measuring at once, slowing each other, and possibly choosing differently.
+    with _exclusive(path):
+        return _decide_from_cache_or_measure(synthesis, device, inputs, run, workload, candidates, static, head, key,
+                                             path)
+
+
+def _decide_from_cache_or_measure(synthesis, device, inputs, run, workload: Workload, candidates: list[Candidate],
+                                  static: Candidate, head: str, key: str, path: Path) -> Decision:
     entry = _read_cache(path).get(key)
     if entry is not None:
         measured = {name: Measurement(**m) for name, m in entry["candidates"].items()}
@@ -279,8 +293,16 @@ def choose(measured: dict[str, Measurement], candidates: Sequence[Candidate], wo
     best = next(c for c in ok if cost(c) <= fastest * (1 + TIE_SHARE))
     base = measured.get(EAGER.name) or measured.get(candidates[0].name)
     m = measured[best.name]
-    parts = [f"{base.seconds / m.seconds:.2f}x eager" if EAGER.name in measured else f"{m.seconds:.3g} s per call"]
-    parts.append(f"mean |diff| {m.mean_abs_diff:.4f} vs fp32")
+    winner = next(c for c in ok if cost(c) <= fastest)
+    parts = []
+    if best != EAGER:
+        parts.append(f"{base.seconds / m.seconds:.2f}x eager" if EAGER.name in measured else f"{m.seconds:.3g} s per call")
+    if best != winner:  # the tie rule: nearly as fast, and simpler
+        parts.append(f"within {TIE_SHARE:.0%} of {winner.name}'s job time, and simpler")
+    elif best == EAGER:
+        parts.append("fastest" if len(measured) > 1 else "the only variant measured")
+    if best.precision != "none":  # fp32 variants match fp32 by construction
+        parts.append(f"mean |diff| {m.mean_abs_diff:.4f} vs fp32")
     rejected = [n for n, within in budget.items() if not within]
     if rejected:
         parts.append(f"{', '.join(rejected)} over the {ERROR_BUDGET} error budget")
@@ -408,6 +430,29 @@ def shape_signature(synthesis) -> str:
 def cache_key(synthesis, device: torch.device, batch: int, grad: bool) -> str:
     return (f"{machine_key(device)}|torch {torch.__version__}|{shape_signature(synthesis)}|batch {batch}|"
             f"{'grad' if grad else 'no-grad'}")
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<cache>.lock`` (POSIX ``flock``; released when the process dies, so a killed
+    job never blocks the next). Where the lock cannot be taken (read-only home, no fcntl) nothing is held."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path.with_name(path.name + ".lock"), "a")
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _read_cache(path: Path) -> dict:
