@@ -29,6 +29,7 @@ import argparse
 import copy
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,9 @@ from semedit.inversion.restyle import ReStyle, build_restyle_encoder, load_resty
 from semedit.perception.lpips import load_lpips
 from semedit.stylegan2 import generator_from_spec
 from semedit.stylegan2.networks import Generator, GeneratorConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine_info  # noqa: E402  (the sibling module: what machine the figures are from)
 
 
 def _sync(device: torch.device) -> None:
@@ -270,7 +274,8 @@ def main_rows(args) -> None:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else
         f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "generator": label, "config": args.config, "inversion_lpips": cfg.invert.lpips_net,
-        "timed_steps": None if args.full_1024 else [short, long], "extrapolated": True, "torch": torch.__version__, "rows": rows,
+        "timed_steps": None if args.full_1024 else [short, long], "extrapolated": True, "torch": torch.__version__,
+        "machine": machine_info(), "rows": rows,
     }
     out = Path(args.out) if args.out else Path(__file__).resolve().parent / "results" / (
         "chunkygan_rows_1024.json" if args.full_1024 else "chunkygan_rows.json")
