@@ -51,6 +51,11 @@ from typing import Optional, Union
 
 import torch
 
+try:
+    import fcntl  # the decision cache's lock (POSIX)
+except ImportError:  # Windows: no lock; each process may measure for itself
+    fcntl = None
+
 from semedit.stylegan2.compile import (
     bf16_capable,
     compile_enabled,
@@ -436,9 +441,7 @@ def cache_key(synthesis, device: torch.device, batch: int, grad: bool) -> str:
 def _exclusive(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``<cache>.lock`` (POSIX ``flock``; released when the process dies, so a killed
     job never blocks the next). Where the lock cannot be taken (read-only home, no fcntl) nothing is held."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX
+    if fcntl is None:  # not POSIX
         yield
         return
     try:
