@@ -34,6 +34,7 @@ import yaml
 
 from semedit.config import to_yaml, validate_run_name
 from semedit.errors import RunFolderError
+from semedit.files import write_atomically
 
 __all__ = ["RUN_LOCK_ENV", "RESUME_SAFE_KEYS", "RESUME_RAISABLE_KEYS", "LOCK_FILE", "HISTORY_FILE",
            "validate_run_name", "RunLock", "RunFolder", "open_run_folder", "config_differences"]
@@ -219,12 +220,6 @@ def _config_dict(config: Any) -> dict:
     return yaml.safe_load(to_yaml(config)) or {}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _utc_stamp() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 
@@ -253,7 +248,8 @@ class RunFolder:
         resumes.yaml, and keep the folder on failure."""
         self.kept = True
         if self.lead and self.pending_config is not None:
-            _atomic_write(self.path / CONFIG_FILE, self.pending_config)
+            text = self.pending_config
+            write_atomically(self.path / CONFIG_FILE, lambda tmp: tmp.write_text(text))
             self.pending_config = None
         if self.resume_entry is not None:
             self.record_resume(**self.resume_entry)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
@@ -357,6 +358,31 @@ def build_predict_trainer(trainer_cfg: TrainerConfig, run_dir: Path | None, thre
         inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
         callbacks=machine_share_callbacks(threads, t),
     )
+
+
+class _WorkIds(torch.utils.data.Dataset):
+    """Work item ids (ints or tuples of ints), one per predict step, as tensors."""
+
+    def __init__(self, ids: list):
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.tensor(self.ids[i])
+
+
+def predict_to_disk(trainer: pl.Trainer, module: pl.LightningModule, ids: list) -> bool:
+    """``module.predict_step`` once per id of ``ids`` (in order; the trainer's sampler shares them among ranks),
+    for a module that writes its results to disk and returns None. Waits until every rank's results are on
+    disk; returns True on global rank zero, which then reads them."""
+    loader = torch.utils.data.DataLoader(_WorkIds(ids), batch_size=1, shuffle=False)
+    with quiet_lightning():  # predict_step returns None on purpose
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return trainer.is_global_zero
 
 
 def build_trainer(trainer_cfg: TrainerConfig, run_dir: Path, logger, run: RunConfig, callbacks: list | None = None):

@@ -21,6 +21,7 @@ from semedit.errors import ImageError  # noqa: E402
 from semedit.images import from_uint8  # noqa: E402
 from semedit.perception import faces  # noqa: E402
 from semedit.perception.landmarks import FFHQ_EYE_LEFT, FFHQ_EYE_RIGHT  # noqa: E402
+from semedit.perception.photos import read_photo  # noqa: E402
 from semedit.weights import CorruptWeightsError  # noqa: E402
 
 if not faces.environment_allows_dlib():
@@ -31,14 +32,7 @@ SIZE = 256  # alignment size of the tests (the transform then runs at 1024, 4x a
 
 @functools.cache
 def photo(name: str) -> np.ndarray:
-    if name == "astronaut":
-        import skimage.data
-
-        return np.ascontiguousarray(skimage.data.astronaut())
-    import matplotlib.cbook
-
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
-        return np.asarray(im.convert("RGB"))
+    return read_photo("skimage:astronaut" if name == "astronaut" else "matplotlib:grace_hopper")
 
 
 @functools.cache

@@ -37,14 +37,7 @@ SHIFT = np.array([30, -30, 20])  # a colour shift that keeps the face's structur
 
 @functools.cache
 def photo(name: str) -> np.ndarray:
-    if name == "astronaut":
-        import skimage.data
-
-        return np.ascontiguousarray(skimage.data.astronaut())
-    import matplotlib.cbook
-
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as im:
-        return np.asarray(im.convert("RGB"))
+    return read_photo("skimage:astronaut" if name == "astronaut" else "matplotlib:grace_hopper")
 
 
 @functools.cache

@@ -64,7 +64,6 @@ from semedit.eval.shards import ShardStore, ShardStoreError
 from semedit.files import write_atomically
 from semedit.hair import HairTransferMethod, MethodOptions, load_hair_method
 from semedit.images import from_uint8, image_grid, to_uint8
-from semedit.lightning_output import quiet_lightning
 from semedit.perception import faces
 from semedit.perception.identity import (
     DLIB_IDENTITY_NAMES,
@@ -78,7 +77,7 @@ from semedit.perception.pose import head_pose_from_landmarks, yaw_difference, ya
 from semedit.runs import open_run_folder
 from semedit.stylegan2.seeds import z_from_seed
 from semedit.threads import configure_threads, local_processes
-from semedit.training import build_predict_trainer, is_global_zero
+from semedit.training import build_predict_trainer, is_global_zero, predict_to_disk
 from semedit.weights import expected_path, get_entry, missing_error, resolve_weights, sha256_of
 
 __all__ = ["EvalHairConfig", "STORES", "RealItem", "hair_pairs", "real_items", "eval_hair_dir", "protocol_hash",
@@ -259,17 +258,6 @@ def check_required_files(cfg: EvalHairConfig) -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # The work: one LightningModule whose predict_step computes whole shards.
-
-
-class _Items(torch.utils.data.Dataset):
-    def __init__(self, items: list[tuple[int, int]]):
-        self.items = items  # (store number, shard number); (-1, -1) is the barrier between the two phases
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.tensor(self.items[i])
 
 
 def _json_float(x) -> Optional[float]:
@@ -598,13 +586,9 @@ def _run_in(cfg: EvalHairConfig, out: Path, folder) -> Optional[dict]:
     wall = time.perf_counter()
     if work:
         trainer = build_predict_trainer(cfg.trainer, out, cfg.threads, use_distributed_sampler=False)
-        loader = torch.utils.data.DataLoader(_Items(work), batch_size=1, shuffle=False)
         folder.keep()
-        with quiet_lightning():  # predict_step writes shards and returns None on purpose
-            trainer.predict(predictor, dataloaders=loader, return_predictions=False)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # every rank's shards are on disk before rank 0 reads them
-        if not trainer.is_global_zero:
+        # (store number, shard number) items; (-1, -1) is the barrier between the two phases
+        if not predict_to_disk(trainer, predictor, work):
             return None
     wall = time.perf_counter() - wall
     still_missing = {name: store.missing() for name, store in stores.items() if store.missing()}

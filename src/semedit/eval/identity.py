@@ -39,14 +39,13 @@ from semedit.eval import folders
 from semedit.eval.identity_config import IDENTITY_CROPS, IDENTITY_MODELS, STORES, EvalIdentityConfig
 from semedit.eval.shards import ShardStore
 from semedit.hair import HairTransferMethod, MethodOptions, load_hair_method
-from semedit.lightning_output import quiet_lightning
 from semedit.perception.face_align import NormCropIdentityEncoder
 from semedit.perception.identity import identity_metric, load_identity_encoder
 from semedit.runs import open_run_folder
 from semedit.stylegan2 import expect_calls
 from semedit.stylegan2.seeds import z_from_seed
 from semedit.threads import configure_threads, local_processes
-from semedit.training import build_predict_trainer, is_global_zero
+from semedit.training import build_predict_trainer, is_global_zero, predict_to_disk
 
 __all__ = [
     "retrieval_ranks",
@@ -216,17 +215,6 @@ def chance_metrics(gallery_size: int, num_queries: int) -> dict:
     n = gallery_size
     return {"rank1_accuracy": 1.0 / n, "rank5_accuracy": min(5, n) / n, "mean_rank": (n + 1) / 2,
             "median_rank": (n + 1) / 2, "num_queries": int(num_queries)}
-
-
-class _ShardIds(torch.utils.data.Dataset):
-    def __init__(self, ids: list[tuple[int, int]]):
-        self.ids = ids  # (store number, shard number)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.tensor(self.ids[i])
 
 
 class ShardEmbedder(pl.LightningModule):
@@ -412,13 +400,8 @@ def _run_in(cfg: EvalIdentityConfig, out: Path, folder) -> Optional[dict]:
     trainer = None
     if todo:
         trainer = build_predict_trainer(cfg.trainer, out, cfg.threads)
-        loader = torch.utils.data.DataLoader(_ShardIds(todo), batch_size=1, shuffle=False)
         folder.keep()
-        with quiet_lightning():  # predict_step writes shards and returns None on purpose
-            trainer.predict(predictor, dataloaders=loader, return_predictions=False)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # every rank's shards are on disk before rank 0 reads them
-        if not trainer.is_global_zero:
+        if not predict_to_disk(trainer, predictor, todo):  # (store number, shard number) items
             return None
         timings = dict(predictor.seconds)
     wall = time.perf_counter() - wall

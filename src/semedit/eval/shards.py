@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from semedit.errors import SemeditError
-from semedit.files import save_safetensors
+from semedit.files import save_safetensors, write_atomically
 
 __all__ = ["ShardStore", "ShardStoreError"]
 
@@ -80,10 +80,8 @@ class ShardStore:
                     f"{wanted}\nUse a new output folder, or delete {self.root} to recompute."
                 )
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.manifest_path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True))
-        os.replace(tmp, self.manifest_path)
+        text = json.dumps(wanted, indent=2, sort_keys=True)
+        write_atomically(self.manifest_path, lambda tmp: tmp.write_text(text))
 
     # -- shards -------------------------------------------------------------------------------------
     def is_complete(self, k: int) -> bool:

@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from semedit.files import save_safetensors
+from semedit.files import save_safetensors, write_atomically
 from semedit.images import save_image
 
 __all__ = [
@@ -80,12 +80,6 @@ def colour_masks(masks: torch.Tensor) -> torch.Tensor:
     return rgb * 2 - 1
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: list[torch.Tensor],
                    mask_logits: torch.Tensor, masks: torch.Tensor, target: torch.Tensor,
                    reconstruction: torch.Tensor, chunk_images: torch.Tensor, snapshots: torch.Tensor,
@@ -108,7 +102,8 @@ def save_inversion(directory: str | os.PathLike, name: str, space: str, codes: l
     save_image(torch.cat(list(chunk_images), dim=2), out / "chunks.png")
     save_image(colour_masks(masks), out / "masks.png")
     save_image(torch.cat([target, *snapshots], dim=2), out / "progress.png")
-    _atomic_write_text(out / RESULT_FILE, json.dumps({"name": name, "space": space, **result}, indent=1))
+    text = json.dumps({"name": name, "space": space, **result}, indent=1)
+    write_atomically(out / RESULT_FILE, lambda tmp: tmp.write_text(text))
     return out
 
 

@@ -41,14 +41,13 @@ from semedit.errors import ConfigError, SemeditError
 from semedit.files import save_safetensors, write_atomically
 from semedit.hair import HairTransferMethod
 from semedit.images import from_uint8, image_grid, save_image
-from semedit.lightning_output import quiet_lightning
 from semedit.perception import faces as face_finder
 from semedit.perception.identity import identity_distance, load_identity_encoder
 from semedit.perception.paste_back import crop_border_coverage, paste_back_all
 from semedit.perception.photos import is_sample, read_photo
 from semedit.runs import open_run_folder
 from semedit.stylegan2 import expect_calls
-from semedit.training import build_predict_trainer, is_global_zero
+from semedit.training import build_predict_trainer, is_global_zero, predict_to_disk
 from semedit.weights import sha256_of
 
 __all__ = ["COMMAND_COLUMNS", "BatchRow", "RowFailure", "read_pair_file", "single_row", "PhotoCache", "HairBatch",
@@ -400,17 +399,6 @@ class HairBatch:
 # The predict job over a pair file.
 
 
-class _RowIds(torch.utils.data.Dataset):
-    def __init__(self, ids: list[int]):
-        self.ids = ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return torch.tensor(self.ids[i])
-
-
 def _record_file(records: Path, row: BatchRow) -> Path:
     return records / f"line{row.line:07d}.json"
 
@@ -490,12 +478,7 @@ def run_hair_batch(batch: HairBatch, pair_file: str | os.PathLike, trainer: Trai
             expect_calls(batch.method.generator, len(todo), "render")  # at least one synthesis per row
             folder.keep()
             pl_trainer = build_predict_trainer(trainer, out, threads=0)
-            loader = torch.utils.data.DataLoader(_RowIds(todo), batch_size=1, shuffle=False)
-            with quiet_lightning():  # predict_step writes its outputs and returns None on purpose
-                pl_trainer.predict(_RowRunner(batch, rows, records), dataloaders=loader, return_predictions=False)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                torch.distributed.barrier()  # every rank's records are on disk before rank 0 reads them
-            if not pl_trainer.is_global_zero:
+            if not predict_to_disk(pl_trainer, _RowRunner(batch, rows, records), todo):  # row numbers
                 return None
         return _summarise(batch, rows, failures, records, todo, out)
 

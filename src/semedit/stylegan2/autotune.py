@@ -51,6 +51,8 @@ from typing import Optional, Union
 
 import torch
 
+from semedit.files import write_atomically
+
 try:
     import fcntl  # the decision cache's lock (POSIX)
 except ImportError:  # Windows: no lock; each process may measure for itself
@@ -173,10 +175,10 @@ def settings_candidates(synthesis, device: torch.device, workload: Optional[Work
     """The candidates the settings leave open (one when nothing is "auto")."""
     compile_setting = synthesis.compile_setting
     compiled = [False, True] if compile_setting == "auto" else [compile_setting == "on"]
-    forced = {b.precision_setting for b in synthesis.blocks()} - {"none", "auto"}
+    forced = forced_precision(synthesis)
     if forced:
-        precisions = [forced.pop()]
-    elif any(b.precision_setting == "auto" for b in synthesis.blocks()):
+        precisions = [forced]
+    elif _has_auto_precision(synthesis):
         reduced_ok = workload is None or workload.reduced_ok
         precisions = ["none", "bf16"] if reduced_ok and bf16_capable(device) else ["none"]
     else:
@@ -186,10 +188,10 @@ def settings_candidates(synthesis, device: torch.device, workload: Optional[Work
 
 def static_candidate(synthesis, device: torch.device, workload: Optional[Workload]) -> Candidate:
     """What the rules without measuring pick (compile.compile_enabled, compile.resolve_precision)."""
-    forced = {b.precision_setting for b in synthesis.blocks()} - {"none", "auto"}
+    forced = forced_precision(synthesis)
     if forced:
-        precision = forced.pop()
-    elif any(b.precision_setting == "auto" for b in synthesis.blocks()) and (workload is None or workload.reduced_ok):
+        precision = forced
+    elif _has_auto_precision(synthesis) and (workload is None or workload.reduced_ok):
         precision = resolve_precision("auto", device)
     else:
         precision = "none"
@@ -244,7 +246,7 @@ def _decide_from_cache_or_measure(synthesis, device, inputs, run, workload: Work
         measured = {name: Measurement(**m) for name, m in entry["candidates"].items()}
         if all(c.name in measured or _compile_skip_still_holds(c, entry, workload) for c in candidates):
             best, why = choose(measured, candidates, workload, already_compiled=set(),
-                               forced_precision=_forced_precision(synthesis))
+                               forced_precision=forced_precision(synthesis) is not None)
             return Decision(best, f"{head}: {best.name} ({why}; cached {entry['measured']} in {path})")
     # Measuring costs ROUNDS + 1 calls per candidate (compiles aside): only for a long enough job.
     measuring_calls = (ROUNDS + 1) * len(candidates)
@@ -253,7 +255,7 @@ def _decide_from_cache_or_measure(synthesis, device, inputs, run, workload: Work
                                 f"pay for measuring; static rule)")
     measured, skipped = measure(synthesis, device, inputs, run, candidates, workload)
     best, why = choose(measured, candidates, workload, already_compiled={n for n in measured if "compiled" in n},
-                       forced_precision=_forced_precision(synthesis))
+                       forced_precision=forced_precision(synthesis) is not None)
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     # A graph already compiled in this process (or found in inductor's cache) compiles in seconds: keep the
     # longest compile seen for this key, so that a later job does not count on a warm start it may not get.
@@ -268,8 +270,14 @@ def _decide_from_cache_or_measure(synthesis, device, inputs, run, workload: Work
                           f"{path})")
 
 
-def _forced_precision(synthesis) -> bool:
-    return bool({b.precision_setting for b in synthesis.blocks()} - {"none", "auto"})
+def forced_precision(synthesis) -> Optional[str]:
+    """The reduced precision the settings force on some blocks ("bf16" | "fp16"), or None."""
+    forced = {b.precision_setting for b in synthesis.blocks()} - {"none", "auto"}
+    return forced.pop() if forced else None
+
+
+def _has_auto_precision(synthesis) -> bool:
+    return any(b.precision_setting == "auto" for b in synthesis.blocks())
 
 
 def _compile_skip_still_holds(candidate: Candidate, entry: dict, workload: Workload) -> bool:
@@ -469,12 +477,10 @@ def _read_cache(path: Path) -> dict:
 def _write_cache(path: Path, key: str, entry: dict) -> None:
     """Add ``entry`` under ``key`` (atomically: concurrent jobs never leave a half-written file)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         entries = _read_cache(path)
         entries[key] = entry
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"version": 1, "entries": entries}, indent=1))
-        os.replace(tmp, path)
+        text = json.dumps({"version": 1, "entries": entries}, indent=1)
+        write_atomically(path, lambda tmp: tmp.write_text(text))
     except OSError as err:  # a read-only home: the decision still holds for this run
         log.warning("could not write the autotune cache %s: %s", path, err)
 
