@@ -26,6 +26,12 @@ def test_reuse_takes_effect_on_glibc_and_can_be_turned_off():
     assert _in_a_fresh_process(code, "default") == "False True"  # respect_env=False: benchmarks set it anyway
 
 
+def test_without_glibc_nothing_is_set(monkeypatch):
+    monkeypatch.setenv("SEMEDIT_MALLOC", "reuse")
+    monkeypatch.setattr(allocator, "_mallopt", lambda: None)  # macOS, musl: no mallopt
+    assert allocator.reuse_freed_memory() is False
+
+
 def test_a_bad_setting_is_refused(monkeypatch):
     monkeypatch.setenv("SEMEDIT_MALLOC", "jemalloc")
     with pytest.raises(ValueError, match="SEMEDIT_MALLOC"):

@@ -20,6 +20,8 @@ import ctypes.util
 import os
 import platform
 
+from semedit.errors import ConfigError
+
 __all__ = ["MALLOC_ENV", "reuse_freed_memory"]
 
 MALLOC_ENV = "SEMEDIT_MALLOC"  # "default": leave glibc's malloc as it is
@@ -43,7 +45,7 @@ def reuse_freed_memory(respect_env: bool = True) -> bool:
     ``respect_env=False`` ignores ``SEMEDIT_MALLOC`` (benchmarks)."""
     value = os.environ.get(MALLOC_ENV, "").strip() if respect_env else ""
     if value not in ("", "reuse", "default"):
-        raise ValueError(f"{MALLOC_ENV}={value!r}: expected 'default' (glibc's malloc settings) or 'reuse'")
+        raise ConfigError(f"{MALLOC_ENV}={value!r}: expected 'default' (glibc's malloc settings) or 'reuse'")
     mallopt = _mallopt()
     if value == "default" or mallopt is None:
         return False

@@ -147,3 +147,14 @@ def test_launch_takes_its_flags_before_or_after_the_job(argv, capsys):
     assert main(argv) == 0
     assert "#SBATCH" in capsys.readouterr().out
 
+
+
+@pytest.mark.parametrize("variable, value", [("SEMEDIT_MALLOC", "jemalloc"), ("SEMEDIT_AUTOTUNE", "yes")])
+def test_a_bad_environment_setting_gets_one_line(tmp_path, capsys, monkeypatch, variable, value):
+    G = build_tiny_generator(resolution=16, channel_max=32, seed=5)
+    save_generator(G, tmp_path / "g.safetensors")
+    monkeypatch.setenv(variable, value)
+    assert main(["generate", "--generator", str(tmp_path / "g.safetensors"), "--seeds", "0-3",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert f"{variable}={value!r}" in _error(capsys)
+    assert not (tmp_path / "out").exists()  # refused before any work

@@ -72,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None:
         os.environ[threads.THREADS_ENV] = str(args.threads)  # the processes a job starts inherit it
     threads.configure_threads()
-    importlib.import_module("semedit.allocator").reuse_freed_memory()  # large tensors without page faults
     try:
+        importlib.import_module("semedit.allocator").reuse_freed_memory()  # large tensors without page faults
+        importlib.import_module("semedit.stylegan2.autotune").autotune_enabled()  # a bad setting stops before any work
         return int(args.func(args) or 0)
     except (SemeditError, FileNotFoundError) as err:
         message = " ".join(str(err).split("\n")[:1]) if isinstance(err, FileNotFoundError) else str(err)

@@ -51,6 +51,7 @@ from typing import Optional, Union
 
 import torch
 
+from semedit.errors import ConfigError
 from semedit.files import write_atomically
 
 try:
@@ -147,7 +148,7 @@ _LOCK = threading.RLock()
 def autotune_enabled() -> bool:
     value = os.environ.get(AUTOTUNE_ENV, "").strip()
     if value not in ("", "0", "1"):
-        raise ValueError(f"{AUTOTUNE_ENV}={value!r}: expected 1 (measure), 0 (static rules) or unset (measure)")
+        raise ConfigError(f"{AUTOTUNE_ENV}={value!r}: expected 1 (measure), 0 (static rules) or unset (measure)")
     return value != "0"
 
 
